@@ -1,0 +1,100 @@
+//! The built-in agent loop for chat providers (DESIGN §6): call the model, run the tools it
+//! asks for, feed the results back, until it answers without tool calls or the turn limit is hit.
+
+mod confine;
+mod tools;
+
+pub use confine::confine;
+pub use tools::Toolbox;
+
+use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
+use crate::spec::TokenUsage;
+
+/// What the loop gathered over all its calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Tokens of every call.
+    pub usage: TokenUsage,
+    /// Provider calls made.
+    pub calls: u32,
+    /// USD when every call reported or was priced; None once one was unknown.
+    pub cost_usd: Option<f64>,
+    /// The model that answered last.
+    pub served_model: Option<String>,
+}
+
+impl Tally {
+    /// A tally of nothing, priced at $0.
+    pub fn new() -> Self {
+        Self { cost_usd: Some(0.0), ..Self::default() }
+    }
+}
+
+/// Why the loop stopped without a final answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The provider failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The model kept calling tools past the limit.
+    #[error("the model used all {0} turns without a final answer")]
+    TurnLimit(u32),
+}
+
+/// What the loop reports as it goes (for progress events and the phase log).
+pub trait Observer: Send + Sync {
+    /// Streamed text.
+    fn text(&self, delta: &str);
+    /// A tool call and how it went.
+    fn tool(&self, name: &str, arguments: &str, result: &Result<String, String>);
+}
+
+/// Runs the loop on `request.messages`, appending every assistant and tool message to it, and
+/// returns the final answer's text. `tally` accumulates usage even when the loop fails.
+pub async fn converse(
+    provider: &dyn ChatProvider,
+    request: &mut ChatRequest,
+    toolbox: &Toolbox,
+    max_turns: u32,
+    observer: &dyn Observer,
+    tally: &mut Tally,
+) -> Result<String, AgentError> {
+    let on_delta = |d: &str| observer.text(d);
+    for _ in 0..max_turns {
+        let response = provider.chat(request, &on_delta).await?;
+        tally.calls += 1;
+        tally.usage.add(&response.usage);
+        tally.cost_usd = match (tally.cost_usd, response.reported_cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        if response.served_model.is_some() {
+            tally.served_model = response.served_model.clone();
+        }
+        let done = response.tool_calls.is_empty();
+        request.messages.push(Message {
+            role: Role::Assistant,
+            content: response.text.clone(),
+            tool_calls: response.tool_calls.clone(),
+            tool_call_id: None,
+        });
+        if done {
+            return Ok(response.text);
+        }
+        for call in &response.tool_calls {
+            let result = toolbox.call(&call.name, &call.arguments).await;
+            observer.tool(&call.name, &call.arguments, &result);
+            let content = match result {
+                Ok(text) => text,
+                Err(e) => format!("error: {e}"),
+            };
+            request.messages.push(Message {
+                role: Role::Tool,
+                content,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call.id.clone()),
+            });
+        }
+    }
+    Err(AgentError::TurnLimit(max_turns))
+}

@@ -1,0 +1,187 @@
+//! The one event stream (DESIGN §9): every subscriber — `events.ndjson`, `--json` output and
+//! the terminal view — receives the same typed events, serialized the same way.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::spec::{ArtifactType, PhaseStatus, TokenUsage, WorkflowStatus};
+use crate::store::ExecutionDir;
+
+/// One thing that happened to an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339 time.
+    pub ts: String,
+    /// The execution.
+    pub execution_id: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The seed's event names (§5.6) plus `workflow:paused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    /// Reconciling started (also on resume).
+    #[serde(rename = "workflow:started")]
+    Started {
+        /// The task.
+        task: String,
+        /// Template name.
+        template: String,
+        /// Where the code is changed.
+        workspace: String,
+        /// True when this continues an earlier run.
+        resumed: bool,
+    },
+    /// A phase run began.
+    #[serde(rename = "workflow:phase_started")]
+    PhaseStarted {
+        /// Phase id.
+        phase_id: String,
+        /// Phase name.
+        phase_name: String,
+        /// Iteration.
+        iteration: u32,
+        /// Provider type.
+        provider: String,
+        /// Model requested.
+        model: String,
+    },
+    /// A line of a phase's streamed output or a tool it used.
+    #[serde(rename = "workflow:phase_progress")]
+    PhaseProgress {
+        /// Phase id.
+        phase_id: String,
+        /// Iteration.
+        iteration: u32,
+        /// The line.
+        text: String,
+    },
+    /// A phase run ended (or was found up to date).
+    #[serde(rename = "workflow:phase_completed")]
+    PhaseCompleted {
+        /// Phase id.
+        phase_id: String,
+        /// Phase name.
+        phase_name: String,
+        /// Iteration.
+        iteration: u32,
+        /// Outcome.
+        status: PhaseStatus,
+        /// Reviewer verdict or verifier result.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        passed: Option<bool>,
+        /// Tokens of this run.
+        tokens: TokenUsage,
+        /// USD of this run; null when unknown.
+        cost_usd: Option<f64>,
+        /// Wall time.
+        duration_ms: u64,
+        /// True when the phase was not called because its last run is still up to date.
+        up_to_date: bool,
+        /// Why it failed.
+        #[serde(skip_serializing_if = "String::is_empty", default)]
+        error: String,
+    },
+    /// An artifact was written.
+    #[serde(rename = "workflow:artifact_created")]
+    ArtifactCreated {
+        /// Artifact id.
+        artifact_id: String,
+        /// Its type.
+        artifact_type: ArtifactType,
+        /// Path relative to the execution folder.
+        path: String,
+    },
+    /// A new iteration starts.
+    #[serde(rename = "workflow:iteration")]
+    Iteration {
+        /// The new iteration.
+        iteration: u32,
+        /// What the last one lacked.
+        reason: String,
+    },
+    /// The execution waits for `workflow approve|reject`.
+    #[serde(rename = "workflow:approval_needed")]
+    ApprovalNeeded {
+        /// The iteration awaiting approval.
+        iteration: u32,
+        /// What the iteration lacked.
+        reason: String,
+    },
+    /// The execution stopped at a safe point (pause request or `failure_behavior: pause_notify`).
+    #[serde(rename = "workflow:paused")]
+    Paused {
+        /// Why.
+        reason: String,
+    },
+    /// Every review approved and verification passed.
+    #[serde(rename = "workflow:completed")]
+    Completed {
+        /// Tokens of the execution.
+        total_tokens: TokenUsage,
+        /// USD of the execution (priced calls).
+        total_cost_usd: f64,
+    },
+    /// The execution failed.
+    #[serde(rename = "workflow:failed")]
+    Failed {
+        /// Why.
+        reason: String,
+        /// The final status (failed or budget_exceeded).
+        status: WorkflowStatus,
+    },
+    /// The execution was cancelled.
+    #[serde(rename = "workflow:cancelled")]
+    Cancelled {},
+}
+
+/// Fans events out to `events.ndjson` and to every subscriber, losslessly.
+pub struct EventBus {
+    execution_id: String,
+    dir: Option<ExecutionDir>,
+    subscribers: Mutex<Vec<UnboundedSender<Event>>>,
+}
+
+impl EventBus {
+    /// A bus writing to `dir`'s `events.ndjson`.
+    pub fn new(dir: &ExecutionDir) -> Self {
+        Self { execution_id: dir.id(), dir: Some(dir.clone()), subscribers: Mutex::new(Vec::new()) }
+    }
+
+    /// A new receiver of every later event.
+    pub fn subscribe(&self) -> UnboundedReceiver<Event> {
+        let (tx, rx) = unbounded_channel();
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.push(tx);
+        }
+        rx
+    }
+
+    /// Records and broadcasts one event.
+    pub fn emit(&self, kind: EventKind) {
+        let event = Event {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            execution_id: self.execution_id.clone(),
+            kind,
+        };
+        if let (Some(dir), Ok(line)) = (&self.dir, serde_json::to_string(&event)) {
+            // The event log is a record, not a control path: a full disk must not stop the run.
+            let _ = dir.append_event(&line);
+        }
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|tx| tx.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Drops every subscriber, so their receivers end.
+    pub fn close(&self) {
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.clear();
+        }
+    }
+}

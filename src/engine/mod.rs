@@ -1,0 +1,454 @@
+//! The reconciler (DESIGN §4): reads an execution's desired file and actual state, runs the
+//! phases that are not up to date, and moves the status through the seed's Appendix B until
+//! the execution is terminal, paused or awaiting approval.
+
+mod context;
+pub mod events;
+mod extract;
+mod phase;
+mod setup;
+pub mod transitions;
+
+pub use context::sha256_hex;
+pub use events::{Event, EventBus, EventKind};
+pub use extract::{extract_json, json_artifact};
+pub use setup::{Engine, EngineError, StartOptions};
+
+use std::path::Path;
+
+use futures_util::future::join_all;
+
+use self::context::prepare;
+use self::phase::{PhaseEnv, PhaseJob, PhaseOutcome, run_phase};
+use self::transitions::{Trigger, transition};
+use crate::git::ProjectRepo;
+use crate::prompts::PromptLibrary;
+use crate::spec::{
+    Artifact, Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution, PhaseStatus, WorkflowExecution,
+    WorkflowPhase, WorkflowStatus,
+};
+use crate::store::ExecutionDir;
+use crate::verify::Checks;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One reconcile pass over one execution; holds the lock for its whole life.
+pub(crate) struct Reconcile<'a> {
+    pub engine: &'a Engine,
+    pub dir: &'a ExecutionDir,
+    pub bus: &'a EventBus,
+    pub request: ExecutionRequest,
+    pub state: WorkflowExecution,
+    pub prompts: PromptLibrary,
+    pub checks: Checks,
+}
+
+/// What a step decided.
+enum StepEnd {
+    Continue,
+    Stop,
+}
+
+impl Reconcile<'_> {
+    fn set_status(&mut self, trigger: Trigger) -> Result<(), EngineError> {
+        self.state.status = transition(self.state.status, trigger)?;
+        if self.state.status.is_terminal() {
+            self.state.completed_at = Some(now());
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), EngineError> {
+        self.dir.write_state(&self.state)?;
+        Ok(())
+    }
+
+    /// Re-reads the control requests; returns true when the pass must stop here.
+    fn at_safe_point(&mut self) -> Result<bool, EngineError> {
+        self.request.control = self.dir.read_request()?.control;
+        if self.request.control.cancel && !self.state.status.is_terminal() {
+            self.set_status(Trigger::Cancel)?;
+            self.bus.emit(EventKind::Cancelled {});
+            return Ok(true);
+        }
+        if self.request.control.pause && self.state.status == WorkflowStatus::Running {
+            self.state.message = "paused on request; `autowrkers resume` continues".to_owned();
+            self.set_status(Trigger::Pause)?;
+            self.bus.emit(EventKind::Paused { reason: "pause requested".to_owned() });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs until the execution is terminal, paused or waiting.
+    pub async fn run(mut self) -> Result<WorkflowStatus, EngineError> {
+        loop {
+            if self.at_safe_point()? {
+                return Ok(self.state.status);
+            }
+            match self.state.status {
+                s if s.is_terminal() => return Ok(s),
+                WorkflowStatus::Paused | WorkflowStatus::BudgetExceeded => {
+                    self.state.message.clear();
+                    self.set_status(Trigger::Resume)?;
+                }
+                WorkflowStatus::AwaitingApproval => match self.request.control.approvals.get(&self.state.iteration) {
+                    Some(Decision::Approve) => {
+                        self.set_status(Trigger::Approve)?;
+                        self.next_iteration("approved".to_owned())?;
+                    }
+                    Some(Decision::Reject) => {
+                        self.state.message = format!("iteration {} rejected", self.state.iteration);
+                        self.set_status(Trigger::Reject)?;
+                        self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
+                        return Ok(self.state.status);
+                    }
+                    None => return Ok(self.state.status),
+                },
+                WorkflowStatus::Pending => {
+                    self.state.started_at = Some(now());
+                    self.set_status(Trigger::Start)?;
+                }
+                _ => {}
+            }
+            if let StepEnd::Stop = self.run_iteration().await? {
+                return Ok(self.state.status);
+            }
+        }
+    }
+
+    fn next_iteration(&mut self, reason: String) -> Result<(), EngineError> {
+        self.state.iteration += 1;
+        self.save()?;
+        self.bus.emit(EventKind::Iteration { iteration: self.state.iteration, reason });
+        Ok(())
+    }
+
+    /// Runs every step of the current iteration, then judges it.
+    async fn run_iteration(&mut self) -> Result<StepEnd, EngineError> {
+        let iteration = self.state.iteration;
+        let template = self.request.template.clone();
+        let start = if iteration > 1 { template.iteration_start_order() } else { None };
+        for step in template.steps() {
+            let step: Vec<&WorkflowPhase> = step.into_iter().filter(|p| start.is_none_or(|o| p.order >= o)).collect();
+            if step.is_empty() {
+                continue;
+            }
+            if let StepEnd::Stop = self.run_step(&step, iteration).await? {
+                return Ok(StepEnd::Stop);
+            }
+            if self.at_safe_point()? {
+                return Ok(StepEnd::Stop);
+            }
+        }
+        self.judge_iteration(iteration)
+    }
+
+    fn judge_iteration(&mut self, iteration: u32) -> Result<StepEnd, EngineError> {
+        let mut lacking = Vec::new();
+        for run in self.state.phase_executions.iter().filter(|r| r.iteration == iteration) {
+            if run.status == PhaseStatus::Completed && run.passed == Some(false) {
+                lacking.push(if run.phase_role.is_reviewer() {
+                    format!("{} did not approve", run.phase_name)
+                } else {
+                    format!("{} failed", run.phase_name)
+                });
+            }
+        }
+        if lacking.is_empty() {
+            self.state.message.clear();
+            self.set_status(Trigger::AllPhasesDone)?;
+            self.bus.emit(EventKind::Completed { total_tokens: self.state.total_tokens, total_cost_usd: self.state.total_cost_usd });
+            return Ok(StepEnd::Stop);
+        }
+        let reason = lacking.join("; ");
+        if iteration >= self.request.template.max_iterations {
+            self.state.message = format!("{reason} after {iteration} iteration(s) (max_iterations reached)");
+            self.set_status(Trigger::ReviewFailedFinal)?;
+            self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
+            return Ok(StepEnd::Stop);
+        }
+        let pause = match self.request.iteration_behavior {
+            IterationBehavior::AutoIterate => false,
+            IterationBehavior::PauseForApproval => true,
+            IterationBehavior::Configurable => self.request.interactive_mode,
+        };
+        if pause {
+            self.state.message = format!("{reason}; `autowrkers workflow approve {}` starts iteration {}", short(&self.state.id), iteration + 1);
+            self.set_status(Trigger::NeedsApproval)?;
+            self.bus.emit(EventKind::ApprovalNeeded { iteration, reason });
+            return Ok(StepEnd::Stop);
+        }
+        self.set_status(Trigger::ReviewFailedIterate)?;
+        self.next_iteration(reason)?;
+        Ok(StepEnd::Continue)
+    }
+
+    /// Runs the phases of one step that are not up to date, concurrently.
+    async fn run_step(&mut self, step: &[&WorkflowPhase], iteration: u32) -> Result<StepEnd, EngineError> {
+        let mut jobs = Vec::new();
+        for phase in step {
+            let key = format!("{iteration}/{}", phase.id);
+            if self.request.control.skip.contains(&key) && phase.can_skip {
+                if self.state.run(iteration, &phase.id).is_none_or(|r| r.status != PhaseStatus::Skipped) {
+                    self.record_skip(phase, iteration, "skipped on request")?;
+                }
+                continue;
+            }
+            let prepared = prepare(&self.request, &self.state, self.dir, &self.prompts, &self.checks, phase, iteration)?;
+            let up_to_date = self.state.run(iteration, &phase.id).is_some_and(|r| {
+                (r.status == PhaseStatus::Completed && r.fingerprint == prepared.fingerprint) || r.status == PhaseStatus::Skipped
+            });
+            if up_to_date {
+                if let Some(run) = self.state.run(iteration, &phase.id) {
+                    self.bus.emit(completed_event(run, 0, true));
+                }
+                continue;
+            }
+            jobs.push((phase, prepared));
+        }
+        if jobs.is_empty() {
+            return Ok(StepEnd::Continue);
+        }
+        for (phase, prepared) in &jobs {
+            let run = PhaseExecution {
+                id: format!("{iteration}/{}", phase.id),
+                phase_id: phase.id.clone(),
+                phase_name: phase.name.clone(),
+                phase_role: phase.role,
+                provider_used: phase.provider_config.provider_type.as_str().to_owned(),
+                model_used: phase.provider_config.model_name.clone(),
+                model_served: None,
+                status: PhaseStatus::Running,
+                iteration,
+                input_artifact_ids: prepared.input_artifact_ids.clone(),
+                output_artifact_id: None,
+                fingerprint: String::new(),
+                tokens: Default::default(),
+                cost_usd: None,
+                calls: 0,
+                passed: None,
+                started_at: Some(now()),
+                completed_at: None,
+                error_message: String::new(),
+            };
+            self.upsert(run);
+            self.state.current_phase_id = Some(phase.id.clone());
+            self.bus.emit(EventKind::PhaseStarted {
+                phase_id: phase.id.clone(),
+                phase_name: phase.name.clone(),
+                iteration,
+                provider: phase.provider_config.provider_type.as_str().to_owned(),
+                model: phase.provider_config.model_name.clone(),
+            });
+        }
+        self.save()?;
+        let workspace = self.state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
+        let log_dir = self.dir.root().join("logs");
+        let env = PhaseEnv {
+            project: Path::new(&self.request.project_path),
+            in_worktree: workspace.branch.is_some(),
+            workspace: &workspace,
+            bus: self.bus,
+            http: &self.engine.http,
+            checks: &self.checks,
+            log_dir: &log_dir,
+        };
+        let job_list: Vec<PhaseJob<'_>> = jobs
+            .iter()
+            .map(|(phase, prepared)| PhaseJob {
+                phase,
+                iteration,
+                system_prompt: prepared.system_prompt.clone(),
+                prompt: prepared.prompt.clone(),
+            })
+            .collect();
+        let outcomes = join_all(job_list.iter().map(|job| run_phase(job, &env))).await;
+        let mut failed = Vec::new();
+        for ((phase, prepared), outcome) in jobs.iter().zip(outcomes) {
+            if outcome.status == PhaseStatus::Failed {
+                failed.push((*phase, outcome.error.clone()));
+            }
+            self.record_outcome(phase, iteration, &prepared.fingerprint, outcome)?;
+        }
+        for (phase, error) in failed {
+            match self.request.template.failure_behavior {
+                FailureBehavior::SkipPhase if phase.can_skip => {
+                    self.record_skip(phase, iteration, &format!("skipped after failure: {error}"))?;
+                }
+                FailureBehavior::PauseNotify => {
+                    self.state.message = format!("{} failed: {error}; fix the cause, then `autowrkers resume {}`", phase.name, short(&self.state.id));
+                    self.set_status(Trigger::Pause)?;
+                    self.bus.emit(EventKind::Paused { reason: self.state.message.clone() });
+                    return Ok(StepEnd::Stop);
+                }
+                _ => {
+                    self.state.message = format!("{} failed: {error}", phase.name);
+                    self.set_status(Trigger::Error)?;
+                    self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
+                    return Ok(StepEnd::Stop);
+                }
+            }
+        }
+        Ok(StepEnd::Continue)
+    }
+
+    fn upsert(&mut self, run: PhaseExecution) {
+        match self.state.phase_executions.iter_mut().find(|r| r.id == run.id) {
+            Some(existing) => *existing = run,
+            None => self.state.phase_executions.push(run),
+        }
+    }
+
+    fn record_skip(&mut self, phase: &WorkflowPhase, iteration: u32, why: &str) -> Result<(), EngineError> {
+        let mut run = self.state.run(iteration, &phase.id).cloned().unwrap_or_else(|| PhaseExecution {
+            id: format!("{iteration}/{}", phase.id),
+            phase_id: phase.id.clone(),
+            phase_name: phase.name.clone(),
+            phase_role: phase.role,
+            provider_used: String::new(),
+            model_used: String::new(),
+            model_served: None,
+            status: PhaseStatus::Skipped,
+            iteration,
+            input_artifact_ids: Vec::new(),
+            output_artifact_id: None,
+            fingerprint: String::new(),
+            tokens: Default::default(),
+            cost_usd: Some(0.0),
+            calls: 0,
+            passed: None,
+            started_at: None,
+            completed_at: None,
+            error_message: String::new(),
+        });
+        run.status = PhaseStatus::Skipped;
+        run.passed = None;
+        run.error_message = why.to_owned();
+        run.completed_at = Some(now());
+        self.bus.emit(completed_event(&run, 0, false));
+        self.upsert(run);
+        self.save()
+    }
+
+    /// Stores a finished run: artifact file, state, events, and a commit on the execution's ref.
+    fn record_outcome(&mut self, phase: &WorkflowPhase, iteration: u32, fingerprint: &str, outcome: PhaseOutcome) -> Result<(), EngineError> {
+        let run_id = format!("{iteration}/{}", phase.id);
+        let mut artifact_id = None;
+        if let Some(content) = &outcome.artifact {
+            let kind = phase.output_artifact_type;
+            let rel = ExecutionDir::artifact_rel(iteration, &phase.id, kind.extension());
+            self.dir.write_artifact(&rel, content)?;
+            let artifact = Artifact {
+                id: run_id.clone(),
+                phase_execution_id: run_id.clone(),
+                phase_id: phase.id.clone(),
+                artifact_type: kind,
+                iteration,
+                file_path: rel.clone(),
+                sha256: sha256_hex(content.as_bytes()),
+                is_edited: false,
+                created_at: now(),
+            };
+            self.state.artifacts.retain(|a| a.id != artifact.id);
+            self.state.artifacts.push(artifact);
+            artifact_id = Some(run_id.clone());
+            self.bus.emit(EventKind::ArtifactCreated { artifact_id: run_id.clone(), artifact_type: kind, path: rel });
+        }
+        let tally = &outcome.tally;
+        self.state.total_tokens.add(&tally.usage);
+        match tally.cost_usd {
+            Some(c) => self.state.total_cost_usd += c,
+            None => self.state.cost_incomplete = true,
+        }
+        let mut run = self.state.run(iteration, &phase.id).cloned().ok_or(EngineError::NoWorkspace)?;
+        run.status = outcome.status;
+        run.passed = outcome.passed;
+        run.provider_used = outcome.provider_used;
+        run.model_used = outcome.model_used;
+        run.model_served = tally.served_model.clone();
+        run.tokens = tally.usage;
+        run.cost_usd = tally.cost_usd;
+        run.calls = tally.calls;
+        run.output_artifact_id = artifact_id;
+        run.error_message = outcome.error;
+        run.completed_at = Some(now());
+        // Only an accepted run may count as up to date later.
+        run.fingerprint = if outcome.status == PhaseStatus::Completed { fingerprint.to_owned() } else { String::new() };
+        self.bus.emit(completed_event(&run, outcome.duration.as_millis() as u64, false));
+        let message = commit_message(&run);
+        self.upsert(run);
+        self.save()?;
+        self.commit(&message)
+    }
+
+    /// Commits the execution's files on its ref (git projects only).
+    pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
+        let Some(repo) = ProjectRepo::open(Path::new(&self.request.project_path)) else {
+            return Ok(());
+        };
+        let files = snapshot(self.dir);
+        repo.commit_artifacts(&self.state.id, &files, message)?;
+        Ok(())
+    }
+}
+
+fn completed_event(run: &PhaseExecution, duration_ms: u64, up_to_date: bool) -> EventKind {
+    EventKind::PhaseCompleted {
+        phase_id: run.phase_id.clone(),
+        phase_name: run.phase_name.clone(),
+        iteration: run.iteration,
+        status: run.status,
+        passed: run.passed,
+        tokens: run.tokens,
+        cost_usd: run.cost_usd,
+        duration_ms,
+        up_to_date,
+        error: run.error_message.clone(),
+    }
+}
+
+fn commit_message(run: &PhaseExecution) -> String {
+    let cost = run.cost_usd.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"));
+    format!(
+        "{} (iteration {}): {:?} via {} {}\n\ntokens: {} in, {} out, {} cached\ncost: {cost}\n",
+        run.phase_name,
+        run.iteration,
+        run.status,
+        run.provider_used,
+        run.model_used,
+        run.tokens.input,
+        run.tokens.output,
+        run.tokens.cached_input
+    )
+}
+
+/// The files committed on the execution's ref: the desired and actual files and artifacts.
+fn snapshot(dir: &ExecutionDir) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for name in ["execution.yaml", "state.json"] {
+        if let Ok(bytes) = std::fs::read(dir.root().join(name)) {
+            files.push((name.to_owned(), bytes));
+        }
+    }
+    let artifacts = dir.root().join("artifacts");
+    if let Ok(iterations) = std::fs::read_dir(&artifacts) {
+        for it in iterations.filter_map(Result::ok) {
+            for file in std::fs::read_dir(it.path()).into_iter().flatten().filter_map(Result::ok) {
+                if let Ok(bytes) = std::fs::read(file.path()) {
+                    let rel = format!("artifacts/{}/{}", it.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+                    files.push((rel, bytes));
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The first 8 characters of an id, as shown to people.
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}

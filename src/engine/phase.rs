@@ -1,0 +1,325 @@
+//! Running one phase once: a model phase through the agent loop (with answer checks, retries
+//! and the fallback chain), or the verifier's commands. The reconciler decides *whether* to run
+//! it; this module only runs it and reports.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::events::{EventBus, EventKind};
+use super::extract::json_artifact;
+use crate::agent::{self, Observer, Tally, Toolbox};
+use crate::git::{self, ProjectRepo};
+use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
+use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
+use crate::verify::{self, Checks};
+
+const DEFAULT_MAX_TURNS: u32 = 40;
+
+/// What is needed to run a phase, prepared by the reconciler.
+pub(crate) struct PhaseJob<'a> {
+    pub phase: &'a WorkflowPhase,
+    pub iteration: u32,
+    pub system_prompt: String,
+    pub prompt: String,
+}
+
+/// The surroundings every phase shares.
+pub(crate) struct PhaseEnv<'a> {
+    pub project: &'a Path,
+    pub workspace: &'a Workspace,
+    pub in_worktree: bool,
+    pub bus: &'a EventBus,
+    pub http: &'a HttpClient,
+    pub checks: &'a Checks,
+    pub log_dir: &'a Path,
+}
+
+/// How a phase run ended.
+pub(crate) struct PhaseOutcome {
+    pub status: PhaseStatus,
+    pub passed: Option<bool>,
+    pub artifact: Option<String>,
+    pub tally: Tally,
+    pub provider_used: String,
+    pub model_used: String,
+    pub error: String,
+    pub duration: Duration,
+}
+
+impl PhaseOutcome {
+    fn failed(tally: Tally, provider: &ProviderConfig, error: String) -> Self {
+        Self {
+            status: PhaseStatus::Failed,
+            passed: None,
+            artifact: None,
+            tally,
+            provider_used: provider.provider_type.as_str().to_owned(),
+            model_used: provider.model_name.clone(),
+            error,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+/// Streams a phase's output to its log file and as progress events, one line at a time.
+struct PhaseObserver<'a> {
+    bus: &'a EventBus,
+    phase_id: String,
+    iteration: u32,
+    log: Mutex<Option<std::fs::File>>,
+    line: Mutex<String>,
+    touched: Mutex<Vec<String>>,
+}
+
+impl<'a> PhaseObserver<'a> {
+    fn new(env: &PhaseEnv<'a>, job: &PhaseJob<'_>) -> Self {
+        let _ = std::fs::create_dir_all(env.log_dir);
+        let path = env.log_dir.join(format!("{}.{}.log", job.phase.id, job.iteration));
+        Self {
+            bus: env.bus,
+            phase_id: job.phase.id.clone(),
+            iteration: job.iteration,
+            log: Mutex::new(std::fs::File::create(path).ok()),
+            line: Mutex::new(String::new()),
+            touched: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn log(&self, text: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            if let Some(f) = log.as_mut() {
+                let _ = f.write_all(text.as_bytes());
+            }
+        }
+    }
+
+    fn progress(&self, text: &str) {
+        let text = text.trim_end();
+        if text.trim().is_empty() {
+            return;
+        }
+        self.bus.emit(EventKind::PhaseProgress { phase_id: self.phase_id.clone(), iteration: self.iteration, text: text.to_owned() });
+    }
+
+    fn flush(&self) {
+        let rest = self.line.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        self.progress(&rest);
+    }
+
+    fn note(&self, text: &str) {
+        self.flush();
+        self.log(&format!("\n{text}\n"));
+        self.progress(text);
+    }
+}
+
+impl Observer for PhaseObserver<'_> {
+    fn text(&self, delta: &str) {
+        self.log(delta);
+        let lines: Vec<String> = match self.line.lock() {
+            Ok(mut buf) => {
+                buf.push_str(delta);
+                let mut done = Vec::new();
+                while let Some(n) = buf.find('\n') {
+                    done.push(buf[..n].to_owned());
+                    buf.drain(..=n);
+                }
+                done
+            }
+            Err(_) => Vec::new(),
+        };
+        for line in lines {
+            self.progress(&line);
+        }
+    }
+
+    fn tool(&self, name: &str, arguments: &str, result: &Result<String, String>) {
+        let args: serde_json::Value = serde_json::from_str(arguments).unwrap_or_default();
+        let target = ["path", "command", "pattern"]
+            .iter()
+            .find_map(|k| args.get(*k).and_then(|v| v.as_str()))
+            .unwrap_or("");
+        if matches!(name, "write_file" | "edit_file") && result.is_ok() {
+            if let Ok(mut t) = self.touched.lock() {
+                t.push(target.to_owned());
+            }
+        }
+        let verdict = match result {
+            Ok(_) => String::new(),
+            Err(e) => format!(" — refused: {e}"),
+        };
+        self.note(&format!("> {name} {target}{verdict}"));
+    }
+}
+
+/// Runs `job` within its timeout.
+pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOutcome {
+    let started = Instant::now();
+    let limit = Duration::from_secs(job.phase.timeout_seconds.max(1));
+    let observer = PhaseObserver::new(env, job);
+    let config = &job.phase.provider_config;
+    let mut outcome = match tokio::time::timeout(limit, run_inner(job, env, &observer)).await {
+        Ok(outcome) => outcome,
+        // Dropping the phase's future killed its commands' process groups.
+        Err(_) => PhaseOutcome::failed(Tally::new(), config, format!("timed out after {}s", limit.as_secs())),
+    };
+    observer.flush();
+    if !outcome.error.is_empty() {
+        observer.log(&format!("\nerror: {}\n", outcome.error));
+    }
+    outcome.duration = started.elapsed();
+    outcome
+}
+
+async fn run_inner(job: &PhaseJob<'_>, env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> PhaseOutcome {
+    if job.phase.role == PhaseRole::Verifier {
+        return run_verifier(env, observer).await;
+    }
+    let mut tally = Tally::new();
+    let mut errors = Vec::new();
+    let mut config = Some(&job.phase.provider_config);
+    while let Some(current) = config {
+        match run_model(job, env, observer, current, &mut tally).await {
+            Ok(mut outcome) => {
+                outcome.tally = tally;
+                return outcome;
+            }
+            Err(Failure::Answer(e)) => return PhaseOutcome::failed(tally, current, e),
+            Err(Failure::Provider(e)) => {
+                let label = format!("{} ({})", current.provider_type.as_str(), current.model_name);
+                errors.push(format!("{label}: {e}"));
+                config = current.fallback_provider.as_deref();
+                if let Some(next) = config {
+                    observer.note(&format!("{label} failed: {e}; falling back to {}", next.provider_type.as_str()));
+                }
+            }
+        }
+    }
+    PhaseOutcome::failed(tally, &job.phase.provider_config, errors.join("; "))
+}
+
+enum Failure {
+    /// The provider could not answer: the fallback may.
+    Provider(String),
+    /// The model answered, but never acceptably.
+    Answer(String),
+}
+
+async fn run_model(
+    job: &PhaseJob<'_>,
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+    config: &ProviderConfig,
+    tally: &mut Tally,
+) -> Result<PhaseOutcome, Failure> {
+    let phase = job.phase;
+    let provider = providers::build(config, env.project, env.http).map_err(|e| Failure::Provider(e.to_string()))?;
+    let implementer = phase.role == PhaseRole::Implementer;
+    if implementer && env.in_worktree {
+        // Uncommitted files can only be an interrupted run's half work: start clean.
+        git::reset_worktree(Path::new(&env.workspace.dir)).map_err(|e| Failure::Answer(e.to_string()))?;
+    }
+    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer).map_err(|e| Failure::Answer(e.to_string()))?;
+    let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
+    let max_turns = param("max_turns").map_or(DEFAULT_MAX_TURNS, |n| n as u32);
+    let mut request = ChatRequest {
+        model: config.model_name.clone(),
+        messages: vec![Message::text(Role::System, &job.system_prompt), Message::text(Role::User, &job.prompt)],
+        tools: toolbox.specs(),
+        temperature: config.temperature,
+        max_tokens: param("max_tokens").map(|n| n as u32),
+        phase_id: phase.id.clone(),
+        iteration: job.iteration,
+    };
+    let kind = phase.output_artifact_type;
+    let mut attempt = 0;
+    let (text, checked) = loop {
+        let text = agent::converse(provider.as_ref(), &mut request, &toolbox, max_turns, observer, tally)
+            .await
+            .map_err(|e| match e {
+                agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
+                other => Failure::Answer(other.to_string()),
+            })?;
+        match check_answer(phase, &text) {
+            Ok(checked) => break (text, checked),
+            Err(reason) if attempt < phase.max_retries => {
+                attempt += 1;
+                observer.note(&format!("answer not accepted ({reason}); asking again ({attempt}/{})", phase.max_retries));
+                let pattern = phase.success_pattern.as_deref().map(|p| format!(" and end with `{p}`")).unwrap_or_default();
+                request.messages.push(Message::text(
+                    Role::User,
+                    format!("Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."),
+                ));
+            }
+            Err(reason) => return Err(Failure::Answer(format!("answer not accepted after {} retries: {reason}", phase.max_retries))),
+        }
+    };
+    let (artifact, passed) = match kind {
+        ArtifactType::CodeDiff => (Some(code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?), None),
+        _ if kind.is_json() => {
+            let value = checked.unwrap_or_default();
+            let passed = if phase.role.is_reviewer() { value.get("approved").and_then(|v| v.as_bool()) } else { None };
+            (Some(serde_json::to_string_pretty(&value).unwrap_or_default()), passed)
+        }
+        _ => {
+            let body = phase.success_pattern.as_deref().map_or(text.clone(), |p| text.replace(p, ""));
+            (Some(body.trim().to_owned() + "\n"), None)
+        }
+    };
+    Ok(PhaseOutcome {
+        status: PhaseStatus::Completed,
+        passed,
+        artifact,
+        tally: Tally::new(),
+        provider_used: config.provider_type.as_str().to_owned(),
+        model_used: config.model_name.clone(),
+        error: String::new(),
+        duration: Duration::ZERO,
+    })
+}
+
+/// Checks the final answer: the success pattern, and for JSON artifacts the schema.
+fn check_answer(phase: &WorkflowPhase, text: &str) -> Result<Option<serde_json::Value>, String> {
+    if let Some(p) = phase.success_pattern.as_deref().filter(|p| !p.is_empty()) {
+        if !text.contains(p) {
+            return Err(format!("it does not contain `{p}`"));
+        }
+    }
+    let kind = phase.output_artifact_type;
+    if kind.is_json() { json_artifact(kind, text).map(Some) } else { Ok(None) }
+}
+
+/// The implementer's change: committed on its branch and diffed from the base commit.
+fn code_diff(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>, phase: &WorkflowPhase, iteration: u32) -> Result<String, String> {
+    let ws = env.workspace;
+    let dir = Path::new(&ws.dir);
+    let Some(base) = ws.base_commit.as_deref() else {
+        let touched = observer.touched.lock().map(|t| t.clone()).unwrap_or_default();
+        return Ok(format!("# Not a git repository: no diff. Files the implementer wrote:\n{}\n", touched.join("\n")));
+    };
+    let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
+    if env.in_worktree {
+        let message = format!("autowrkers: {} (iteration {iteration})", phase.name);
+        git::commit_worktree(dir, &message).map_err(|e| e.to_string())?;
+        repo.diff_from(base, Some(dir)).map_err(|e| e.to_string())
+    } else {
+        repo.diff_from(base, None).map_err(|e| e.to_string())
+    }
+}
+
+async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> PhaseOutcome {
+    let report = verify::run(env.checks, Path::new(&env.workspace.dir), |line| observer.note(line)).await;
+    let passed = report.passed;
+    PhaseOutcome {
+        status: PhaseStatus::Completed,
+        passed: Some(passed),
+        artifact: Some(serde_json::to_string_pretty(&report).unwrap_or_default()),
+        tally: Tally::new(),
+        provider_used: "none".to_owned(),
+        model_used: String::new(),
+        error: if passed { String::new() } else { report.note.clone().unwrap_or_else(|| "a check failed".to_owned()) },
+        duration: Duration::ZERO,
+    }
+}

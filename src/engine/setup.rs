@@ -1,0 +1,277 @@
+//! Creating executions and starting a reconcile pass: the lock, the workspace (worktree,
+//! branch, base commit), checks before any money is spent, and hand-edited artifacts.
+
+use std::path::{Path, PathBuf};
+
+use super::events::{EventBus, EventKind};
+use super::transitions::IllegalTransition;
+use super::{Reconcile, now, sha256_hex, short};
+use crate::git::{GitError, ProjectRepo};
+use crate::prompts::{PromptError, PromptLibrary};
+use crate::providers::{self, HttpClient, ProviderError};
+use crate::spec::{
+    self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType, SpecError, TriggerMode,
+    WorkflowStatus, WorkflowTemplate, Workspace,
+};
+use crate::store::{self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError};
+use crate::verify;
+
+/// Why an execution could not be started or reconciled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A YAML file is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A prompt is missing or invalid.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// Prompts of the template are invalid (found before any call).
+    #[error("invalid prompts:\n{}", .0.join("\n"))]
+    Prompts(Vec<String>),
+    /// Providers are not set up: each line says what to set.
+    #[error("providers are not set up:\n{}", .0.join("\n"))]
+    NotReady(Vec<String>),
+    /// A provider could not be built.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A bug: a transition outside Appendix B.
+    #[error(transparent)]
+    Transition(#[from] IllegalTransition),
+    /// A bug: a phase ran before the workspace was set up.
+    #[error("internal: the workspace is not set up")]
+    NoWorkspace,
+}
+
+/// What `run` asks for.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The project directory.
+    pub project: PathBuf,
+    /// The task.
+    pub task: String,
+    /// The template to snapshot.
+    pub template: WorkflowTemplate,
+    /// Where it came from (file path or `built-in`).
+    pub template_source: String,
+    /// USD limit.
+    pub budget: Option<f64>,
+    /// Work in the user's checkout.
+    pub in_place: bool,
+    /// A person watches (decides `configurable` iteration behaviour).
+    pub interactive: bool,
+}
+
+/// The runner: stateless apart from its HTTP client; everything else is read from files.
+pub struct Engine {
+    pub(crate) home: Home,
+    pub(crate) http: HttpClient,
+}
+
+impl Engine {
+    /// An engine using `home` for global files.
+    pub fn new(home: Home) -> Result<Self, EngineError> {
+        Ok(Self { home, http: HttpClient::new()? })
+    }
+
+    /// The global folder.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The prompt library for a project: project overrides, then global, then built-in.
+    pub fn prompts(&self, project: &Path) -> PromptLibrary {
+        PromptLibrary::new(vec![ProjectDir::new(project).prompts(), self.home.prompts()])
+    }
+
+    /// Reads `<project>/.autowrkers/config.yaml` (empty when absent).
+    pub fn project_config(&self, project: &Path) -> Result<ProjectConfig, EngineError> {
+        let path = ProjectDir::new(project).config();
+        if !path.exists() {
+            return Ok(ProjectConfig::default());
+        }
+        let schema = spec::schema::all_schemas()
+            .into_iter()
+            .find(|(n, _)| *n == "config.schema.json")
+            .map(|(_, s)| s);
+        Ok(spec::load::parse_yaml(&spec::load::read(&path)?, &path, schema.as_ref())?)
+    }
+
+    /// Everything that can be checked before money is spent: prompts render-check, and every
+    /// provider the template names can be built (keys, URLs, scripts).
+    pub fn preflight(&self, template: &WorkflowTemplate, project: &Path) -> Result<(), EngineError> {
+        let problems: Vec<String> = self
+            .prompts(project)
+            .check(template)
+            .into_iter()
+            .map(|(phase, e)| format!("  {phase}: {e}"))
+            .collect();
+        if !problems.is_empty() {
+            return Err(EngineError::Prompts(problems));
+        }
+        let mut missing = Vec::new();
+        for phase in template.phases.iter().filter(|p| p.provider_config.provider_type != ProviderType::None) {
+            let mut config = Some(&phase.provider_config);
+            let mut errors = Vec::new();
+            while let Some(c) = config {
+                match providers::build(c, project, &self.http) {
+                    Ok(_) => {
+                        errors.clear();
+                        break;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+                config = c.fallback_provider.as_deref();
+            }
+            if !errors.is_empty() {
+                missing.push(format!("  {} ({}): {}", phase.name, phase.id, errors.join("; or ")));
+            }
+        }
+        if missing.is_empty() { Ok(()) } else { Err(EngineError::NotReady(missing)) }
+    }
+
+    /// Writes a new execution's `execution.yaml` and returns its folder.
+    pub fn create(&self, opts: StartOptions) -> Result<ExecutionDir, EngineError> {
+        let project = opts.project.canonicalize().map_err(|e| StoreError::Io { path: opts.project.clone(), source: e })?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let pdir = ProjectDir::new(&project);
+        let dir = ExecutionDir::new(pdir.execution(&id));
+        // Run-time files stay out of the user's commits and diffs.
+        let ignore = pdir.root().join(".gitignore");
+        if !ignore.exists() {
+            store::write_atomic(&ignore, b"# written by autowrkers: run-time files stay out of your commits\nexecutions/\n.gitignore\n")
+                .map_err(|e| StoreError::Io { path: ignore.clone(), source: e })?;
+        }
+        let behavior = opts.template.iteration_behavior;
+        let request = ExecutionRequest {
+            id: id.clone(),
+            trigger_mode: TriggerMode::ManualTask,
+            project_path: project.to_string_lossy().into_owned(),
+            task_description: opts.task,
+            budget_limit: opts.budget.or(opts.template.budget_limit),
+            template: opts.template,
+            template_source: opts.template_source,
+            iteration_behavior: behavior,
+            interactive_mode: opts.interactive && behavior == IterationBehavior::Configurable,
+            in_place: opts.in_place,
+            created_at: now(),
+            control: ControlRequests::default(),
+        };
+        dir.write_request(&request)?;
+        store::register_project(&self.home, &project)?;
+        Ok(dir)
+    }
+
+    /// Reconciles one execution until it is terminal, paused or waiting; returns its status.
+    pub async fn reconcile(&self, dir: &ExecutionDir, bus: &EventBus) -> Result<WorkflowStatus, EngineError> {
+        let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
+        let request = dir.read_request()?;
+        let mut state = dir.read_state()?;
+        let project = PathBuf::from(&request.project_path);
+        let config = self.project_config(&project)?;
+        let resumed = state.status != WorkflowStatus::Pending;
+        if state.workspace.is_none() {
+            state.workspace = Some(self.make_workspace(&request, &project)?);
+            dir.write_state(&state)?;
+        }
+        let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
+        if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit) {
+            if let Some(repo) = ProjectRepo::open(&project) {
+                repo.ensure_worktree(&format!("autowrkers-{}", short(&request.id)), branch, base, Path::new(&workspace.dir))?;
+            }
+        }
+        let checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
+        if !state.status.is_terminal() {
+            bus.emit(EventKind::Started {
+                task: request.task_description.clone(),
+                template: request.template.name.clone(),
+                workspace: workspace.dir.clone(),
+                resumed,
+            });
+        }
+        let pass = Reconcile { engine: self, dir, bus, prompts: self.prompts(&project), request, state, checks };
+        pass.note_hand_edits()?;
+        let status = pass.run().await;
+        self.index(dir);
+        status
+    }
+
+    fn make_workspace(&self, request: &ExecutionRequest, project: &Path) -> Result<Workspace, EngineError> {
+        let here = |base| Workspace { dir: project.to_string_lossy().into_owned(), base_commit: base, branch: None };
+        let Some(repo) = ProjectRepo::open(project) else {
+            return Ok(here(None));
+        };
+        let Some(base) = repo.head_commit() else {
+            return Ok(here(None));
+        };
+        if request.in_place {
+            return Ok(here(Some(base)));
+        }
+        let short_id = short(&request.id);
+        let branch = format!("autowrkers/{short_id}-{}", slug(&request.task_description));
+        let path = self.home.worktree(short_id);
+        repo.ensure_worktree(&format!("autowrkers-{short_id}"), &branch, &base, &path)?;
+        let dir = path.canonicalize().unwrap_or(path);
+        Ok(Workspace { dir: dir.to_string_lossy().into_owned(), base_commit: Some(base), branch: Some(branch) })
+    }
+
+    /// Refreshes the sled index entry of `dir`; the index is a cache, so failures are ignored.
+    pub fn index(&self, dir: &ExecutionDir) {
+        let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else { return };
+        let Ok(index) = Index::open(&self.home.index()) else { return };
+        let _ = index.put(&ExecutionSummary {
+            id: request.id,
+            dir: dir.root().to_string_lossy().into_owned(),
+            project: request.project_path,
+            status: state.status.as_str().to_owned(),
+            task: request.task_description,
+            template: request.template.name,
+            created_at: request.created_at,
+            cost_usd: state.total_cost_usd,
+        });
+    }
+}
+
+impl Reconcile<'_> {
+    /// Notices artifacts a person changed since the runner wrote them: marks them edited and
+    /// commits the new version (the old one is in git already). Downstream phases then see a
+    /// different prompt, so their fingerprints no longer match and they run again.
+    fn note_hand_edits(&self) -> Result<(), EngineError> {
+        let mut state = self.dir.read_state()?;
+        let mut edited = Vec::new();
+        for artifact in &mut state.artifacts {
+            let Ok(content) = self.dir.read_artifact(&artifact.file_path) else { continue };
+            let sha = sha256_hex(content.as_bytes());
+            if sha != artifact.sha256 {
+                artifact.sha256 = sha;
+                artifact.is_edited = true;
+                edited.push(artifact.id.clone());
+            }
+        }
+        if edited.is_empty() {
+            return Ok(());
+        }
+        self.dir.write_state(&state)?;
+        self.commit(&format!("hand edit of {}", edited.join(", ")))
+    }
+}
+
+/// A branch-safe slug of the task: lowercase words joined by `-`, at most 40 characters.
+fn slug(task: &str) -> String {
+    let mut out = String::new();
+    for word in task.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        if out.len() + word.len() + 1 > 40 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push('-');
+        }
+        out.push_str(&word.to_ascii_lowercase());
+    }
+    if out.is_empty() { "task".to_owned() } else { out }
+}

@@ -1,0 +1,204 @@
+//! Git (DESIGN §3) with git2: the implementer's branch and worktree, the `code_diff` from the
+//! base commit, and artifact commits on `refs/autowrkers/executions/<id>`. Nothing here touches
+//! the user's HEAD, index or working files.
+
+use std::path::{Path, PathBuf};
+
+use git2::{
+    BranchType, Diff, DiffFormat, DiffOptions, IndexAddOption, Oid, Repository, Signature,
+    WorktreeAddOptions,
+};
+
+/// A git failure, with what we were doing.
+#[derive(Debug, thiserror::Error)]
+#[error("git: {action}: {source}")]
+pub struct GitError {
+    action: String,
+    source: git2::Error,
+}
+
+trait Context<T> {
+    fn ctx(self, action: &str) -> Result<T, GitError>;
+}
+
+impl<T> Context<T> for Result<T, git2::Error> {
+    fn ctx(self, action: &str) -> Result<T, GitError> {
+        self.map_err(|source| GitError { action: action.to_owned(), source })
+    }
+}
+
+/// The project's repository.
+pub struct ProjectRepo {
+    repo: Repository,
+}
+
+/// The ref holding an execution's artifact history.
+pub fn execution_ref(id: &str) -> String {
+    format!("refs/autowrkers/executions/{id}")
+}
+
+fn signature(repo: &Repository) -> Result<Signature<'static>, GitError> {
+    match repo.signature() {
+        Ok(s) => Ok(s.to_owned()),
+        Err(_) => Signature::now("autowrkers", "autowrkers@localhost").ctx("make a signature"),
+    }
+}
+
+impl ProjectRepo {
+    /// Opens the repository whose work tree is `project`; None when it is not a git repository.
+    pub fn open(project: &Path) -> Option<Self> {
+        let repo = Repository::open(project).ok()?;
+        (!repo.is_bare()).then_some(Self { repo })
+    }
+
+    /// The commit HEAD points to; None for a repository without commits.
+    pub fn head_commit(&self) -> Option<String> {
+        self.repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .map(|c| c.id().to_string())
+    }
+
+    /// Creates branch `branch` at `base` and a worktree for it at `path` (reused when present).
+    pub fn ensure_worktree(&self, name: &str, branch: &str, base: &str, path: &Path) -> Result<(), GitError> {
+        if path.join(".git").exists() {
+            return Ok(());
+        }
+        let oid = Oid::from_str(base).ctx("parse base commit")?;
+        let commit = self.repo.find_commit(oid).ctx("find base commit")?;
+        let branch_ref = match self.repo.find_branch(branch, BranchType::Local) {
+            Ok(b) => b,
+            Err(_) => self.repo.branch(branch, &commit, false).ctx("create branch")?,
+        };
+        if let Ok(stale) = self.repo.find_worktree(name) {
+            // A worktree whose folder is gone (a crash while creating it) blocks the name.
+            let mut opts = git2::WorktreePruneOptions::new();
+            opts.valid(true).working_tree(true);
+            stale.prune(Some(&mut opts)).ctx("prune stale worktree")?;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| GitError {
+                action: format!("create {}", parent.display()),
+                source: git2::Error::from_str(&e.to_string()),
+            })?;
+        }
+        let mut opts = WorktreeAddOptions::new();
+        opts.reference(Some(branch_ref.get()));
+        self.repo.worktree(name, path, Some(&opts)).ctx("add worktree")?;
+        Ok(())
+    }
+
+    /// Commits `files` (path in the tree, content) on `refs/autowrkers/executions/<id>`, on top
+    /// of its previous commit. The user's index and HEAD are not involved.
+    pub fn commit_artifacts(&self, id: &str, files: &[(String, Vec<u8>)], message: &str) -> Result<String, GitError> {
+        let mut index = git2::Index::new().ctx("new index")?;
+        for (path, bytes) in files {
+            let blob = self.repo.blob(bytes).ctx("write blob")?;
+            index
+                .add(&git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: bytes.len() as u32,
+                    id: blob,
+                    flags: (path.len().min(0xfff)) as u16,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                })
+                .ctx("stage artifact")?;
+        }
+        let tree_id = index.write_tree_to(&self.repo).ctx("write tree")?;
+        let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
+        let refname = execution_ref(id);
+        let parent = self.repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+        let sig = signature(&self.repo)?;
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = self
+            .repo
+            .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
+            .ctx("commit artifacts")?;
+        Ok(oid.to_string())
+    }
+
+    /// The diff from `base` to the work of the implementer: the tip of the worktree's branch,
+    /// or (in place) the user's working files.
+    pub fn diff_from(&self, base: &str, worktree: Option<&Path>) -> Result<String, GitError> {
+        let base_tree = self
+            .repo
+            .find_commit(Oid::from_str(base).ctx("parse base")?)
+            .ctx("find base")?
+            .tree()
+            .ctx("base tree")?;
+        let mut opts = DiffOptions::new();
+        opts.include_untracked(true).recurse_untracked_dirs(true).show_untracked_content(true);
+        match worktree {
+            Some(path) => {
+                let wt = Repository::open(path).ctx("open worktree")?;
+                let tip = wt.head().ctx("worktree head")?.peel_to_tree().ctx("worktree tree")?;
+                let tip = self.repo.find_tree(tip.id()).ctx("find tip tree")?;
+                patch_text(&self.repo.diff_tree_to_tree(Some(&base_tree), Some(&tip), Some(&mut opts)).ctx("diff")?)
+            }
+            None => patch_text(
+                &self
+                    .repo
+                    .diff_tree_to_workdir_with_index(Some(&base_tree), Some(&mut opts))
+                    .ctx("diff")?,
+            ),
+        }
+    }
+}
+
+/// Commits everything in the worktree at `path` on its branch; None when nothing changed.
+pub fn commit_worktree(path: &Path, message: &str) -> Result<Option<String>, GitError> {
+    let repo = Repository::open(path).ctx("open worktree")?;
+    let mut index = repo.index().ctx("worktree index")?;
+    index.add_all(["*"], IndexAddOption::DEFAULT, None).ctx("stage changes")?;
+    index.update_all(["*"], None).ctx("stage deletions")?;
+    index.write().ctx("write index")?;
+    let tree_id = index.write_tree().ctx("write tree")?;
+    let head = repo.head().ctx("head")?.peel_to_commit().ctx("head commit")?;
+    if head.tree_id() == tree_id {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).ctx("find tree")?;
+    let sig = signature(&repo)?;
+    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head]).ctx("commit")?;
+    Ok(Some(oid.to_string()))
+}
+
+/// Throws away uncommitted changes in the worktree at `path` (an interrupted implementer's half
+/// work), back to its branch tip. Never used on the user's checkout.
+pub fn reset_worktree(path: &Path) -> Result<(), GitError> {
+    let repo = Repository::open(path).ctx("open worktree")?;
+    let head = repo.head().ctx("head")?.peel_to_commit().ctx("head commit")?;
+    repo.reset(head.as_object(), git2::ResetType::Hard, None).ctx("reset")?;
+    let statuses = repo.statuses(None).ctx("status")?;
+    let root: PathBuf = path.to_path_buf();
+    for entry in statuses.iter() {
+        if entry.status().is_wt_new() {
+            if let Some(p) = entry.path() {
+                let full = root.join(p);
+                let _ = if full.is_dir() { std::fs::remove_dir_all(&full) } else { std::fs::remove_file(&full) };
+            }
+        }
+    }
+    Ok(())
+}
+
+fn patch_text(diff: &Diff<'_>) -> Result<String, GitError> {
+    let mut out = String::new();
+    diff.print(DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            out.push(line.origin());
+        }
+        out.push_str(&String::from_utf8_lossy(line.content()));
+        true
+    })
+    .ctx("print diff")?;
+    Ok(out)
+}

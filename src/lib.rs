@@ -1,0 +1,14 @@
+//! autowrkers: several LLMs and coding agents working on one code change together.
+//!
+//! The library behind the `autowrkers` binary. Files are the truth (DESIGN §2): templates,
+//! executions and artifacts are YAML/JSON files; a stateless runner reconciles them.
+
+pub mod spec;
+pub mod store;
+pub mod providers;
+pub mod agent;
+pub mod process;
+pub mod prompts;
+pub mod git;
+pub mod verify;
+pub mod engine;

@@ -1,0 +1,229 @@
+//! Prompt templates (DESIGN §5): Jinja via minijinja with the seed's syntax, including
+//! `{{ artifact:task_list }}`. Built-in prompts from `prompts/` are compiled in; files of the
+//! same name in `<project>/.autowrkers/prompts` and `~/.autowrkers/prompts` override them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use crate::spec::{ArtifactType, WorkflowTemplate};
+
+/// The built-in prompts, by name.
+const BUILT_IN: [(&str, &str); 7] = [
+    ("system_prompt", include_str!("../prompts/system_prompt.md.j2")),
+    ("analyzer_prompt", include_str!("../prompts/analyzer_prompt.md.j2")),
+    ("planner_prompt", include_str!("../prompts/planner_prompt.md.j2")),
+    ("implementer_prompt", include_str!("../prompts/implementer_prompt.md.j2")),
+    ("reviewer_functional_prompt", include_str!("../prompts/reviewer_functional_prompt.md.j2")),
+    ("reviewer_style_prompt", include_str!("../prompts/reviewer_style_prompt.md.j2")),
+    ("reviewer_security_prompt", include_str!("../prompts/reviewer_security_prompt.md.j2")),
+];
+
+/// Variables every prompt may use, besides `artifact:<type>`.
+pub const VARIABLES: [&str; 10] = [
+    "project_path",
+    "task_description",
+    "iteration",
+    "max_iterations",
+    "lint_command",
+    "test_command",
+    "build_command",
+    "phase_name",
+    "role",
+    "template_name",
+];
+
+/// What a prompt could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// No prompt file has this name.
+    #[error("prompt `{0}` not found (built-in: {built_in}; or put {0}.md.j2 in .autowrkers/prompts)", built_in = BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
+    NotFound(String),
+    /// The template names a variable or artifact that does not exist, or does not parse.
+    #[error("prompt `{name}`: {message}")]
+    Invalid {
+        /// Prompt name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Values a prompt is rendered with.
+#[derive(Debug, Clone, Default)]
+pub struct PromptContext {
+    /// Plain variables (see [`VARIABLES`]).
+    pub vars: BTreeMap<&'static str, minijinja::Value>,
+    /// Artifact text by type name; types without one render as "(none yet)".
+    pub artifacts: BTreeMap<&'static str, String>,
+}
+
+/// Finds and renders prompts.
+#[derive(Debug, Clone)]
+pub struct PromptLibrary {
+    /// Override folders, most specific first.
+    dirs: Vec<PathBuf>,
+}
+
+impl PromptLibrary {
+    /// A library looking in `dirs` (most specific first) before the built-in prompts.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self { dirs }
+    }
+
+    /// The Jinja source for a prompt name, or the text itself when it is an inline prompt.
+    pub fn source(&self, name_or_inline: &str) -> Result<String, PromptError> {
+        if is_inline(name_or_inline) {
+            return Ok(name_or_inline.to_owned());
+        }
+        for dir in &self.dirs {
+            let path = dir.join(format!("{name_or_inline}.md.j2"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return Ok(text);
+            }
+        }
+        BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == name_or_inline)
+            .map(|(_, s)| (*s).to_owned())
+            .ok_or_else(|| PromptError::NotFound(name_or_inline.to_owned()))
+    }
+
+    /// Checks every prompt of a template: it exists, parses, and names only known variables
+    /// and artifact types. Runs before any call, so a typo costs nothing.
+    pub fn check(&self, template: &WorkflowTemplate) -> Vec<(String, PromptError)> {
+        let mut problems = Vec::new();
+        let mut names: Vec<(String, String)> = vec![("(system)".to_owned(), "system_prompt".to_owned())];
+        for phase in &template.phases {
+            if let Some(p) = &phase.prompt_template {
+                names.push((phase.id.clone(), p.clone()));
+            }
+        }
+        for (phase, name) in names {
+            if let Err(e) = self.check_one(&name) {
+                problems.push((phase, e));
+            }
+        }
+        problems
+    }
+
+    fn check_one(&self, name: &str) -> Result<(), PromptError> {
+        let label = if is_inline(name) { "(inline)".to_owned() } else { name.to_owned() };
+        let source = translate(&self.source(name)?);
+        let env = environment();
+        let invalid = |message: String| PromptError::Invalid { name: label.clone(), message };
+        let template = env.template_from_str(&source).map_err(|e| invalid(e.to_string()))?;
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|v| match v.strip_prefix("artifacts.") {
+                Some(kind) => ArtifactType::from_name(kind).is_none(),
+                None => v != "artifacts" && !VARIABLES.contains(&v.as_str()),
+            })
+            .map(|v| v.replacen("artifacts.", "artifact:", 1))
+            .collect();
+        unknown.sort();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            let known: Vec<String> = ArtifactType::ALL.iter().map(|t| format!("artifact:{}", t.as_str())).collect();
+            Err(invalid(format!(
+                "unknown {}; known: {}, {}",
+                unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+                VARIABLES.join(", "),
+                known.join(", ")
+            )))
+        }
+    }
+
+    /// Renders a prompt with `ctx`; an undefined value is an error, never an empty string.
+    pub fn render(&self, name_or_inline: &str, ctx: &PromptContext) -> Result<String, PromptError> {
+        let source = translate(&self.source(name_or_inline)?);
+        let env = environment();
+        let invalid = |message: String| PromptError::Invalid { name: name_or_inline.chars().take(40).collect(), message };
+        let template = env.template_from_str(&source).map_err(|e| invalid(e.to_string()))?;
+        let mut artifacts: BTreeMap<&str, String> = ArtifactType::ALL
+            .iter()
+            .map(|t| (t.as_str(), "(none yet)".to_owned()))
+            .collect();
+        artifacts.extend(ctx.artifacts.iter().map(|(k, v)| (*k, v.clone())));
+        let mut vars: BTreeMap<&str, minijinja::Value> = ctx.vars.clone();
+        vars.insert("artifacts", minijinja::Value::from_serialize(&artifacts));
+        template.render(vars).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// A prompt name is one word; anything with spaces, newlines or Jinja is an inline prompt.
+fn is_inline(text: &str) -> bool {
+    text.contains(char::is_whitespace) || text.contains("{{") || text.contains("{%")
+}
+
+/// Rewrites the seed's `artifact:<type>` (not valid Jinja) to `artifacts.<type>` inside
+/// `{{ … }}` and `{% … %}` blocks only; text outside blocks is left alone.
+fn translate(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find(['{']) {
+        let (before, tail) = rest.split_at(start);
+        out.push_str(before);
+        let close = if tail.starts_with("{{") {
+            "}}"
+        } else if tail.starts_with("{%") {
+            "%}"
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+            continue;
+        };
+        match tail[2..].find(close) {
+            Some(end) => {
+                let block = &tail[..end + 4];
+                out.push_str(&block.replace("artifact:", "artifacts."));
+                rest = &tail[end + 4..];
+            }
+            None => {
+                out.push_str(tail);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translates_only_inside_blocks() {
+        assert_eq!(translate("a artifact:x {{ artifact:task_list }}"), "a artifact:x {{ artifacts.task_list }}");
+        assert_eq!(translate("{% if artifact:code_diff %}y{% endif %}"), "{% if artifacts.code_diff %}y{% endif %}");
+    }
+
+    #[test]
+    fn unknown_artifacts_and_variables_fail_the_check() {
+        let lib = PromptLibrary::new(vec![]);
+        assert!(lib.check_one("Review {{ artifact:task_list }} for {{ project_path }}").is_ok());
+        let err = lib.check_one("Use {{ artifact:tasklist }} and {{ projet }}").expect_err("unknown");
+        let text = err.to_string();
+        assert!(text.contains("`artifact:tasklist`") && text.contains("`projet`"), "{text}");
+    }
+
+    #[test]
+    fn built_in_prompts_are_valid() {
+        let lib = PromptLibrary::new(vec![]);
+        for (name, _) in BUILT_IN {
+            lib.check_one(name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

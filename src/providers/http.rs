@@ -1,0 +1,149 @@
+//! The one HTTP/streaming layer every chat vendor uses: POST a JSON body, map the status to a
+//! [`ProviderError`] that says how to retry, and read the answer as SSE events or NDJSON lines
+//! with an idle timeout. It knows nothing about any vendor.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::secret::Secret;
+use super::types::ProviderError;
+
+/// How long a stream may stay silent before the call counts as cut.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A header of a request; secret values are redacted from every error.
+pub enum Header {
+    /// A plain value.
+    Plain(&'static str, String),
+    /// A value holding a key (`Authorization: Bearer …`, `x-api-key`).
+    Secret(&'static str, String, Secret),
+}
+
+/// Shared HTTP client with vendor-neutral helpers.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    idle_timeout: Duration,
+}
+
+static CRYPTO: Once = Once::new();
+
+impl HttpClient {
+    /// A client with rustls (ring) and connect timeouts set.
+    pub fn new() -> Result<Self, ProviderError> {
+        CRYPTO.call_once(|| {
+            // Fails only when another provider was installed first, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("autowrkers/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Transport(e.to_string()))?;
+        Ok(Self { client, idle_timeout: DEFAULT_IDLE_TIMEOUT })
+    }
+
+    /// POSTs `body` as JSON and returns the response once its status is a success.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[Header],
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut map = HeaderMap::new();
+        let mut secrets: Vec<&Secret> = Vec::new();
+        for h in headers {
+            let (name, value) = match h {
+                Header::Plain(n, v) => (*n, v.as_str()),
+                Header::Secret(n, v, s) => {
+                    secrets.push(s);
+                    (*n, v.as_str())
+                }
+            };
+            let name = HeaderName::from_static(name);
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| ProviderError::NotConfigured(format!("header {name} holds characters HTTP cannot carry")))?;
+            value.set_sensitive(matches!(h, Header::Secret(..)));
+            map.insert(name, value);
+        }
+        let scrub = |text: String| secrets.iter().fold(text, |t, s| s.redact(&t));
+        let response = self
+            .client
+            .post(url)
+            .headers(map)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(scrub(without_url(e))))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(Duration::from_secs_f64);
+        let text = response.text().await.unwrap_or_default();
+        let message = scrub(shorten(&text));
+        Err(match status {
+            429 => ProviderError::RateLimited { retry_after, message },
+            401 | 403 => ProviderError::Auth { status, message },
+            400..=499 => ProviderError::BadRequest { status, message },
+            _ => ProviderError::Server { status, message },
+        })
+    }
+
+    /// The response body as SSE events, each awaited with the idle timeout.
+    pub fn sse(&self, response: reqwest::Response) -> impl Stream<Item = Result<eventsource_stream::Event, ProviderError>> + use<> {
+        let idle = self.idle_timeout;
+        let events = Box::pin(response.bytes_stream().eventsource());
+        with_idle_timeout(events, idle).map(|item| match item {
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(e)) => Err(ProviderError::Transport(format!("stream cut: {e}"))),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+fn with_idle_timeout<S, T>(stream: S, idle: Duration) -> impl Stream<Item = Result<T, ProviderError>>
+where
+    S: Stream<Item = T> + Unpin,
+{
+    futures_util::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(item)) => Some((Ok(item), Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(ProviderError::Transport(format!("no data for {}s", idle.as_secs()))), None)),
+        }
+    })
+}
+
+/// reqwest errors print the URL; a query string may hold a key, so keep only the kind.
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    if let Some(source) = std::error::Error::source(&e) {
+        text.push_str(&format!(": {source}"));
+    }
+    text
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 2000;
+    let t = text.trim();
+    if t.len() <= MAX {
+        return t.to_owned();
+    }
+    let mut end = MAX;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &t[..end])
+}

@@ -1,0 +1,169 @@
+//! The vendor-neutral conversation a chat provider is given and the answer it returns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::TokenUsage;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Standing instructions.
+    System,
+    /// The runner speaking for the user.
+    User,
+    /// The model.
+    Assistant,
+    /// The result of a tool call.
+    Tool,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed back with the result.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments as the JSON text the model wrote (it may be invalid).
+    pub arguments: String,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Speaker.
+    pub role: Role,
+    /// Text.
+    pub content: String,
+    /// Calls made in an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For tool messages: the call answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message with text only.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
+/// A tool offered to the model, with a JSON Schema for its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    /// Name.
+    pub name: &'static str,
+    /// What it does, for the model.
+    pub description: &'static str,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+/// One call to a chat model.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// Model to request.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Cap on output tokens, when set.
+    pub max_tokens: Option<u32>,
+    /// The phase asking (the scripted provider answers by it).
+    pub phase_id: String,
+    /// The iteration asking.
+    pub iteration: u32,
+}
+
+/// The model's whole answer to one call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatResponse {
+    /// Text.
+    pub text: String,
+    /// Tool calls, complete.
+    pub tool_calls: Vec<ToolCall>,
+    /// Usage as the provider reported it.
+    pub usage: TokenUsage,
+    /// The model the provider says answered.
+    pub served_model: Option<String>,
+    /// USD when the provider reports its own cost (OpenRouter).
+    pub reported_cost_usd: Option<f64>,
+}
+
+/// Why a call failed, phrased by what the caller should do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// Slow down; try again after the delay when one was given.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+        /// The server's words.
+        message: String,
+    },
+    /// The key is missing, wrong or not allowed: fix the key, do not retry.
+    #[error("authentication failed ({status}): {message}")]
+    Auth {
+        /// 401 or 403.
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
+    /// The request was refused as malformed: do not retry.
+    #[error("bad request ({status}): {message}")]
+    BadRequest {
+        /// The status.
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
+    /// The server failed: retry.
+    #[error("server error ({status}): {message}")]
+    Server {
+        /// The status.
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
+    /// The connection failed or the stream was cut: retry the whole call.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The answer did not follow the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The provider cannot be used as configured: say what to set.
+    #[error("{0}")]
+    NotConfigured(String),
+}
+
+impl ProviderError {
+    /// Whether repeating the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_))
+    }
+}
+
+/// A boxed future, so providers can sit behind `dyn`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Receives streamed text as it arrives (for `workflow:phase_progress`).
+pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A chat model behind some vendor's protocol. Streaming first: text pieces go to `on_delta` as
+/// they arrive; the returned answer is complete.
+pub trait ChatProvider: Send + Sync {
+    /// Provider type name, for records.
+    fn name(&self) -> &str;
+    /// Makes one call.
+    fn chat<'a>(&'a self, request: &'a ChatRequest, on_delta: DeltaSink<'a>) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
+}

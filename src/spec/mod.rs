@@ -1,0 +1,47 @@
+//! Templates, executions and reports: the types users edit and the runner reads, their schemas,
+//! and the loading that turns a YAML file into a checked value (DESIGN §2, seed §2).
+//!
+//! serde_yaml is used only inside this module, so a maintained drop-in can replace it here.
+
+pub mod config;
+pub mod execution;
+pub mod load;
+mod locate;
+pub mod reports;
+pub mod schema;
+pub mod template;
+
+pub use config::{ProjectConfig, VerifyConfig};
+pub use execution::{
+    Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage, Workspace,
+    WorkflowExecution,
+};
+pub use load::{Problem, SpecError};
+pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};
+pub use template::{
+    ArtifactType, FailureBehavior, IterationBehavior, PhaseRole, PhaseStatus, ProviderConfig,
+    ProviderType, TriggerMode, WorkflowPhase, WorkflowStatus, WorkflowTemplate,
+};
+
+use std::path::Path;
+
+/// The seed's §8 template, shipped as `examples/templates/default_pipeline.yaml`.
+pub const DEFAULT_TEMPLATE_YAML: &str = include_str!("../../examples/templates/default_pipeline.yaml");
+
+/// The built-in default template.
+pub fn default_template() -> Result<WorkflowTemplate, SpecError> {
+    load::parse_template(DEFAULT_TEMPLATE_YAML, Path::new("<built-in>/default_pipeline.yaml"))
+}
+
+/// Serializes a value as YAML (used for `execution.yaml` and `template show`).
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, SpecError> {
+    serde_yaml::to_string(value).map_err(|e| SpecError::Invalid {
+        path: "<memory>".into(),
+        problems: vec![Problem { line: 1, column: 1, key: None, message: e.to_string() }],
+    })
+}
+
+/// Parses YAML without a schema (for files the runner wrote itself, like `execution.yaml`).
+pub fn from_yaml<T: serde::de::DeserializeOwned>(source: &str, path: &Path) -> Result<T, SpecError> {
+    load::parse_yaml(source, path, None)
+}

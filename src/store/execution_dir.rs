@@ -1,0 +1,121 @@
+//! One execution's folder: `execution.yaml` (desired), `state.json` (actual), `events.ndjson`,
+//! `artifacts/<iteration>/<phase-id>.<ext>`, `logs/<phase-id>.<iteration>.log` and `lock`.
+
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+use super::atomic::{append_line, write_atomic};
+use crate::spec::{self, ExecutionRequest, WorkflowExecution};
+
+/// Handle on `<project>/.autowrkers/executions/<id>/`.
+#[derive(Debug, Clone)]
+pub struct ExecutionDir {
+    root: PathBuf,
+}
+
+impl ExecutionDir {
+    /// Wraps an existing or future execution folder.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The execution id (the folder's name).
+    pub fn id(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+    /// The project the execution belongs to (three levels up).
+    pub fn project(&self) -> Option<&Path> {
+        self.root.ancestors().nth(3)
+    }
+    /// `execution.yaml`.
+    pub fn request_path(&self) -> PathBuf {
+        self.root.join("execution.yaml")
+    }
+    /// `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    /// `events.ndjson`.
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.ndjson")
+    }
+    /// `lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// Relative path of an artifact, as recorded in state.json.
+    pub fn artifact_rel(iteration: u32, phase_id: &str, ext: &str) -> String {
+        format!("artifacts/{iteration}/{phase_id}.{ext}")
+    }
+    /// `logs/<phase-id>.<iteration>.log`.
+    pub fn log_path(&self, phase_id: &str, iteration: u32) -> PathBuf {
+        self.root.join("logs").join(format!("{phase_id}.{iteration}.log"))
+    }
+
+    /// Reads `execution.yaml`.
+    pub fn read_request(&self) -> Result<ExecutionRequest, StoreError> {
+        let path = self.request_path();
+        let text = read(&path)?;
+        Ok(spec::from_yaml(&text, &path)?)
+    }
+
+    /// Writes `execution.yaml` atomically.
+    pub fn write_request(&self, request: &ExecutionRequest) -> Result<(), StoreError> {
+        let path = self.request_path();
+        let text = spec::to_yaml(request)?;
+        write_atomic(&path, text.as_bytes()).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Reads `execution.yaml`, applies `edit`, writes it back: how control requests are made.
+    pub fn edit_request(&self, edit: impl FnOnce(&mut ExecutionRequest)) -> Result<ExecutionRequest, StoreError> {
+        let mut request = self.read_request()?;
+        edit(&mut request);
+        self.write_request(&request)?;
+        Ok(request)
+    }
+
+    /// Reads `state.json`; a fresh state when the runner has not written one yet.
+    pub fn read_state(&self) -> Result<WorkflowExecution, StoreError> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(WorkflowExecution::new(&self.id()));
+        }
+        let text = read(&path)?;
+        serde_json::from_str(&text).map_err(|source| StoreError::Json { path, source })
+    }
+
+    /// Writes `state.json` atomically.
+    pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
+        let path = self.state_path();
+        let text = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json { path: path.clone(), source })?;
+        write_atomic(&path, &text).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Appends one serialized event to `events.ndjson`.
+    pub fn append_event(&self, line: &str) -> Result<(), StoreError> {
+        let path = self.events_path();
+        append_line(&path, line).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Writes an artifact atomically at its relative path.
+    pub fn write_artifact(&self, rel: &str, content: &str) -> Result<(), StoreError> {
+        let path = self.root.join(rel);
+        write_atomic(&path, content.as_bytes()).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Reads an artifact by its relative path.
+    pub fn read_artifact(&self, rel: &str) -> Result<String, StoreError> {
+        read(&self.root.join(rel))
+    }
+}
+
+fn read(path: &Path) -> Result<String, StoreError> {
+    std::fs::read_to_string(path).map_err(|e| StoreError::io(path, e))
+}

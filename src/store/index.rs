@@ -1,0 +1,68 @@
+//! The sled index: a cache of execution summaries for `workflow list` and id lookups.
+//!
+//! It is never the only copy of anything (DESIGN §2): every entry is derived from an
+//! execution's files, and a missing or unreadable index is rebuilt from the known projects.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// What `workflow list` shows of an execution without opening its files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    /// The id.
+    pub id: String,
+    /// The execution folder.
+    pub dir: String,
+    /// The project.
+    pub project: String,
+    /// Status as written in state.json.
+    pub status: String,
+    /// The task.
+    pub task: String,
+    /// Template name.
+    pub template: String,
+    /// Creation time (RFC 3339), for sorting.
+    pub created_at: String,
+    /// USD so far.
+    pub cost_usd: f64,
+}
+
+/// Handle on the sled database under `~/.autowrkers/index`.
+pub struct Index {
+    db: sled::Db,
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self { db })
+    }
+
+    /// Records or replaces a summary.
+    pub fn put(&self, summary: &ExecutionSummary) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(summary).map_err(|source| StoreError::Json { path: "<index>".into(), source })?;
+        self.db.insert(format!("exec:{}", summary.id), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every summary, newest first.
+    pub fn all(&self) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix("exec:") {
+            let (_, value) = entry?;
+            if let Ok(summary) = serde_json::from_slice::<ExecutionSummary>(&value) {
+                out.push(summary);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(out)
+    }
+
+    /// True when the index holds nothing (new or deleted): time to rebuild.
+    pub fn is_empty(&self) -> bool {
+        self.db.scan_prefix("exec:").next().is_none()
+    }
+}

@@ -1,0 +1,140 @@
+//! Files as the truth (DESIGN §2): folder layout, atomic writes, the runner's lock, the known
+//! projects and the sled index that caches lookups. sled is used only in `index`.
+
+mod atomic;
+mod execution_dir;
+mod index;
+mod lock;
+mod paths;
+
+pub use atomic::{append_line, write_atomic};
+pub use execution_dir::ExecutionDir;
+pub use index::{ExecutionSummary, Index};
+pub use lock::{ExecutionLock, LockError};
+pub use paths::{Home, ProjectDir};
+
+use std::path::{Path, PathBuf};
+
+use crate::spec::SpecError;
+
+/// Why a stored file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A JSON file is damaged.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A YAML file is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The execution is locked by another runner.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The sled index failed; callers fall back to the files.
+    #[error("index: {0}")]
+    Index(#[from] sled::Error),
+    /// No execution matches.
+    #[error("no execution matches `{0}` (see `autowrkers workflow list`)")]
+    NotFound(String),
+    /// Several executions match a prefix.
+    #[error("`{prefix}` matches several executions: {}; give more characters", candidates.join(", "))]
+    Ambiguous {
+        /// What the user typed.
+        prefix: String,
+        /// The matching ids.
+        candidates: Vec<String>,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// The registry of known projects (`~/.autowrkers/projects.yaml`): absolute paths.
+pub fn known_projects(home: &Home) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(home.projects()) else {
+        return Vec::new();
+    };
+    serde_yaml::from_str::<Vec<PathBuf>>(&text).unwrap_or_default()
+}
+
+/// Adds a project to the registry (no-op when known).
+pub fn register_project(home: &Home, project: &Path) -> Result<(), StoreError> {
+    let mut projects = known_projects(home);
+    if projects.iter().any(|p| p == project) {
+        return Ok(());
+    }
+    projects.push(project.to_path_buf());
+    let text = serde_yaml::to_string(&projects).unwrap_or_default();
+    write_atomic(&home.projects(), text.as_bytes()).map_err(|e| StoreError::io(&home.projects(), e))
+}
+
+/// Every execution folder of a project.
+pub fn executions_of(project: &Path) -> Vec<ExecutionDir> {
+    let dir = ProjectDir::new(project).executions();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ExecutionDir> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("execution.yaml").exists())
+        .map(|e| ExecutionDir::new(e.path()))
+        .collect();
+    out.sort_by_key(|d| d.id());
+    out
+}
+
+/// Every execution of `first` (when given) and of every known project, without duplicates.
+pub fn all_executions(home: &Home, first: Option<&Path>) -> Vec<ExecutionDir> {
+    let mut projects: Vec<PathBuf> = first.map(Path::to_path_buf).into_iter().collect();
+    for p in known_projects(home) {
+        if !projects.contains(&p) {
+            projects.push(p);
+        }
+    }
+    let mut out: Vec<ExecutionDir> = Vec::new();
+    for project in projects {
+        for dir in executions_of(&project) {
+            if !out.iter().any(|d| d.id() == dir.id()) {
+                out.push(dir);
+            }
+        }
+    }
+    out
+}
+
+/// Finds an execution by id or unique prefix, like git: in `project` first, then every known
+/// project.
+pub fn find_execution(home: &Home, project: Option<&Path>, prefix: &str) -> Result<ExecutionDir, StoreError> {
+    let matches: Vec<ExecutionDir> = all_executions(home, project)
+        .into_iter()
+        .filter(|d| d.id().starts_with(prefix))
+        .collect();
+    match matches.len() {
+        0 => Err(StoreError::NotFound(prefix.to_owned())),
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        _ => {
+            if let Some(exact) = matches.iter().find(|d| d.id() == prefix) {
+                return Ok(exact.clone());
+            }
+            Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: matches.iter().map(|d| d.id()).collect(),
+            })
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The verifier (`provider_type: none`): runs the project's lint, test and build commands in
+//! the worktree and writes their evidence. A run is "completed" on this evidence, never on an
+//! implementer's claim.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::process::run_shell;
+use crate::spec::{CheckResult, VerificationReport, VerifyConfig};
+
+const OUTPUT_TAIL: usize = 4000;
+
+/// The commands to run and where they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checks {
+    /// `config` or `detected:<file>`.
+    pub source: String,
+    /// `(name, command)` in run order: lint, build, test.
+    pub commands: Vec<(&'static str, String)>,
+    /// Limit per command.
+    pub timeout: Duration,
+}
+
+/// The commands from the project config, else detected from the project's files.
+pub fn resolve(config: Option<&VerifyConfig>, dir: &Path) -> Checks {
+    if let Some(c) = config {
+        let commands = [("lint", &c.lint), ("build", &c.build), ("test", &c.test)]
+            .into_iter()
+            .filter_map(|(n, cmd)| cmd.clone().filter(|s| !s.trim().is_empty()).map(|cmd| (n, cmd)))
+            .collect();
+        return Checks { source: "config".to_owned(), commands, timeout: Duration::from_secs(c.timeout_seconds) };
+    }
+    let timeout = Duration::from_secs(VerifyConfig::default().timeout_seconds);
+    let (source, commands) = detect(dir);
+    Checks { source, commands, timeout }
+}
+
+fn detect(dir: &Path) -> (String, Vec<(&'static str, String)>) {
+    let has = |f: &str| dir.join(f).exists();
+    let own = |list: &[(&'static str, &str)]| list.iter().map(|(n, c)| (*n, (*c).to_owned())).collect::<Vec<_>>();
+    if has("Cargo.toml") {
+        return ("detected:Cargo.toml".into(), own(&[("build", "cargo build --all-targets"), ("test", "cargo test")]));
+    }
+    if has("package.json") {
+        let scripts = std::fs::read_to_string(dir.join("package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("scripts").cloned())
+            .unwrap_or_default();
+        let commands = [("lint", "lint"), ("build", "build"), ("test", "test")]
+            .into_iter()
+            .filter(|(_, s)| scripts.get(s).is_some())
+            .map(|(n, s)| (n, format!("npm run {s}")))
+            .collect();
+        return ("detected:package.json".into(), commands);
+    }
+    if has("pyproject.toml") {
+        return ("detected:pyproject.toml".into(), own(&[("test", "python3 -m pytest -q")]));
+    }
+    if has("go.mod") {
+        return ("detected:go.mod".into(), own(&[("lint", "go vet ./..."), ("build", "go build ./..."), ("test", "go test ./...")]));
+    }
+    if has("Makefile") {
+        let text = std::fs::read_to_string(dir.join("Makefile")).unwrap_or_default();
+        let commands = ["lint", "build", "test"]
+            .into_iter()
+            .filter(|t| text.lines().any(|l| l.starts_with(&format!("{t}:"))))
+            .map(|t| (t, format!("make {t}")))
+            .collect();
+        return ("detected:Makefile".into(), commands);
+    }
+    ("none".into(), Vec::new())
+}
+
+/// Runs every check in `dir`, in order, and reports. No checks at all is not a pass.
+pub async fn run(checks: &Checks, dir: &Path, mut on_progress: impl FnMut(&str)) -> VerificationReport {
+    let mut results = Vec::new();
+    for (name, command) in &checks.commands {
+        on_progress(&format!("$ {command}"));
+        let result = match run_shell(command, dir, checks.timeout, OUTPUT_TAIL).await {
+            Ok(o) => CheckResult {
+                name: (*name).to_owned(),
+                command: command.clone(),
+                exit_code: o.exit_code,
+                duration_ms: o.duration.as_millis() as u64,
+                timed_out: o.timed_out,
+                output_tail: o.output_tail,
+            },
+            Err(e) => CheckResult {
+                name: (*name).to_owned(),
+                command: command.clone(),
+                exit_code: None,
+                duration_ms: 0,
+                timed_out: false,
+                output_tail: format!("cannot start: {e}"),
+            },
+        };
+        on_progress(&format!("{name}: exit {}", result.exit_code.map_or("killed".to_owned(), |c| c.to_string())));
+        results.push(result);
+    }
+    let note = results.is_empty().then(|| {
+        "no verification commands: set verify.lint/test/build in .autowrkers/config.yaml".to_owned()
+    });
+    VerificationReport {
+        passed: !results.is_empty() && results.iter().all(|r| r.exit_code == Some(0)),
+        source: checks.source.clone(),
+        checks: results,
+        note,
+    }
+}
