@@ -12,3 +12,4 @@ pub mod prompts;
 pub mod git;
 pub mod verify;
 pub mod engine;
+pub mod templates;

@@ -90,6 +90,7 @@ impl Reconcile<'_> {
             }
             match self.state.status {
                 s if s.is_terminal() => return Ok(s),
+                WorkflowStatus::Paused if self.request.control.pause => return Ok(WorkflowStatus::Paused),
                 WorkflowStatus::Paused | WorkflowStatus::BudgetExceeded => {
                     self.state.message.clear();
                     self.set_status(Trigger::Resume)?;

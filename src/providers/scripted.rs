@@ -109,7 +109,7 @@ impl ChatProvider for Scripted {
                 tool_calls,
                 // Rough token counts (4 characters a token) so the views have something to show.
                 usage: TokenUsage { input: prompt_chars as u64 / 4, output: reply.text.len() as u64 / 4, ..TokenUsage::default() },
-                served_model: Some("scripted".to_owned()),
+                served_model: Some(request.model.clone()),
                 reported_cost_usd: Some(0.0),
             })
         })

@@ -1,0 +1,211 @@
+//! The command line as clap types: raw, validated flags with no I/O. Handlers in the sibling
+//! modules resolve them against files and the environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  autowrkers run --path . --task \"Add a --verbose flag\" --template examples/templates/openai-only.yaml
+  autowrkers workflow status 3f2a          # ids accept unique prefixes, like git
+  autowrkers resume 3f2a                   # after Ctrl-C or a crash: only stale phases run
+  autowrkers template validate my.yaml     # file, line and column of every problem
+
+Exit codes: 0 completed, 1 failed or cancelled, 2 usage or validation error,
+3 budget exceeded, 4 paused or awaiting approval, 130 interrupted.
+Files: ~/.autowrkers (or AUTOWRKERS_HOME) and <project>/.autowrkers.";
+
+/// Several LLMs and coding agents working on one code change together.
+#[derive(Debug, Parser)]
+#[command(name = "autowrkers", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a workflow on a project (alias of `workflow start`).
+    Run(StartArgs),
+    /// Continue an execution: only phases that are not up to date run.
+    Resume(IdArgs),
+    /// Executions: start, inspect, control.
+    #[command(subcommand, visible_alias = "wf")]
+    Workflow(WorkflowCommand),
+    /// Workflow templates: validate, list, show.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
+    Schema(SchemaArgs),
+}
+
+/// `workflow …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Start a workflow on a project.
+    Start(StartArgs),
+    /// Show an execution: phases, iteration, tokens, cost, artifacts.
+    Status(StatusArgs),
+    /// List executions of this project and every known project.
+    List(ListArgs),
+    /// Continue an execution (same as `autowrkers resume`).
+    Resume(IdArgs),
+    /// Ask the runner to stop at the next safe point.
+    Pause(IdArgs),
+    /// Stop an execution for good.
+    Cancel(IdArgs),
+    /// Approve the iteration awaiting approval and continue.
+    Approve(IdArgs),
+    /// Reject the iteration awaiting approval: the execution fails.
+    Reject(IdArgs),
+    /// Print the phase logs of an execution.
+    Logs(LogsArgs),
+    /// List the artifacts of an execution.
+    Artifacts(IdArgs),
+}
+
+/// `template …`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Check template files against the schema and the rules; exit 2 on any problem.
+    Validate {
+        /// Template files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The project whose prompt overrides apply.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// List the templates this project can use.
+    List {
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Print a template as YAML.
+    Show {
+        /// Id, name or file.
+        template: String,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+/// Output format of commands that stream events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// How a run's events are shown.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Print events as JSON, one per line (DESIGN §9), instead of the human view.
+    #[arg(long)]
+    pub json: bool,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub no_realtime: bool,
+    /// When to use colour.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+/// `run` / `workflow start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// The project directory.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// What to do.
+    #[arg(long)]
+    pub task: String,
+    /// Template id, name or YAML file (default: the project's, else the built-in pipeline).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// USD limit of this execution.
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// Change the user's checkout instead of a worktree on a new branch.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Pause for approval between iterations (`iteration_behavior: configurable`).
+    #[arg(long)]
+    pub interactive: bool,
+    /// Output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Commands that take one execution id.
+#[derive(Debug, Clone, Args)]
+pub struct IdArgs {
+    /// Execution id or unique prefix.
+    pub id: String,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `workflow status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Execution id or unique prefix (default: the newest of this project).
+    pub id: Option<String>,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Print state.json.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `workflow list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only executions with this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// The project to list first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `workflow logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Execution id or unique prefix.
+    pub id: String,
+    /// Only this phase (id or name).
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// `schema`.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// Folder to write the schemas to.
+    #[arg(long, default_value = "schemas")]
+    pub out: PathBuf,
+    /// Only check that the files in --out are current; exit 1 when not.
+    #[arg(long)]
+    pub check: bool,
+}

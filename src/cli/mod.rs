@@ -1,0 +1,89 @@
+//! The command line (DESIGN §8): clap types, handlers and output. Errors become exit codes here
+//! and nowhere else.
+
+pub mod args;
+mod output;
+mod run;
+mod template;
+mod workflow;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, WorkflowCommand};
+use autowrkers::engine::EngineError;
+use autowrkers::spec::{SpecError, WorkflowStatus};
+use autowrkers::store::{Home, StoreError};
+use autowrkers::templates::TemplateError;
+
+/// Exit code of a finished reconcile (DESIGN §8).
+pub fn status_code(status: WorkflowStatus) -> u8 {
+    match status {
+        WorkflowStatus::Completed => 0,
+        WorkflowStatus::Failed | WorkflowStatus::Cancelled => 1,
+        WorkflowStatus::BudgetExceeded => 3,
+        WorkflowStatus::Paused | WorkflowStatus::AwaitingApproval => 4,
+        WorkflowStatus::Pending | WorkflowStatus::Running => 1,
+    }
+}
+
+/// Exit code of an error: 2 for anything the user must fix in their input, else 1.
+fn error_code(err: &anyhow::Error) -> u8 {
+    let store_code = |e: &StoreError| match e {
+        StoreError::Spec(_) | StoreError::NotFound(_) | StoreError::Ambiguous { .. } => 2,
+        _ => 1,
+    };
+    if let Some(e) = err.downcast_ref::<EngineError>() {
+        return match e {
+            EngineError::Spec(_) | EngineError::Prompt(_) | EngineError::Prompts(_) | EngineError::NotReady(_) => 2,
+            EngineError::Store(s) => store_code(s),
+            _ => 1,
+        };
+    }
+    if err.downcast_ref::<SpecError>().is_some() || err.downcast_ref::<TemplateError>().is_some() {
+        return 2;
+    }
+    err.downcast_ref::<StoreError>().map_or(1, store_code)
+}
+
+/// Parses the arguments, runs the command, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(error_code(&err))
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    let home = Home::from_env();
+    match command {
+        Command::Run(a) => run::start(a, home).await,
+        Command::Resume(a) => run::resume(a, home).await,
+        Command::Workflow(w) => match w {
+            WorkflowCommand::Start(a) => run::start(a, home).await,
+            WorkflowCommand::Resume(a) => run::resume(a, home).await,
+            WorkflowCommand::Status(a) => workflow::status(a, home),
+            WorkflowCommand::List(a) => workflow::list(a, home),
+            WorkflowCommand::Logs(a) => workflow::logs(a, home),
+            WorkflowCommand::Artifacts(a) => workflow::artifacts(a, home),
+            WorkflowCommand::Pause(a) => run::control(a, home, run::Control::Pause).await,
+            WorkflowCommand::Cancel(a) => run::control(a, home, run::Control::Cancel).await,
+            WorkflowCommand::Approve(a) => run::control(a, home, run::Control::Approve).await,
+            WorkflowCommand::Reject(a) => run::control(a, home, run::Control::Reject).await,
+        },
+        Command::Template(t) => template::run(t, home),
+        Command::Schema(a) => template::schema(a),
+    }
+}

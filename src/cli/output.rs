@@ -1,0 +1,188 @@
+//! How a run's events reach a person or a program: JSON lines (`--json`), plain timestamped
+//! lines (no terminal, CI), or a live line per phase on a terminal (indicatif + owo-colors).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use owo_colors::OwoColorize;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::args::{ColorChoice, OutputArgs};
+use autowrkers::engine::{Event, EventKind};
+use autowrkers::spec::PhaseStatus;
+
+/// The chosen presentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One JSON event per line on stdout.
+    Json,
+    /// Timestamped lines.
+    Plain,
+    /// Live lines on a terminal.
+    Live,
+}
+
+/// Decides the mode and colour from the flags, the terminal and NO_COLOR.
+pub fn choose(args: &OutputArgs) -> (Mode, bool) {
+    let tty = std::io::stdout().is_terminal();
+    let mode = if args.json {
+        Mode::Json
+    } else if tty && !args.no_realtime {
+        Mode::Live
+    } else {
+        Mode::Plain
+    };
+    (mode, use_color(args.color, tty))
+}
+
+/// Whether to colour output.
+pub fn use_color(choice: ColorChoice, tty: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// `$0.0123`, or `cost ?` when a price is unknown.
+pub fn cost(c: Option<f64>) -> String {
+    c.map_or("cost ?".to_owned(), |c| format!("${c:.4}"))
+}
+
+/// Status icon of a phase (seed §7).
+pub fn icon(status: PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Completed => "✅",
+        PhaseStatus::Running => "🔄",
+        PhaseStatus::Pending => "⏸️",
+        PhaseStatus::Failed => "❌",
+        PhaseStatus::Skipped => "⏭️",
+        PhaseStatus::Paused => "⏯️",
+    }
+}
+
+/// Colours `text` by phase status (seed §7.2) when `color` is on.
+pub fn paint(text: &str, status: PhaseStatus, color: bool) -> String {
+    if !color {
+        return text.to_owned();
+    }
+    match status {
+        PhaseStatus::Completed => text.green().to_string(),
+        PhaseStatus::Running => text.yellow().to_string(),
+        PhaseStatus::Pending => text.dimmed().to_string(),
+        PhaseStatus::Failed => text.red().to_string(),
+        PhaseStatus::Skipped => text.cyan().to_string(),
+        PhaseStatus::Paused => text.magenta().to_string(),
+    }
+}
+
+/// One human line for an event; None for events not worth a line of their own.
+fn describe(event: &Event, color: bool) -> Option<String> {
+    Some(match &event.kind {
+        EventKind::Started { task, template, workspace, resumed } => {
+            let verb = if *resumed { "resuming" } else { "started" };
+            format!("{verb} `{task}` with {template} in {workspace}")
+        }
+        EventKind::PhaseStarted { phase_name, iteration, provider, model, .. } => {
+            format!("{} {phase_name} [{provider} {model}] iteration {iteration}", icon(PhaseStatus::Running))
+        }
+        EventKind::PhaseProgress { text, .. } => format!("  │ {text}"),
+        EventKind::PhaseCompleted { phase_name, iteration, status, passed, tokens, cost_usd, duration_ms, up_to_date, error, .. } => {
+            let verdict = match passed {
+                Some(true) => " passed",
+                Some(false) => " NOT passed",
+                None => "",
+            };
+            let when = if *up_to_date { "up to date, not called".to_owned() } else { format!("{:.1}s", *duration_ms as f64 / 1000.0) };
+            let err = if error.is_empty() { String::new() } else { format!(" — {error}") };
+            let line = format!(
+                "{} {phase_name} (iteration {iteration}) {:?}{verdict}: {when}, {} in / {} out tokens, {}{err}",
+                icon(*status),
+                status,
+                tokens.input + tokens.cached_input,
+                tokens.output,
+                cost(*cost_usd)
+            );
+            paint(&line, *status, color)
+        }
+        EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
+        EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),
+        EventKind::ApprovalNeeded { iteration, reason } => format!("⏸️  iteration {iteration} needs approval: {reason}"),
+        EventKind::Paused { reason } => paint(&format!("⏯️  paused: {reason}"), PhaseStatus::Paused, color),
+        EventKind::Completed { total_tokens, total_cost_usd } => paint(
+            &format!(
+                "✅ completed: {} in / {} out tokens, ${total_cost_usd:.4}",
+                total_tokens.input + total_tokens.cached_input,
+                total_tokens.output
+            ),
+            PhaseStatus::Completed,
+            color,
+        ),
+        EventKind::Failed { reason, .. } => paint(&format!("❌ failed: {reason}"), PhaseStatus::Failed, color),
+        EventKind::Cancelled {} => "⏹️  cancelled".to_owned(),
+    })
+}
+
+/// Prints events until the channel closes.
+pub async fn print_events(mut rx: UnboundedReceiver<Event>, mode: Mode, color: bool) {
+    match mode {
+        Mode::Json => {
+            while let Some(event) = rx.recv().await {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    println!("{line}");
+                }
+            }
+        }
+        Mode::Plain => {
+            while let Some(event) = rx.recv().await {
+                if let Some(line) = describe(&event, color) {
+                    let ts = event.ts.get(11..19).unwrap_or("");
+                    println!("{ts} {line}");
+                }
+            }
+        }
+        Mode::Live => live(rx, color).await,
+    }
+}
+
+async fn live(mut rx: UnboundedReceiver<Event>, color: bool) {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    while let Some(event) = rx.recv().await {
+        match &event.kind {
+            EventKind::PhaseStarted { phase_id, phase_name, iteration, provider, .. } => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(format!("{phase_name} [{provider}] it.{iteration}"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(phase_id.clone(), bar);
+            }
+            EventKind::PhaseProgress { phase_id, text, .. } => {
+                if let Some(bar) = bars.get(phase_id) {
+                    let short: String = text.chars().take(100).collect();
+                    bar.set_message(short);
+                }
+            }
+            EventKind::PhaseCompleted { phase_id, .. } => {
+                let line = describe(&event, color).unwrap_or_default();
+                match bars.remove(phase_id) {
+                    Some(bar) => bar.finish_and_clear(),
+                    None => {}
+                }
+                let _ = multi.println(line);
+            }
+            _ => {
+                if let Some(line) = describe(&event, color) {
+                    let _ = multi.println(line);
+                }
+            }
+        }
+    }
+    for bar in bars.values() {
+        bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,154 @@
+//! `run`, `resume` and the control commands: they write `execution.yaml`, then reconcile in
+//! the foreground while printing the events.
+
+use anyhow::{Context, Result};
+
+use super::args::{IdArgs, OutputArgs, StartArgs};
+use super::output::{choose, print_events};
+use super::status_code;
+use autowrkers::engine::{Engine, EngineError, EventBus, StartOptions, short};
+use autowrkers::spec::{Decision, WorkflowStatus};
+use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home};
+use autowrkers::templates;
+
+/// What to tell a user whose providers are not set up.
+const SETUP_HINT: &str = "\
+Set a key or point the template at a local server, then run again:
+  export OPENAI_API_KEY=…          (provider_type: openai)
+  export OPENROUTER_API_KEY=…      (provider_type: openrouter)
+  Ollama:    provider_type: openai_compatible, api_url: http://localhost:11434/v1
+  LM Studio: provider_type: lm_studio (http://localhost:1234/v1, or LM_STUDIO_URL)
+Ready-made templates are in examples/templates/ (openai-only.yaml, ollama-local.yaml, demo-scripted.yaml).";
+
+/// `run` / `workflow start`.
+pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
+    let project = args
+        .path
+        .canonicalize()
+        .with_context(|| format!("no such project directory: {}", args.path.display()))?;
+    let engine = Engine::new(home.clone())?;
+    let config = engine.project_config(&project)?;
+    let found = templates::resolve(args.template.as_deref(), &project, &home, config.default_template.as_deref())?;
+    if let Err(e) = engine.preflight(&found.template, &project) {
+        if matches!(e, EngineError::NotReady(_)) {
+            eprintln!("error: {e}\n{SETUP_HINT}");
+            return Ok(2);
+        }
+        return Err(e.into());
+    }
+    let dir = engine.create(StartOptions {
+        project,
+        task: args.task,
+        template: found.template,
+        template_source: found.source,
+        budget: args.budget.or(config.budget_limit),
+        in_place: args.in_place,
+        interactive: args.interactive,
+    })?;
+    if !args.output.json {
+        eprintln!("execution {} ({})", dir.id(), dir.root().display());
+    }
+    drive(&engine, &dir, &args.output).await
+}
+
+/// `resume`: clears a pause request and reconciles again.
+pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    dir.edit_request(|r| r.control.pause = false)?;
+    let engine = Engine::new(home)?;
+    drive(&engine, &dir, &args.output).await
+}
+
+/// The control commands: each only edits `execution.yaml`. A live runner acts on it at its
+/// next safe point; when no runner is live, one reconcile pass applies it now (approve then
+/// continues the run in the foreground).
+pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    let state = dir.read_state()?;
+    if state.status.is_terminal() {
+        eprintln!("execution {} is already {}", short(&dir.id()), state.status.as_str());
+        return Ok(status_code(state.status));
+    }
+    let iteration = state.iteration;
+    if matches!(what, Control::Approve | Control::Reject) && state.status != WorkflowStatus::AwaitingApproval {
+        eprintln!("execution {} is {}, not awaiting approval", short(&dir.id()), state.status.as_str());
+        return Ok(2);
+    }
+    dir.edit_request(|r| match what {
+        Control::Pause => r.control.pause = true,
+        Control::Cancel => r.control.cancel = true,
+        Control::Approve => {
+            r.control.approvals.insert(iteration, Decision::Approve);
+        }
+        Control::Reject => {
+            r.control.approvals.insert(iteration, Decision::Reject);
+        }
+    })?;
+    if ExecutionLock::is_held(&dir.lock_path()) {
+        eprintln!("requested {what:?}; the running runner applies it at its next safe point");
+        return Ok(0);
+    }
+    let engine = Engine::new(home)?;
+    drive(&engine, &dir, &args.output).await
+}
+
+/// A control request.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Stop at a safe point.
+    Pause,
+    /// Stop for good.
+    Cancel,
+    /// Continue with the next iteration.
+    Approve,
+    /// Fail the execution.
+    Reject,
+}
+
+/// Reconciles `dir` in the foreground, printing events, until it stops; Ctrl-C exits 130 and
+/// leaves the execution resumable.
+async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Result<u8> {
+    let (mode, color) = choose(output);
+    let bus = EventBus::new(dir);
+    let printer = tokio::spawn(print_events(bus.subscribe(), mode, color));
+    let result = tokio::select! {
+        r = engine.reconcile(dir, &bus) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    bus.close();
+    let _ = printer.await;
+    let id = dir.id();
+    let code = match result {
+        None => {
+            eprintln!("interrupted; `autowrkers resume {}` continues where it stopped", short(&id));
+            130
+        }
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(status)) => {
+            if !output.json {
+                hint(dir, status, &id);
+            }
+            status_code(status)
+        }
+    };
+    Ok(code)
+}
+
+fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
+    let s = short(id);
+    let message = dir.read_state().map(|st| st.message).unwrap_or_default();
+    let next = match status {
+        WorkflowStatus::Completed => {
+            let branch = dir.read_state().ok().and_then(|st| st.workspace).and_then(|w| w.branch);
+            match branch {
+                Some(b) => format!("completed; the change is on branch {b} (`git diff HEAD...{b}`)"),
+                None => "completed".to_owned(),
+            }
+        }
+        WorkflowStatus::Paused => format!("paused: {message}\n`autowrkers resume {s}` continues"),
+        WorkflowStatus::AwaitingApproval => format!("awaiting approval: {message}\n`autowrkers workflow approve {s}` or `reject {s}`"),
+        WorkflowStatus::BudgetExceeded => format!("budget exceeded; raise it, then `autowrkers resume {s}`"),
+        other => format!("{}: {message}", other.as_str()),
+    };
+    eprintln!("{next}\n`autowrkers workflow status {s}` shows the details");
+}

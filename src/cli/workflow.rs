@@ -1,0 +1,181 @@
+//! The read-only workflow commands: `status`, `list`, `logs`, `artifacts`.
+
+use anyhow::{Result, bail};
+
+use super::args::{IdArgs, ListArgs, LogsArgs, StatusArgs};
+use super::output::{cost, icon};
+use autowrkers::engine::short;
+use autowrkers::spec::WorkflowStatus;
+use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home, Index};
+
+/// `workflow status [id]`.
+pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
+    let dir = match &args.id {
+        Some(id) => store::find_execution(&home, Some(&args.path), id)?,
+        None => newest(&home, &args.path)?,
+    };
+    let request = dir.read_request()?;
+    let state = dir.read_state()?;
+    if args.json {
+        let value = serde_json::json!({"execution": request, "state": state});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    let live = ExecutionLock::is_held(&dir.lock_path());
+    let mut status = state.status.as_str().to_owned();
+    if state.status == WorkflowStatus::Running && !live {
+        status.push_str(&format!(" (interrupted: no runner; `autowrkers resume {}`)", short(&state.id)));
+    }
+    println!("execution  {}", state.id);
+    println!("task       {}", request.task_description);
+    println!("project    {}", request.project_path);
+    println!("template   {} ({})", request.template.name, request.template_source);
+    println!("status     {status}");
+    println!("iteration  {}/{}", state.iteration, request.template.max_iterations);
+    if let Some(ws) = &state.workspace {
+        let branch = ws.branch.as_deref().unwrap_or("(in place)");
+        println!("workspace  {} on {branch}", ws.dir);
+    }
+    if !state.message.is_empty() {
+        println!("message    {}", state.message);
+    }
+    println!();
+    for run in &state.phase_executions {
+        let verdict = match run.passed {
+            Some(true) => "passed",
+            Some(false) => "not passed",
+            None => "",
+        };
+        let served = run
+            .model_served
+            .as_deref()
+            .filter(|m| *m != run.model_used)
+            .map(|m| format!(" (served by {m})"))
+            .unwrap_or_default();
+        println!(
+            "{} it.{} {:<22} {:<10} {:<24} {:>7} in {:>7} out  {:<10} {verdict}",
+            icon(run.status),
+            run.iteration,
+            run.phase_name,
+            run.provider_used,
+            format!("{}{served}", run.model_used),
+            run.tokens.input + run.tokens.cached_input,
+            run.tokens.output,
+            cost(run.cost_usd),
+        );
+        if !run.error_message.is_empty() {
+            println!("      {}", run.error_message);
+        }
+    }
+    let total = if state.cost_incomplete {
+        format!("${:.4} + unknown", state.total_cost_usd)
+    } else {
+        format!("${:.4}", state.total_cost_usd)
+    };
+    let budget = request.budget_limit.map(|b| format!(" / ${b:.2}")).unwrap_or_default();
+    println!(
+        "\ntokens {} in, {} out ({} cached) · cost {total}{budget} · {} artifacts",
+        state.total_tokens.input + state.total_tokens.cached_input,
+        state.total_tokens.output,
+        state.total_tokens.cached_input,
+        state.artifacts.len()
+    );
+    Ok(0)
+}
+
+fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
+    let project = path.canonicalize()?;
+    let mut all = store::executions_of(&project);
+    all.sort_by_key(|d| d.read_request().map(|r| r.created_at).unwrap_or_default());
+    match all.pop() {
+        Some(d) => Ok(d),
+        None => {
+            let _ = home;
+            bail!("no executions in {}; start one with `autowrkers run`", project.display())
+        }
+    }
+}
+
+/// `workflow list`: from the sled index, rebuilt from the files when empty.
+pub fn list(args: ListArgs, home: Home) -> Result<u8> {
+    let project = args.path.canonicalize().ok();
+    let dirs = store::all_executions(&home, project.as_deref());
+    let index = Index::open(&home.index()).ok();
+    if let Some(index) = &index {
+        if index.is_empty() {
+            let engine = autowrkers::engine::Engine::new(home.clone())?;
+            for d in &dirs {
+                engine.index(d);
+            }
+        }
+    }
+    let summaries = match index.as_ref().and_then(|i| i.all().ok()) {
+        Some(s) if !s.is_empty() => s,
+        _ => Vec::new(),
+    };
+    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    // Status comes from state.json (the truth); the index supplies the list of executions.
+    let mut seen: Vec<String> = summaries.iter().map(|s| s.dir.clone()).collect();
+    for d in &dirs {
+        let root = d.root().to_string_lossy().into_owned();
+        if !seen.contains(&root) {
+            seen.push(root);
+        }
+    }
+    for root in seen {
+        let d = ExecutionDir::new(&root);
+        let (Ok(req), Ok(st)) = (d.read_request(), d.read_state()) else { continue };
+        let status = st.status.as_str().to_owned();
+        if args.status.as_deref().is_some_and(|s| s != status) {
+            continue;
+        }
+        rows.push((req.created_at, req.id, status, req.task_description, req.project_path));
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    for (created, id, status, task, project) in rows {
+        if args.json {
+            println!("{}", serde_json::json!({"id": id, "status": status, "task": task, "project": project, "created_at": created}));
+        } else {
+            println!("{}  {:<18} {}  {}  ({project})", short(&id), status, created, task);
+        }
+    }
+    Ok(0)
+}
+
+/// `workflow logs`.
+pub fn logs(args: LogsArgs, home: Home) -> Result<u8> {
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    let state = dir.read_state()?;
+    let mut printed = false;
+    for run in &state.phase_executions {
+        if let Some(p) = &args.phase {
+            if &run.phase_id != p && &run.phase_name != p {
+                continue;
+            }
+        }
+        let path = dir.log_path(&run.phase_id, run.iteration);
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        println!("─── {} (iteration {}) [{}] ───", run.phase_name, run.iteration, run.provider_used);
+        println!("{}", text.trim_end());
+        printed = true;
+    }
+    if !printed {
+        eprintln!("no logs yet");
+    }
+    Ok(0)
+}
+
+/// `workflow artifacts`.
+pub fn artifacts(args: IdArgs, home: Home) -> Result<u8> {
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    let state = dir.read_state()?;
+    for a in &state.artifacts {
+        let edited = if a.is_edited { " (edited)" } else { "" };
+        if args.output.json {
+            println!("{}", serde_json::to_string(a)?);
+        } else {
+            println!("{:<28} {:<20} {}{edited}", a.id, a.artifact_type.as_str(), dir.root().join(&a.file_path).display());
+        }
+    }
+    Ok(0)
+}
