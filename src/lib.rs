@@ -3,13 +3,13 @@
 //! The library behind the `autowrkers` binary. Files are the truth (DESIGN §2): templates,
 //! executions and artifacts are YAML/JSON files; a stateless runner reconciles them.
 
-pub mod spec;
-pub mod store;
-pub mod providers;
 pub mod agent;
+pub mod engine;
+pub mod git;
 pub mod process;
 pub mod prompts;
-pub mod git;
-pub mod verify;
-pub mod engine;
+pub mod providers;
+pub mod spec;
+pub mod store;
 pub mod templates;
+pub mod verify;

@@ -44,7 +44,12 @@ pub fn kill_group(pgid: i32) {
 }
 
 /// Runs `command` with `sh -c` in `dir`, stdin from /dev/null, for at most `timeout`.
-pub async fn run_shell(command: &str, dir: &Path, timeout: Duration, cap: usize) -> std::io::Result<CommandOutcome> {
+pub async fn run_shell(
+    command: &str,
+    dir: &Path,
+    timeout: Duration,
+    cap: usize,
+) -> std::io::Result<CommandOutcome> {
     let started = Instant::now();
     let mut child = Command::new("sh")
         .arg("-c")
@@ -94,7 +99,12 @@ pub async fn run_shell(command: &str, dir: &Path, timeout: Duration, cap: usize)
     if timed_out {
         output_tail.push_str(&format!("\n[killed after {}s]", timeout.as_secs()));
     }
-    Ok(CommandOutcome { exit_code, timed_out, output_tail, duration: started.elapsed() })
+    Ok(CommandOutcome {
+        exit_code,
+        timed_out,
+        output_tail,
+        duration: started.elapsed(),
+    })
 }
 
 async fn pump(mut reader: impl AsyncRead + Unpin, tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {

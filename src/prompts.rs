@@ -11,13 +11,34 @@ use crate::spec::{ArtifactType, WorkflowTemplate};
 
 /// The built-in prompts, by name.
 const BUILT_IN: [(&str, &str); 7] = [
-    ("system_prompt", include_str!("../prompts/system_prompt.md.j2")),
-    ("analyzer_prompt", include_str!("../prompts/analyzer_prompt.md.j2")),
-    ("planner_prompt", include_str!("../prompts/planner_prompt.md.j2")),
-    ("implementer_prompt", include_str!("../prompts/implementer_prompt.md.j2")),
-    ("reviewer_functional_prompt", include_str!("../prompts/reviewer_functional_prompt.md.j2")),
-    ("reviewer_style_prompt", include_str!("../prompts/reviewer_style_prompt.md.j2")),
-    ("reviewer_security_prompt", include_str!("../prompts/reviewer_security_prompt.md.j2")),
+    (
+        "system_prompt",
+        include_str!("../prompts/system_prompt.md.j2"),
+    ),
+    (
+        "analyzer_prompt",
+        include_str!("../prompts/analyzer_prompt.md.j2"),
+    ),
+    (
+        "planner_prompt",
+        include_str!("../prompts/planner_prompt.md.j2"),
+    ),
+    (
+        "implementer_prompt",
+        include_str!("../prompts/implementer_prompt.md.j2"),
+    ),
+    (
+        "reviewer_functional_prompt",
+        include_str!("../prompts/reviewer_functional_prompt.md.j2"),
+    ),
+    (
+        "reviewer_style_prompt",
+        include_str!("../prompts/reviewer_style_prompt.md.j2"),
+    ),
+    (
+        "reviewer_security_prompt",
+        include_str!("../prompts/reviewer_security_prompt.md.j2"),
+    ),
 ];
 
 /// Variables every prompt may use, besides `artifact:<type>`.
@@ -94,7 +115,8 @@ impl PromptLibrary {
     /// and artifact types. Runs before any call, so a typo costs nothing.
     pub fn check(&self, template: &WorkflowTemplate) -> Vec<(String, PromptError)> {
         let mut problems = Vec::new();
-        let mut names: Vec<(String, String)> = vec![("(system)".to_owned(), "system_prompt".to_owned())];
+        let mut names: Vec<(String, String)> =
+            vec![("(system)".to_owned(), "system_prompt".to_owned())];
         for phase in &template.phases {
             if let Some(p) = &phase.prompt_template {
                 names.push((phase.id.clone(), p.clone()));
@@ -109,11 +131,20 @@ impl PromptLibrary {
     }
 
     fn check_one(&self, name: &str) -> Result<(), PromptError> {
-        let label = if is_inline(name) { "(inline)".to_owned() } else { name.to_owned() };
+        let label = if is_inline(name) {
+            "(inline)".to_owned()
+        } else {
+            name.to_owned()
+        };
         let source = translate(&self.source(name)?);
         let env = environment();
-        let invalid = |message: String| PromptError::Invalid { name: label.clone(), message };
-        let template = env.template_from_str(&source).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |message: String| PromptError::Invalid {
+            name: label.clone(),
+            message,
+        };
+        let template = env
+            .template_from_str(&source)
+            .map_err(|e| invalid(e.to_string()))?;
         let mut unknown: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
@@ -127,10 +158,17 @@ impl PromptLibrary {
         if unknown.is_empty() {
             Ok(())
         } else {
-            let known: Vec<String> = ArtifactType::ALL.iter().map(|t| format!("artifact:{}", t.as_str())).collect();
+            let known: Vec<String> = ArtifactType::ALL
+                .iter()
+                .map(|t| format!("artifact:{}", t.as_str()))
+                .collect();
             Err(invalid(format!(
                 "unknown {}; known: {}, {}",
-                unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+                unknown
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 VARIABLES.join(", "),
                 known.join(", ")
             )))
@@ -141,8 +179,13 @@ impl PromptLibrary {
     pub fn render(&self, name_or_inline: &str, ctx: &PromptContext) -> Result<String, PromptError> {
         let source = translate(&self.source(name_or_inline)?);
         let env = environment();
-        let invalid = |message: String| PromptError::Invalid { name: name_or_inline.chars().take(40).collect(), message };
-        let template = env.template_from_str(&source).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |message: String| PromptError::Invalid {
+            name: name_or_inline.chars().take(40).collect(),
+            message,
+        };
+        let template = env
+            .template_from_str(&source)
+            .map_err(|e| invalid(e.to_string()))?;
         let mut artifacts: BTreeMap<&str, String> = ArtifactType::ALL
             .iter()
             .map(|t| (t.as_str(), "(none yet)".to_owned()))
@@ -206,17 +249,31 @@ mod tests {
 
     #[test]
     fn translates_only_inside_blocks() {
-        assert_eq!(translate("a artifact:x {{ artifact:task_list }}"), "a artifact:x {{ artifacts.task_list }}");
-        assert_eq!(translate("{% if artifact:code_diff %}y{% endif %}"), "{% if artifacts.code_diff %}y{% endif %}");
+        assert_eq!(
+            translate("a artifact:x {{ artifact:task_list }}"),
+            "a artifact:x {{ artifacts.task_list }}"
+        );
+        assert_eq!(
+            translate("{% if artifact:code_diff %}y{% endif %}"),
+            "{% if artifacts.code_diff %}y{% endif %}"
+        );
     }
 
     #[test]
     fn unknown_artifacts_and_variables_fail_the_check() {
         let lib = PromptLibrary::new(vec![]);
-        assert!(lib.check_one("Review {{ artifact:task_list }} for {{ project_path }}").is_ok());
-        let err = lib.check_one("Use {{ artifact:tasklist }} and {{ projet }}").expect_err("unknown");
+        assert!(
+            lib.check_one("Review {{ artifact:task_list }} for {{ project_path }}")
+                .is_ok()
+        );
+        let err = lib
+            .check_one("Use {{ artifact:tasklist }} and {{ projet }}")
+            .expect_err("unknown");
         let text = err.to_string();
-        assert!(text.contains("`artifact:tasklist`") && text.contains("`projet`"), "{text}");
+        assert!(
+            text.contains("`artifact:tasklist`") && text.contains("`projet`"),
+            "{text}"
+        );
     }
 
     #[test]

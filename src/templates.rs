@@ -29,7 +29,9 @@ pub enum TemplateError {
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -44,42 +46,66 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 pub fn list(project: &Path, home: &Home) -> (Vec<Found>, Vec<SpecError>) {
     let mut found: Vec<Found> = Vec::new();
     let mut errors = Vec::new();
-    for (scope, dir) in [("project", ProjectDir::new(project).templates()), ("global", home.templates())] {
+    for (scope, dir) in [
+        ("project", ProjectDir::new(project).templates()),
+        ("global", home.templates()),
+    ] {
         for file in yaml_files(&dir) {
             match spec::load::load_template(&file) {
                 Ok(template) if !found.iter().any(|f| f.template.id == template.id) => {
-                    found.push(Found { template, scope, source: file.to_string_lossy().into_owned() })
+                    found.push(Found {
+                        template,
+                        scope,
+                        source: file.to_string_lossy().into_owned(),
+                    })
                 }
                 Ok(_) => {}
                 Err(e) => errors.push(e),
             }
         }
     }
-    if let Ok(template) = spec::default_template() {
-        if !found.iter().any(|f| f.template.id == template.id) {
-            found.push(Found { template, scope: "built-in", source: "built-in".to_owned() });
-        }
+    if let Ok(template) = spec::default_template()
+        && !found.iter().any(|f| f.template.id == template.id)
+    {
+        found.push(Found {
+            template,
+            scope: "built-in",
+            source: "built-in".to_owned(),
+        });
     }
     (found, errors)
 }
 
 /// The template named by `wanted` (file, id or name), else the project's configured default,
 /// else one marked `is_default`, else the built-in default.
-pub fn resolve(wanted: Option<&str>, project: &Path, home: &Home, configured: Option<&str>) -> Result<Found, TemplateError> {
+pub fn resolve(
+    wanted: Option<&str>,
+    project: &Path,
+    home: &Home,
+    configured: Option<&str>,
+) -> Result<Found, TemplateError> {
     let wanted = wanted.or(configured);
     if let Some(w) = wanted {
         for candidate in [PathBuf::from(w), project.join(w)] {
             if candidate.is_file() {
                 let template = spec::load::load_template(&candidate)?;
-                return Ok(Found { template, scope: "file", source: candidate.to_string_lossy().into_owned() });
+                return Ok(Found {
+                    template,
+                    scope: "file",
+                    source: candidate.to_string_lossy().into_owned(),
+                });
             }
         }
     }
     let (found, errors) = list(project, home);
     let pick = match wanted {
-        Some(w) => found.into_iter().find(|f| f.template.id == w || f.template.name == w || (w == "default" && f.scope == "built-in")),
+        Some(w) => found.into_iter().find(|f| {
+            f.template.id == w || f.template.name == w || (w == "default" && f.scope == "built-in")
+        }),
         None => {
-            let default = found.iter().position(|f| f.template.is_default && f.scope != "built-in");
+            let default = found
+                .iter()
+                .position(|f| f.template.is_default && f.scope != "built-in");
             match default {
                 Some(i) => found.into_iter().nth(i),
                 None => found.into_iter().find(|f| f.scope == "built-in"),
@@ -89,6 +115,8 @@ pub fn resolve(wanted: Option<&str>, project: &Path, home: &Home, configured: Op
     match (pick, errors.into_iter().next()) {
         (Some(f), _) => Ok(f),
         (None, Some(e)) => Err(e.into()),
-        (None, None) => Err(TemplateError::NotFound(wanted.unwrap_or("default").to_owned())),
+        (None, None) => Err(TemplateError::NotFound(
+            wanted.unwrap_or("default").to_owned(),
+        )),
     }
 }

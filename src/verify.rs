@@ -26,20 +26,42 @@ pub fn resolve(config: Option<&VerifyConfig>, dir: &Path) -> Checks {
     if let Some(c) = config {
         let commands = [("lint", &c.lint), ("build", &c.build), ("test", &c.test)]
             .into_iter()
-            .filter_map(|(n, cmd)| cmd.clone().filter(|s| !s.trim().is_empty()).map(|cmd| (n, cmd)))
+            .filter_map(|(n, cmd)| {
+                cmd.clone()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|cmd| (n, cmd))
+            })
             .collect();
-        return Checks { source: "config".to_owned(), commands, timeout: Duration::from_secs(c.timeout_seconds) };
+        return Checks {
+            source: "config".to_owned(),
+            commands,
+            timeout: Duration::from_secs(c.timeout_seconds),
+        };
     }
     let timeout = Duration::from_secs(VerifyConfig::default().timeout_seconds);
     let (source, commands) = detect(dir);
-    Checks { source, commands, timeout }
+    Checks {
+        source,
+        commands,
+        timeout,
+    }
 }
 
 fn detect(dir: &Path) -> (String, Vec<(&'static str, String)>) {
     let has = |f: &str| dir.join(f).exists();
-    let own = |list: &[(&'static str, &str)]| list.iter().map(|(n, c)| (*n, (*c).to_owned())).collect::<Vec<_>>();
+    let own = |list: &[(&'static str, &str)]| {
+        list.iter()
+            .map(|(n, c)| (*n, (*c).to_owned()))
+            .collect::<Vec<_>>()
+    };
     if has("Cargo.toml") {
-        return ("detected:Cargo.toml".into(), own(&[("build", "cargo build --all-targets"), ("test", "cargo test")]));
+        return (
+            "detected:Cargo.toml".into(),
+            own(&[
+                ("build", "cargo build --all-targets"),
+                ("test", "cargo test"),
+            ]),
+        );
     }
     if has("package.json") {
         let scripts = std::fs::read_to_string(dir.join("package.json"))
@@ -55,10 +77,20 @@ fn detect(dir: &Path) -> (String, Vec<(&'static str, String)>) {
         return ("detected:package.json".into(), commands);
     }
     if has("pyproject.toml") {
-        return ("detected:pyproject.toml".into(), own(&[("test", "python3 -m pytest -q")]));
+        return (
+            "detected:pyproject.toml".into(),
+            own(&[("test", "python3 -m pytest -q")]),
+        );
     }
     if has("go.mod") {
-        return ("detected:go.mod".into(), own(&[("lint", "go vet ./..."), ("build", "go build ./..."), ("test", "go test ./...")]));
+        return (
+            "detected:go.mod".into(),
+            own(&[
+                ("lint", "go vet ./..."),
+                ("build", "go build ./..."),
+                ("test", "go test ./..."),
+            ]),
+        );
     }
     if has("Makefile") {
         let text = std::fs::read_to_string(dir.join("Makefile")).unwrap_or_default();
@@ -73,7 +105,11 @@ fn detect(dir: &Path) -> (String, Vec<(&'static str, String)>) {
 }
 
 /// Runs every check in `dir`, in order, and reports. No checks at all is not a pass.
-pub async fn run(checks: &Checks, dir: &Path, mut on_progress: impl FnMut(&str)) -> VerificationReport {
+pub async fn run(
+    checks: &Checks,
+    dir: &Path,
+    mut on_progress: impl FnMut(&str),
+) -> VerificationReport {
     let mut results = Vec::new();
     for (name, command) in &checks.commands {
         on_progress(&format!("$ {command}"));
@@ -95,7 +131,12 @@ pub async fn run(checks: &Checks, dir: &Path, mut on_progress: impl FnMut(&str))
                 output_tail: format!("cannot start: {e}"),
             },
         };
-        on_progress(&format!("{name}: exit {}", result.exit_code.map_or("killed".to_owned(), |c| c.to_string())));
+        on_progress(&format!(
+            "{name}: exit {}",
+            result
+                .exit_code
+                .map_or("killed".to_owned(), |c| c.to_string())
+        ));
         results.push(result);
     }
     let note = results.is_empty().then(|| {

@@ -15,14 +15,22 @@ pub fn confine(root: &Path, requested: &str) -> Result<PathBuf, String> {
         as_path
             .strip_prefix(root)
             .map(Path::to_path_buf)
-            .map_err(|_| format!("`{requested}` is outside the worktree; use a path relative to it"))?
+            .map_err(|_| {
+                format!("`{requested}` is outside the worktree; use a path relative to it")
+            })?
     } else {
         as_path.to_path_buf()
     };
     for component in relative.components() {
         match component {
-            Component::ParentDir => return Err(format!("`{requested}`: `..` is not allowed; use a path inside the worktree")),
-            Component::Prefix(_) | Component::RootDir => return Err(format!("`{requested}` is not a relative path")),
+            Component::ParentDir => {
+                return Err(format!(
+                    "`{requested}`: `..` is not allowed; use a path inside the worktree"
+                ));
+            }
+            Component::Prefix(_) | Component::RootDir => {
+                return Err(format!("`{requested}` is not a relative path"));
+            }
             Component::CurDir | Component::Normal(_) => {}
         }
     }
@@ -43,7 +51,9 @@ pub fn confine(root: &Path, requested: &str) -> Result<PathBuf, String> {
         .canonicalize()
         .map_err(|e| format!("`{requested}`: {e}"))?;
     if !real.starts_with(root) {
-        return Err(format!("`{requested}` leads outside the worktree (through a symlink)"));
+        return Err(format!(
+            "`{requested}` leads outside the worktree (through a symlink)"
+        ));
     }
     Ok(rest.into_iter().rev().fold(real, |p, name| p.join(name)))
 }
@@ -60,8 +70,14 @@ mod tests {
         assert!(confine(&root, "../../etc/passwd").is_err());
         assert!(confine(&root, "/etc/passwd").is_err());
         assert!(confine(&root, "src/../../x").is_err());
-        assert_eq!(confine(&root, "src/new/file.rs").expect("ok"), root.join("src/new/file.rs"));
-        assert_eq!(confine(&root, &root.join("src").to_string_lossy()).expect("ok"), root.join("src"));
+        assert_eq!(
+            confine(&root, "src/new/file.rs").expect("ok"),
+            root.join("src/new/file.rs")
+        );
+        assert_eq!(
+            confine(&root, &root.join("src").to_string_lossy()).expect("ok"),
+            root.join("src")
+        );
         std::os::unix::fs::symlink("/etc", root.join("out")).expect("symlink");
         assert!(confine(&root, "out/passwd").is_err());
         assert!(confine(&root, "out").is_err());

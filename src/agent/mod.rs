@@ -26,7 +26,10 @@ pub struct Tally {
 impl Tally {
     /// A tally of nothing, priced at $0.
     pub fn new() -> Self {
-        Self { cost_usd: Some(0.0), ..Self::default() }
+        Self {
+            cost_usd: Some(0.0),
+            ..Self::default()
+        }
     }
 }
 

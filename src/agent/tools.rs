@@ -16,7 +16,13 @@ const MAX_READ: usize = 100_000;
 const MAX_LIST: usize = 500;
 const MAX_MATCHES: usize = 200;
 const COMMAND_OUTPUT_CAP: usize = 16_000;
-const SKIP_DIRS: [&str; 5] = [".git", "target", "node_modules", ".autowrkers", "__pycache__"];
+const SKIP_DIRS: [&str; 5] = [
+    ".git",
+    "target",
+    "node_modules",
+    ".autowrkers",
+    "__pycache__",
+];
 
 /// The tools of one phase, bound to its worktree.
 pub struct Toolbox {
@@ -28,7 +34,11 @@ pub struct Toolbox {
 impl Toolbox {
     /// Tools for `root`; `can_edit` adds write_file, edit_file and run_command.
     pub fn new(root: &Path, can_edit: bool) -> std::io::Result<Self> {
-        Ok(Self { root: root.canonicalize()?, can_edit, command_timeout: Duration::from_secs(300) })
+        Ok(Self {
+            root: root.canonicalize()?,
+            can_edit,
+            command_timeout: Duration::from_secs(300),
+        })
     }
 
     /// The specs offered to the model.
@@ -78,15 +88,16 @@ impl Toolbox {
         let args: serde_json::Value = if arguments.trim().is_empty() {
             json!({})
         } else {
-            serde_json::from_str(arguments).map_err(|e| format!("arguments are not valid JSON: {e}"))?
+            serde_json::from_str(arguments)
+                .map_err(|e| format!("arguments are not valid JSON: {e}"))?
         };
         match name {
             "list_files" => self.list_files(parse(args)?),
             "read_file" => self.read_file(parse(args)?),
             "search" => self.search(parse(args)?),
-            "write_file" | "edit_file" | "run_command" if !self.can_edit => {
-                Err(format!("`{name}` is not available to this role: it may only read"))
-            }
+            "write_file" | "edit_file" | "run_command" if !self.can_edit => Err(format!(
+                "`{name}` is not available to this role: it may only read"
+            )),
             "write_file" => self.write_file(parse(args)?),
             "edit_file" => self.edit_file(parse(args)?),
             "run_command" => self.run_command(parse(args)?).await,
@@ -110,7 +121,8 @@ impl Toolbox {
 
     fn read_file(&self, a: PathArg) -> Result<String, String> {
         let path = confine(&self.root, a.path.as_deref().unwrap_or(""))?;
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", self.relative(&path)))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", self.relative(&path)))?;
         Ok(truncate(text, MAX_READ))
     }
 
@@ -130,7 +142,11 @@ impl Toolbox {
             }
             hits.len() < MAX_MATCHES
         });
-        Ok(if hits.is_empty() { "no matches".to_owned() } else { hits.join("\n") })
+        Ok(if hits.is_empty() {
+            "no matches".to_owned()
+        } else {
+            hits.join("\n")
+        })
     }
 
     fn write_file(&self, a: WriteArgs) -> Result<String, String> {
@@ -139,35 +155,57 @@ impl Toolbox {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
         std::fs::write(&path, &a.content).map_err(|e| format!("cannot write {}: {e}", a.path))?;
-        Ok(format!("wrote {} ({} bytes)", self.relative(&path), a.content.len()))
+        Ok(format!(
+            "wrote {} ({} bytes)",
+            self.relative(&path),
+            a.content.len()
+        ))
     }
 
     fn edit_file(&self, a: EditArgs) -> Result<String, String> {
         let path = confine(&self.root, &a.path)?;
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", a.path))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", a.path))?;
         if a.search.is_empty() {
             return Err("`search` is empty".to_owned());
         }
         match text.matches(&a.search).count() {
-            0 => Err(format!("`search` text not found in {}; read the file and copy the exact text", a.path)),
+            0 => Err(format!(
+                "`search` text not found in {}; read the file and copy the exact text",
+                a.path
+            )),
             1 => {
-                std::fs::write(&path, text.replacen(&a.search, &a.replace, 1)).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text.replacen(&a.search, &a.replace, 1))
+                    .map_err(|e| e.to_string())?;
                 Ok(format!("edited {}", self.relative(&path)))
             }
-            n => Err(format!("`search` text occurs {n} times in {}; include more context so it is unique", a.path)),
+            n => Err(format!(
+                "`search` text occurs {n} times in {}; include more context so it is unique",
+                a.path
+            )),
         }
     }
 
     async fn run_command(&self, a: CommandArgs) -> Result<String, String> {
-        let outcome = run_shell(&a.command, &self.root, self.command_timeout, COMMAND_OUTPUT_CAP)
-            .await
-            .map_err(|e| format!("cannot start command: {e}"))?;
-        let code = outcome.exit_code.map_or("killed".to_owned(), |c| c.to_string());
+        let outcome = run_shell(
+            &a.command,
+            &self.root,
+            self.command_timeout,
+            COMMAND_OUTPUT_CAP,
+        )
+        .await
+        .map_err(|e| format!("cannot start command: {e}"))?;
+        let code = outcome
+            .exit_code
+            .map_or("killed".to_owned(), |c| c.to_string());
         Ok(format!("exit code: {code}\n{}", outcome.output_tail))
     }
 
     fn relative(&self, p: &Path) -> String {
-        p.strip_prefix(&self.root).unwrap_or(p).to_string_lossy().into_owned()
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -180,12 +218,16 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path) -> bool) -> bool {
     if dir.is_file() {
         return visit(dir);
     }
-    let Ok(entries) = std::fs::read_dir(dir) else { return true };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
     let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             if SKIP_DIRS.iter().any(|s| entry.file_name() == *s) {
                 continue;

@@ -36,7 +36,10 @@ fn error_code(err: &anyhow::Error) -> u8 {
     };
     if let Some(e) = err.downcast_ref::<EngineError>() {
         return match e {
-            EngineError::Spec(_) | EngineError::Prompt(_) | EngineError::Prompts(_) | EngineError::NotReady(_) => 2,
+            EngineError::Spec(_)
+            | EngineError::Prompt(_)
+            | EngineError::Prompts(_)
+            | EngineError::NotReady(_) => 2,
             EngineError::Store(s) => store_code(s),
             _ => 1,
         };
@@ -50,7 +53,10 @@ fn error_code(err: &anyhow::Error) -> u8 {
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -81,22 +81,55 @@ pub fn paint(text: &str, status: PhaseStatus, color: bool) -> String {
 /// One human line for an event; None for events not worth a line of their own.
 fn describe(event: &Event, color: bool) -> Option<String> {
     Some(match &event.kind {
-        EventKind::Started { task, template, workspace, resumed } => {
+        EventKind::Started {
+            task,
+            template,
+            workspace,
+            resumed,
+        } => {
             let verb = if *resumed { "resuming" } else { "started" };
             format!("{verb} `{task}` with {template} in {workspace}")
         }
-        EventKind::PhaseStarted { phase_name, iteration, provider, model, .. } => {
-            format!("{} {phase_name} [{provider} {model}] iteration {iteration}", icon(PhaseStatus::Running))
+        EventKind::PhaseStarted {
+            phase_name,
+            iteration,
+            provider,
+            model,
+            ..
+        } => {
+            format!(
+                "{} {phase_name} [{provider} {model}] iteration {iteration}",
+                icon(PhaseStatus::Running)
+            )
         }
         EventKind::PhaseProgress { text, .. } => format!("  │ {text}"),
-        EventKind::PhaseCompleted { phase_name, iteration, status, passed, tokens, cost_usd, duration_ms, up_to_date, error, .. } => {
+        EventKind::PhaseCompleted {
+            phase_name,
+            iteration,
+            status,
+            passed,
+            tokens,
+            cost_usd,
+            duration_ms,
+            up_to_date,
+            error,
+            ..
+        } => {
             let verdict = match passed {
                 Some(true) => " passed",
                 Some(false) => " NOT passed",
                 None => "",
             };
-            let when = if *up_to_date { "up to date, not called".to_owned() } else { format!("{:.1}s", *duration_ms as f64 / 1000.0) };
-            let err = if error.is_empty() { String::new() } else { format!(" — {error}") };
+            let when = if *up_to_date {
+                "up to date, not called".to_owned()
+            } else {
+                format!("{:.1}s", *duration_ms as f64 / 1000.0)
+            };
+            let err = if error.is_empty() {
+                String::new()
+            } else {
+                format!(" — {error}")
+            };
             let line = format!(
                 "{} {phase_name} (iteration {iteration}) {:?}{verdict}: {when}, {} in / {} out tokens, {}{err}",
                 icon(*status),
@@ -109,9 +142,16 @@ fn describe(event: &Event, color: bool) -> Option<String> {
         }
         EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
         EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),
-        EventKind::ApprovalNeeded { iteration, reason } => format!("⏸️  iteration {iteration} needs approval: {reason}"),
-        EventKind::Paused { reason } => paint(&format!("⏯️  paused: {reason}"), PhaseStatus::Paused, color),
-        EventKind::Completed { total_tokens, total_cost_usd } => paint(
+        EventKind::ApprovalNeeded { iteration, reason } => {
+            format!("⏸️  iteration {iteration} needs approval: {reason}")
+        }
+        EventKind::Paused { reason } => {
+            paint(&format!("⏯️  paused: {reason}"), PhaseStatus::Paused, color)
+        }
+        EventKind::Completed {
+            total_tokens,
+            total_cost_usd,
+        } => paint(
             &format!(
                 "✅ completed: {} in / {} out tokens, ${total_cost_usd:.4}",
                 total_tokens.input + total_tokens.cached_input,
@@ -120,7 +160,9 @@ fn describe(event: &Event, color: bool) -> Option<String> {
             PhaseStatus::Completed,
             color,
         ),
-        EventKind::Failed { reason, .. } => paint(&format!("❌ failed: {reason}"), PhaseStatus::Failed, color),
+        EventKind::Failed { reason, .. } => {
+            paint(&format!("❌ failed: {reason}"), PhaseStatus::Failed, color)
+        }
         EventKind::Cancelled {} => "⏹️  cancelled".to_owned(),
     })
 }
@@ -154,7 +196,13 @@ async fn live(mut rx: UnboundedReceiver<Event>, color: bool) {
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     while let Some(event) = rx.recv().await {
         match &event.kind {
-            EventKind::PhaseStarted { phase_id, phase_name, iteration, provider, .. } => {
+            EventKind::PhaseStarted {
+                phase_id,
+                phase_name,
+                iteration,
+                provider,
+                ..
+            } => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(style.clone());
                 bar.set_prefix(format!("{phase_name} [{provider}] it.{iteration}"));
@@ -169,9 +217,8 @@ async fn live(mut rx: UnboundedReceiver<Event>, color: bool) {
             }
             EventKind::PhaseCompleted { phase_id, .. } => {
                 let line = describe(&event, color).unwrap_or_default();
-                match bars.remove(phase_id) {
-                    Some(bar) => bar.finish_and_clear(),
-                    None => {}
+                if let Some(bar) = bars.remove(phase_id) {
+                    bar.finish_and_clear()
                 }
                 let _ = multi.println(line);
             }

@@ -28,7 +28,12 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         .with_context(|| format!("no such project directory: {}", args.path.display()))?;
     let engine = Engine::new(home.clone())?;
     let config = engine.project_config(&project)?;
-    let found = templates::resolve(args.template.as_deref(), &project, &home, config.default_template.as_deref())?;
+    let found = templates::resolve(
+        args.template.as_deref(),
+        &project,
+        &home,
+        config.default_template.as_deref(),
+    )?;
     if let Err(e) = engine.preflight(&found.template, &project) {
         if matches!(e, EngineError::NotReady(_)) {
             eprintln!("error: {e}\n{SETUP_HINT}");
@@ -66,12 +71,22 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
     let state = dir.read_state()?;
     if state.status.is_terminal() {
-        eprintln!("execution {} is already {}", short(&dir.id()), state.status.as_str());
+        eprintln!(
+            "execution {} is already {}",
+            short(&dir.id()),
+            state.status.as_str()
+        );
         return Ok(status_code(state.status));
     }
     let iteration = state.iteration;
-    if matches!(what, Control::Approve | Control::Reject) && state.status != WorkflowStatus::AwaitingApproval {
-        eprintln!("execution {} is {}, not awaiting approval", short(&dir.id()), state.status.as_str());
+    if matches!(what, Control::Approve | Control::Reject)
+        && state.status != WorkflowStatus::AwaitingApproval
+    {
+        eprintln!(
+            "execution {} is {}, not awaiting approval",
+            short(&dir.id()),
+            state.status.as_str()
+        );
         return Ok(2);
     }
     dir.edit_request(|r| match what {
@@ -120,7 +135,10 @@ async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Resu
     let id = dir.id();
     let code = match result {
         None => {
-            eprintln!("interrupted; `autowrkers resume {}` continues where it stopped", short(&id));
+            eprintln!(
+                "interrupted; `autowrkers resume {}` continues where it stopped",
+                short(&id)
+            );
             130
         }
         Some(Err(e)) => return Err(e.into()),
@@ -139,15 +157,25 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
     let message = dir.read_state().map(|st| st.message).unwrap_or_default();
     let next = match status {
         WorkflowStatus::Completed => {
-            let branch = dir.read_state().ok().and_then(|st| st.workspace).and_then(|w| w.branch);
+            let branch = dir
+                .read_state()
+                .ok()
+                .and_then(|st| st.workspace)
+                .and_then(|w| w.branch);
             match branch {
-                Some(b) => format!("completed; the change is on branch {b} (`git diff HEAD...{b}`)"),
+                Some(b) => {
+                    format!("completed; the change is on branch {b} (`git diff HEAD...{b}`)")
+                }
                 None => "completed".to_owned(),
             }
         }
         WorkflowStatus::Paused => format!("paused: {message}\n`autowrkers resume {s}` continues"),
-        WorkflowStatus::AwaitingApproval => format!("awaiting approval: {message}\n`autowrkers workflow approve {s}` or `reject {s}`"),
-        WorkflowStatus::BudgetExceeded => format!("budget exceeded; raise it, then `autowrkers resume {s}`"),
+        WorkflowStatus::AwaitingApproval => format!(
+            "awaiting approval: {message}\n`autowrkers workflow approve {s}` or `reject {s}`"
+        ),
+        WorkflowStatus::BudgetExceeded => {
+            format!("budget exceeded; raise it, then `autowrkers resume {s}`")
+        }
         other => format!("{}: {message}", other.as_str()),
     };
     eprintln!("{next}\n`autowrkers workflow status {s}` shows the details");

@@ -17,9 +17,17 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             for file in files {
                 let checked = spec::load::load_template(&file)
                     .map_err(EngineError::from)
-                    .and_then(|t| engine.prompts(&path).check(&t).into_iter().next().map_or(Ok(t), |(phase, e)| {
-                        Err(EngineError::Prompts(vec![format!("  {}: phase {phase}: {e}", file.display())]))
-                    }));
+                    .and_then(|t| {
+                        engine.prompts(&path).check(&t).into_iter().next().map_or(
+                            Ok(t),
+                            |(phase, e)| {
+                                Err(EngineError::Prompts(vec![format!(
+                                    "  {}: phase {phase}: {e}",
+                                    file.display()
+                                )]))
+                            },
+                        )
+                    });
                 match checked {
                     Ok(t) => println!("{}: ok ({} phases)", file.display(), t.phases.len()),
                     Err(e) => {
@@ -34,8 +42,15 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             let project = path.canonicalize()?;
             let (found, errors) = templates::list(&project, &home);
             for f in found {
-                let default = if f.template.is_default { " (default)" } else { "" };
-                println!("{:<24} {:<9} {}{default}  [{}]", f.template.id, f.scope, f.template.name, f.source);
+                let default = if f.template.is_default {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<24} {:<9} {}{default}  [{}]",
+                    f.template.id, f.scope, f.template.name, f.source
+                );
             }
             for e in &errors {
                 eprintln!("{e}");
@@ -68,7 +83,11 @@ pub fn schema(args: SchemaArgs) -> Result<u8> {
         }
     }
     if !stale.is_empty() {
-        bail!("schemas out of date (run `autowrkers schema --out {}`): {}", args.out.display(), stale.join(", "));
+        bail!(
+            "schemas out of date (run `autowrkers schema --out {}`): {}",
+            args.out.display(),
+            stale.join(", ")
+        );
     }
     Ok(0)
 }

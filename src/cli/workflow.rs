@@ -24,14 +24,23 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
     let live = ExecutionLock::is_held(&dir.lock_path());
     let mut status = state.status.as_str().to_owned();
     if state.status == WorkflowStatus::Running && !live {
-        status.push_str(&format!(" (interrupted: no runner; `autowrkers resume {}`)", short(&state.id)));
+        status.push_str(&format!(
+            " (interrupted: no runner; `autowrkers resume {}`)",
+            short(&state.id)
+        ));
     }
     println!("execution  {}", state.id);
     println!("task       {}", request.task_description);
     println!("project    {}", request.project_path);
-    println!("template   {} ({})", request.template.name, request.template_source);
+    println!(
+        "template   {} ({})",
+        request.template.name, request.template_source
+    );
     println!("status     {status}");
-    println!("iteration  {}/{}", state.iteration, request.template.max_iterations);
+    println!(
+        "iteration  {}/{}",
+        state.iteration, request.template.max_iterations
+    );
     if let Some(ws) = &state.workspace {
         let branch = ws.branch.as_deref().unwrap_or("(in place)");
         println!("workspace  {} on {branch}", ws.dir);
@@ -72,7 +81,10 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
     } else {
         format!("${:.4}", state.total_cost_usd)
     };
-    let budget = request.budget_limit.map(|b| format!(" / ${b:.2}")).unwrap_or_default();
+    let budget = request
+        .budget_limit
+        .map(|b| format!(" / ${b:.2}"))
+        .unwrap_or_default();
     println!(
         "\ntokens {} in, {} out ({} cached) · cost {total}{budget} · {} artifacts",
         state.total_tokens.input + state.total_tokens.cached_input,
@@ -91,7 +103,10 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
         Some(d) => Ok(d),
         None => {
             let _ = home;
-            bail!("no executions in {}; start one with `autowrkers run`", project.display())
+            bail!(
+                "no executions in {}; start one with `autowrkers run`",
+                project.display()
+            )
         }
     }
 }
@@ -101,12 +116,12 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let project = args.path.canonicalize().ok();
     let dirs = store::all_executions(&home, project.as_deref());
     let index = Index::open(&home.index()).ok();
-    if let Some(index) = &index {
-        if index.is_empty() {
-            let engine = autowrkers::engine::Engine::new(home.clone())?;
-            for d in &dirs {
-                engine.index(d);
-            }
+    if let Some(index) = &index
+        && index.is_empty()
+    {
+        let engine = autowrkers::engine::Engine::new(home.clone())?;
+        for d in &dirs {
+            engine.index(d);
         }
     }
     let summaries = match index.as_ref().and_then(|i| i.all().ok()) {
@@ -124,19 +139,36 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     }
     for root in seen {
         let d = ExecutionDir::new(&root);
-        let (Ok(req), Ok(st)) = (d.read_request(), d.read_state()) else { continue };
+        let (Ok(req), Ok(st)) = (d.read_request(), d.read_state()) else {
+            continue;
+        };
         let status = st.status.as_str().to_owned();
         if args.status.as_deref().is_some_and(|s| s != status) {
             continue;
         }
-        rows.push((req.created_at, req.id, status, req.task_description, req.project_path));
+        rows.push((
+            req.created_at,
+            req.id,
+            status,
+            req.task_description,
+            req.project_path,
+        ));
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0));
     for (created, id, status, task, project) in rows {
         if args.json {
-            println!("{}", serde_json::json!({"id": id, "status": status, "task": task, "project": project, "created_at": created}));
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "status": status, "task": task, "project": project, "created_at": created})
+            );
         } else {
-            println!("{}  {:<18} {}  {}  ({project})", short(&id), status, created, task);
+            println!(
+                "{}  {:<18} {}  {}  ({project})",
+                short(&id),
+                status,
+                created,
+                task
+            );
         }
     }
     Ok(0)
@@ -148,14 +180,20 @@ pub fn logs(args: LogsArgs, home: Home) -> Result<u8> {
     let state = dir.read_state()?;
     let mut printed = false;
     for run in &state.phase_executions {
-        if let Some(p) = &args.phase {
-            if &run.phase_id != p && &run.phase_name != p {
-                continue;
-            }
+        if let Some(p) = &args.phase
+            && &run.phase_id != p
+            && &run.phase_name != p
+        {
+            continue;
         }
         let path = dir.log_path(&run.phase_id, run.iteration);
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        println!("─── {} (iteration {}) [{}] ───", run.phase_name, run.iteration, run.provider_used);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        println!(
+            "─── {} (iteration {}) [{}] ───",
+            run.phase_name, run.iteration, run.provider_used
+        );
         println!("{}", text.trim_end());
         printed = true;
     }
@@ -174,7 +212,12 @@ pub fn artifacts(args: IdArgs, home: Home) -> Result<u8> {
         if args.output.json {
             println!("{}", serde_json::to_string(a)?);
         } else {
-            println!("{:<28} {:<20} {}{edited}", a.id, a.artifact_type.as_str(), dir.root().join(&a.file_path).display());
+            println!(
+                "{:<28} {:<20} {}{edited}",
+                a.id,
+                a.artifact_type.as_str(),
+                dir.root().join(&a.file_path).display()
+            );
         }
     }
     Ok(0)

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::prompts::{PromptContext, PromptError, PromptLibrary};
-use crate::spec::{ArtifactType, ExecutionRequest, PhaseRole, WorkflowExecution, WorkflowPhase, WorkflowTemplate};
+use crate::spec::{
+    ArtifactType, ExecutionRequest, PhaseRole, WorkflowExecution, WorkflowPhase, WorkflowTemplate,
+};
 use crate::store::ExecutionDir;
 use crate::verify::Checks;
 
@@ -59,17 +61,28 @@ pub fn prepare(
             .artifacts
             .iter()
             .filter(|a| a.artifact_type == kind)
-            .filter(|a| a.iteration < iteration || (a.iteration == iteration && step_of(template, &a.phase_id) < my_step))
+            .filter(|a| {
+                a.iteration < iteration
+                    || (a.iteration == iteration && step_of(template, &a.phase_id) < my_step)
+            })
             .collect();
-        let Some(latest) = visible.iter().map(|a| a.iteration).max() else { continue };
+        let Some(latest) = visible.iter().map(|a| a.iteration).max() else {
+            continue;
+        };
         let mut text = String::new();
         for a in visible.iter().filter(|a| a.iteration == latest) {
             let content = dir.read_artifact(&a.file_path).unwrap_or_default();
             if !text.is_empty() {
                 text.push_str("\n\n");
             }
-            let name = template.phase(&a.phase_id).map_or(a.phase_id.as_str(), |p| p.name.as_str());
-            text.push_str(&format!("### {name} (iteration {})\n{}", a.iteration, content.trim_end()));
+            let name = template
+                .phase(&a.phase_id)
+                .map_or(a.phase_id.as_str(), |p| p.name.as_str());
+            text.push_str(&format!(
+                "### {name} (iteration {})\n{}",
+                a.iteration,
+                content.trim_end()
+            ));
             inputs.push(a.id.clone());
         }
         artifacts.insert(kind.as_str(), text);
@@ -81,7 +94,10 @@ pub fn prepare(
             .find(|(name, _)| *name == n)
             .map_or("(none)".to_owned(), |(_, c)| c.clone())
     };
-    let workdir = state.workspace.as_ref().map_or(request.project_path.clone(), |w| w.dir.clone());
+    let workdir = state
+        .workspace
+        .as_ref()
+        .map_or(request.project_path.clone(), |w| w.dir.clone());
     let mut vars = BTreeMap::new();
     vars.insert("project_path", workdir.clone().into());
     vars.insert("task_description", request.task_description.clone().into());
@@ -95,7 +111,10 @@ pub fn prepare(
     vars.insert("template_name", template.name.clone().into());
     let ctx = PromptContext { vars, artifacts };
     let (system_prompt, prompt) = match (&phase.prompt_template, phase.role) {
-        (Some(p), role) if role != PhaseRole::Verifier => (prompts.render("system_prompt", &ctx)?, prompts.render(p, &ctx)?),
+        (Some(p), role) if role != PhaseRole::Verifier => (
+            prompts.render("system_prompt", &ctx)?,
+            prompts.render(p, &ctx)?,
+        ),
         _ => (String::new(), String::new()),
     };
     let mut hasher = Sha256::new();
@@ -110,8 +129,22 @@ pub fn prepare(
         for (name, cmd) in &checks.commands {
             hasher.update(format!("{name}={cmd}\n").as_bytes());
         }
-        hasher.update(ctx.artifacts.get(ArtifactType::CodeDiff.as_str()).map_or("", String::as_str).as_bytes());
+        hasher.update(
+            ctx.artifacts
+                .get(ArtifactType::CodeDiff.as_str())
+                .map_or("", String::as_str)
+                .as_bytes(),
+        );
     }
-    let fingerprint = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Prepared { system_prompt, prompt, input_artifact_ids: inputs, fingerprint })
+    let fingerprint = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Prepared {
+        system_prompt,
+        prompt,
+        input_artifact_ids: inputs,
+        fingerprint,
+    })
 }

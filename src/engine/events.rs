@@ -150,7 +150,11 @@ pub struct EventBus {
 impl EventBus {
     /// A bus writing to `dir`'s `events.ndjson`.
     pub fn new(dir: &ExecutionDir) -> Self {
-        Self { execution_id: dir.id(), dir: Some(dir.clone()), subscribers: Mutex::new(Vec::new()) }
+        Self {
+            execution_id: dir.id(),
+            dir: Some(dir.clone()),
+            subscribers: Mutex::new(Vec::new()),
+        }
     }
 
     /// A new receiver of every later event.

@@ -24,8 +24,8 @@ use self::transitions::{Trigger, transition};
 use crate::git::ProjectRepo;
 use crate::prompts::PromptLibrary;
 use crate::spec::{
-    Artifact, Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution, PhaseStatus, WorkflowExecution,
-    WorkflowPhase, WorkflowStatus,
+    Artifact, Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution,
+    PhaseStatus, WorkflowExecution, WorkflowPhase, WorkflowStatus,
 };
 use crate::store::ExecutionDir;
 use crate::verify::Checks;
@@ -76,7 +76,9 @@ impl Reconcile<'_> {
         if self.request.control.pause && self.state.status == WorkflowStatus::Running {
             self.state.message = "paused on request; `autowrkers resume` continues".to_owned();
             self.set_status(Trigger::Pause)?;
-            self.bus.emit(EventKind::Paused { reason: "pause requested".to_owned() });
+            self.bus.emit(EventKind::Paused {
+                reason: "pause requested".to_owned(),
+            });
             return Ok(true);
         }
         Ok(false)
@@ -90,24 +92,32 @@ impl Reconcile<'_> {
             }
             match self.state.status {
                 s if s.is_terminal() => return Ok(s),
-                WorkflowStatus::Paused if self.request.control.pause => return Ok(WorkflowStatus::Paused),
+                WorkflowStatus::Paused if self.request.control.pause => {
+                    return Ok(WorkflowStatus::Paused);
+                }
                 WorkflowStatus::Paused | WorkflowStatus::BudgetExceeded => {
                     self.state.message.clear();
                     self.set_status(Trigger::Resume)?;
                 }
-                WorkflowStatus::AwaitingApproval => match self.request.control.approvals.get(&self.state.iteration) {
-                    Some(Decision::Approve) => {
-                        self.set_status(Trigger::Approve)?;
-                        self.next_iteration("approved".to_owned())?;
+                WorkflowStatus::AwaitingApproval => {
+                    match self.request.control.approvals.get(&self.state.iteration) {
+                        Some(Decision::Approve) => {
+                            self.set_status(Trigger::Approve)?;
+                            self.next_iteration("approved".to_owned())?;
+                        }
+                        Some(Decision::Reject) => {
+                            self.state.message =
+                                format!("iteration {} rejected", self.state.iteration);
+                            self.set_status(Trigger::Reject)?;
+                            self.bus.emit(EventKind::Failed {
+                                reason: self.state.message.clone(),
+                                status: self.state.status,
+                            });
+                            return Ok(self.state.status);
+                        }
+                        None => return Ok(self.state.status),
                     }
-                    Some(Decision::Reject) => {
-                        self.state.message = format!("iteration {} rejected", self.state.iteration);
-                        self.set_status(Trigger::Reject)?;
-                        self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
-                        return Ok(self.state.status);
-                    }
-                    None => return Ok(self.state.status),
-                },
+                }
                 WorkflowStatus::Pending => {
                     self.state.started_at = Some(now());
                     self.set_status(Trigger::Start)?;
@@ -123,7 +133,10 @@ impl Reconcile<'_> {
     fn next_iteration(&mut self, reason: String) -> Result<(), EngineError> {
         self.state.iteration += 1;
         self.save()?;
-        self.bus.emit(EventKind::Iteration { iteration: self.state.iteration, reason });
+        self.bus.emit(EventKind::Iteration {
+            iteration: self.state.iteration,
+            reason,
+        });
         Ok(())
     }
 
@@ -131,9 +144,16 @@ impl Reconcile<'_> {
     async fn run_iteration(&mut self) -> Result<StepEnd, EngineError> {
         let iteration = self.state.iteration;
         let template = self.request.template.clone();
-        let start = if iteration > 1 { template.iteration_start_order() } else { None };
+        let start = if iteration > 1 {
+            template.iteration_start_order()
+        } else {
+            None
+        };
         for step in template.steps() {
-            let step: Vec<&WorkflowPhase> = step.into_iter().filter(|p| start.is_none_or(|o| p.order >= o)).collect();
+            let step: Vec<&WorkflowPhase> = step
+                .into_iter()
+                .filter(|p| start.is_none_or(|o| p.order >= o))
+                .collect();
             if step.is_empty() {
                 continue;
             }
@@ -149,7 +169,12 @@ impl Reconcile<'_> {
 
     fn judge_iteration(&mut self, iteration: u32) -> Result<StepEnd, EngineError> {
         let mut lacking = Vec::new();
-        for run in self.state.phase_executions.iter().filter(|r| r.iteration == iteration) {
+        for run in self
+            .state
+            .phase_executions
+            .iter()
+            .filter(|r| r.iteration == iteration)
+        {
             if run.status == PhaseStatus::Completed && run.passed == Some(false) {
                 lacking.push(if run.phase_role.is_reviewer() {
                     format!("{} did not approve", run.phase_name)
@@ -161,14 +186,21 @@ impl Reconcile<'_> {
         if lacking.is_empty() {
             self.state.message.clear();
             self.set_status(Trigger::AllPhasesDone)?;
-            self.bus.emit(EventKind::Completed { total_tokens: self.state.total_tokens, total_cost_usd: self.state.total_cost_usd });
+            self.bus.emit(EventKind::Completed {
+                total_tokens: self.state.total_tokens,
+                total_cost_usd: self.state.total_cost_usd,
+            });
             return Ok(StepEnd::Stop);
         }
         let reason = lacking.join("; ");
         if iteration >= self.request.template.max_iterations {
-            self.state.message = format!("{reason} after {iteration} iteration(s) (max_iterations reached)");
+            self.state.message =
+                format!("{reason} after {iteration} iteration(s) (max_iterations reached)");
             self.set_status(Trigger::ReviewFailedFinal)?;
-            self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
+            self.bus.emit(EventKind::Failed {
+                reason: self.state.message.clone(),
+                status: self.state.status,
+            });
             return Ok(StepEnd::Stop);
         }
         let pause = match self.request.iteration_behavior {
@@ -177,9 +209,14 @@ impl Reconcile<'_> {
             IterationBehavior::Configurable => self.request.interactive_mode,
         };
         if pause {
-            self.state.message = format!("{reason}; `autowrkers workflow approve {}` starts iteration {}", short(&self.state.id), iteration + 1);
+            self.state.message = format!(
+                "{reason}; `autowrkers workflow approve {}` starts iteration {}",
+                short(&self.state.id),
+                iteration + 1
+            );
             self.set_status(Trigger::NeedsApproval)?;
-            self.bus.emit(EventKind::ApprovalNeeded { iteration, reason });
+            self.bus
+                .emit(EventKind::ApprovalNeeded { iteration, reason });
             return Ok(StepEnd::Stop);
         }
         self.set_status(Trigger::ReviewFailedIterate)?;
@@ -188,19 +225,36 @@ impl Reconcile<'_> {
     }
 
     /// Runs the phases of one step that are not up to date, concurrently.
-    async fn run_step(&mut self, step: &[&WorkflowPhase], iteration: u32) -> Result<StepEnd, EngineError> {
+    async fn run_step(
+        &mut self,
+        step: &[&WorkflowPhase],
+        iteration: u32,
+    ) -> Result<StepEnd, EngineError> {
         let mut jobs = Vec::new();
         for phase in step {
             let key = format!("{iteration}/{}", phase.id);
             if self.request.control.skip.contains(&key) && phase.can_skip {
-                if self.state.run(iteration, &phase.id).is_none_or(|r| r.status != PhaseStatus::Skipped) {
+                if self
+                    .state
+                    .run(iteration, &phase.id)
+                    .is_none_or(|r| r.status != PhaseStatus::Skipped)
+                {
                     self.record_skip(phase, iteration, "skipped on request")?;
                 }
                 continue;
             }
-            let prepared = prepare(&self.request, &self.state, self.dir, &self.prompts, &self.checks, phase, iteration)?;
+            let prepared = prepare(
+                &self.request,
+                &self.state,
+                self.dir,
+                &self.prompts,
+                &self.checks,
+                phase,
+                iteration,
+            )?;
             let up_to_date = self.state.run(iteration, &phase.id).is_some_and(|r| {
-                (r.status == PhaseStatus::Completed && r.fingerprint == prepared.fingerprint) || r.status == PhaseStatus::Skipped
+                (r.status == PhaseStatus::Completed && r.fingerprint == prepared.fingerprint)
+                    || r.status == PhaseStatus::Skipped
             });
             if up_to_date {
                 if let Some(run) = self.state.run(iteration, &phase.id) {
@@ -246,7 +300,11 @@ impl Reconcile<'_> {
             });
         }
         self.save()?;
-        let workspace = self.state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
+        let workspace = self
+            .state
+            .workspace
+            .clone()
+            .ok_or(EngineError::NoWorkspace)?;
         let log_dir = self.dir.root().join("logs");
         let env = PhaseEnv {
             project: Path::new(&self.request.project_path),
@@ -280,15 +338,24 @@ impl Reconcile<'_> {
                     self.record_skip(phase, iteration, &format!("skipped after failure: {error}"))?;
                 }
                 FailureBehavior::PauseNotify => {
-                    self.state.message = format!("{} failed: {error}; fix the cause, then `autowrkers resume {}`", phase.name, short(&self.state.id));
+                    self.state.message = format!(
+                        "{} failed: {error}; fix the cause, then `autowrkers resume {}`",
+                        phase.name,
+                        short(&self.state.id)
+                    );
                     self.set_status(Trigger::Pause)?;
-                    self.bus.emit(EventKind::Paused { reason: self.state.message.clone() });
+                    self.bus.emit(EventKind::Paused {
+                        reason: self.state.message.clone(),
+                    });
                     return Ok(StepEnd::Stop);
                 }
                 _ => {
                     self.state.message = format!("{} failed: {error}", phase.name);
                     self.set_status(Trigger::Error)?;
-                    self.bus.emit(EventKind::Failed { reason: self.state.message.clone(), status: self.state.status });
+                    self.bus.emit(EventKind::Failed {
+                        reason: self.state.message.clone(),
+                        status: self.state.status,
+                    });
                     return Ok(StepEnd::Stop);
                 }
             }
@@ -297,34 +364,48 @@ impl Reconcile<'_> {
     }
 
     fn upsert(&mut self, run: PhaseExecution) {
-        match self.state.phase_executions.iter_mut().find(|r| r.id == run.id) {
+        match self
+            .state
+            .phase_executions
+            .iter_mut()
+            .find(|r| r.id == run.id)
+        {
             Some(existing) => *existing = run,
             None => self.state.phase_executions.push(run),
         }
     }
 
-    fn record_skip(&mut self, phase: &WorkflowPhase, iteration: u32, why: &str) -> Result<(), EngineError> {
-        let mut run = self.state.run(iteration, &phase.id).cloned().unwrap_or_else(|| PhaseExecution {
-            id: format!("{iteration}/{}", phase.id),
-            phase_id: phase.id.clone(),
-            phase_name: phase.name.clone(),
-            phase_role: phase.role,
-            provider_used: String::new(),
-            model_used: String::new(),
-            model_served: None,
-            status: PhaseStatus::Skipped,
-            iteration,
-            input_artifact_ids: Vec::new(),
-            output_artifact_id: None,
-            fingerprint: String::new(),
-            tokens: Default::default(),
-            cost_usd: Some(0.0),
-            calls: 0,
-            passed: None,
-            started_at: None,
-            completed_at: None,
-            error_message: String::new(),
-        });
+    fn record_skip(
+        &mut self,
+        phase: &WorkflowPhase,
+        iteration: u32,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        let mut run = self
+            .state
+            .run(iteration, &phase.id)
+            .cloned()
+            .unwrap_or_else(|| PhaseExecution {
+                id: format!("{iteration}/{}", phase.id),
+                phase_id: phase.id.clone(),
+                phase_name: phase.name.clone(),
+                phase_role: phase.role,
+                provider_used: String::new(),
+                model_used: String::new(),
+                model_served: None,
+                status: PhaseStatus::Skipped,
+                iteration,
+                input_artifact_ids: Vec::new(),
+                output_artifact_id: None,
+                fingerprint: String::new(),
+                tokens: Default::default(),
+                cost_usd: Some(0.0),
+                calls: 0,
+                passed: None,
+                started_at: None,
+                completed_at: None,
+                error_message: String::new(),
+            });
         run.status = PhaseStatus::Skipped;
         run.passed = None;
         run.error_message = why.to_owned();
@@ -335,7 +416,13 @@ impl Reconcile<'_> {
     }
 
     /// Stores a finished run: artifact file, state, events, and a commit on the execution's ref.
-    fn record_outcome(&mut self, phase: &WorkflowPhase, iteration: u32, fingerprint: &str, outcome: PhaseOutcome) -> Result<(), EngineError> {
+    fn record_outcome(
+        &mut self,
+        phase: &WorkflowPhase,
+        iteration: u32,
+        fingerprint: &str,
+        outcome: PhaseOutcome,
+    ) -> Result<(), EngineError> {
         let run_id = format!("{iteration}/{}", phase.id);
         let mut artifact_id = None;
         if let Some(content) = &outcome.artifact {
@@ -356,7 +443,11 @@ impl Reconcile<'_> {
             self.state.artifacts.retain(|a| a.id != artifact.id);
             self.state.artifacts.push(artifact);
             artifact_id = Some(run_id.clone());
-            self.bus.emit(EventKind::ArtifactCreated { artifact_id: run_id.clone(), artifact_type: kind, path: rel });
+            self.bus.emit(EventKind::ArtifactCreated {
+                artifact_id: run_id.clone(),
+                artifact_type: kind,
+                path: rel,
+            });
         }
         let tally = &outcome.tally;
         self.state.total_tokens.add(&tally.usage);
@@ -364,7 +455,11 @@ impl Reconcile<'_> {
             Some(c) => self.state.total_cost_usd += c,
             None => self.state.cost_incomplete = true,
         }
-        let mut run = self.state.run(iteration, &phase.id).cloned().ok_or(EngineError::NoWorkspace)?;
+        let mut run = self
+            .state
+            .run(iteration, &phase.id)
+            .cloned()
+            .ok_or(EngineError::NoWorkspace)?;
         run.status = outcome.status;
         run.passed = outcome.passed;
         run.provider_used = outcome.provider_used;
@@ -377,8 +472,16 @@ impl Reconcile<'_> {
         run.error_message = outcome.error;
         run.completed_at = Some(now());
         // Only an accepted run may count as up to date later.
-        run.fingerprint = if outcome.status == PhaseStatus::Completed { fingerprint.to_owned() } else { String::new() };
-        self.bus.emit(completed_event(&run, outcome.duration.as_millis() as u64, false));
+        run.fingerprint = if outcome.status == PhaseStatus::Completed {
+            fingerprint.to_owned()
+        } else {
+            String::new()
+        };
+        self.bus.emit(completed_event(
+            &run,
+            outcome.duration.as_millis() as u64,
+            false,
+        ));
         let message = commit_message(&run);
         self.upsert(run);
         self.save()?;
@@ -412,7 +515,9 @@ fn completed_event(run: &PhaseExecution, duration_ms: u64, up_to_date: bool) -> 
 }
 
 fn commit_message(run: &PhaseExecution) -> String {
-    let cost = run.cost_usd.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"));
+    let cost = run
+        .cost_usd
+        .map_or("cost unknown".to_owned(), |c| format!("${c:.4}"));
     format!(
         "{} (iteration {}): {:?} via {} {}\n\ntokens: {} in, {} out, {} cached\ncost: {cost}\n",
         run.phase_name,
@@ -437,9 +542,17 @@ fn snapshot(dir: &ExecutionDir) -> Vec<(String, Vec<u8>)> {
     let artifacts = dir.root().join("artifacts");
     if let Ok(iterations) = std::fs::read_dir(&artifacts) {
         for it in iterations.filter_map(Result::ok) {
-            for file in std::fs::read_dir(it.path()).into_iter().flatten().filter_map(Result::ok) {
+            for file in std::fs::read_dir(it.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+            {
                 if let Ok(bytes) = std::fs::read(file.path()) {
-                    let rel = format!("artifacts/{}/{}", it.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+                    let rel = format!(
+                        "artifacts/{}/{}",
+                        it.file_name().to_string_lossy(),
+                        file.file_name().to_string_lossy()
+                    );
                     files.push((rel, bytes));
                 }
             }

@@ -76,7 +76,9 @@ struct PhaseObserver<'a> {
 impl<'a> PhaseObserver<'a> {
     fn new(env: &PhaseEnv<'a>, job: &PhaseJob<'_>) -> Self {
         let _ = std::fs::create_dir_all(env.log_dir);
-        let path = env.log_dir.join(format!("{}.{}.log", job.phase.id, job.iteration));
+        let path = env
+            .log_dir
+            .join(format!("{}.{}.log", job.phase.id, job.iteration));
         Self {
             bus: env.bus,
             phase_id: job.phase.id.clone(),
@@ -88,10 +90,10 @@ impl<'a> PhaseObserver<'a> {
     }
 
     fn log(&self, text: &str) {
-        if let Ok(mut log) = self.log.lock() {
-            if let Some(f) = log.as_mut() {
-                let _ = f.write_all(text.as_bytes());
-            }
+        if let Ok(mut log) = self.log.lock()
+            && let Some(f) = log.as_mut()
+        {
+            let _ = f.write_all(text.as_bytes());
         }
     }
 
@@ -100,11 +102,19 @@ impl<'a> PhaseObserver<'a> {
         if text.trim().is_empty() {
             return;
         }
-        self.bus.emit(EventKind::PhaseProgress { phase_id: self.phase_id.clone(), iteration: self.iteration, text: text.to_owned() });
+        self.bus.emit(EventKind::PhaseProgress {
+            phase_id: self.phase_id.clone(),
+            iteration: self.iteration,
+            text: text.to_owned(),
+        });
     }
 
     fn flush(&self) {
-        let rest = self.line.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let rest = self
+            .line
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
         self.progress(&rest);
     }
 
@@ -141,10 +151,11 @@ impl Observer for PhaseObserver<'_> {
             .iter()
             .find_map(|k| args.get(*k).and_then(|v| v.as_str()))
             .unwrap_or("");
-        if matches!(name, "write_file" | "edit_file") && result.is_ok() {
-            if let Ok(mut t) = self.touched.lock() {
-                t.push(target.to_owned());
-            }
+        if matches!(name, "write_file" | "edit_file")
+            && result.is_ok()
+            && let Ok(mut t) = self.touched.lock()
+        {
+            t.push(target.to_owned());
         }
         let verdict = match result {
             Ok(_) => String::new(),
@@ -163,7 +174,11 @@ pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOu
     let mut outcome = match tokio::time::timeout(limit, run_inner(job, env, &observer)).await {
         Ok(outcome) => outcome,
         // Dropping the phase's future killed its commands' process groups.
-        Err(_) => PhaseOutcome::failed(Tally::new(), config, format!("timed out after {}s", limit.as_secs())),
+        Err(_) => PhaseOutcome::failed(
+            Tally::new(),
+            config,
+            format!("timed out after {}s", limit.as_secs()),
+        ),
     };
     observer.flush();
     if !outcome.error.is_empty() {
@@ -173,7 +188,11 @@ pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOu
     outcome
 }
 
-async fn run_inner(job: &PhaseJob<'_>, env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> PhaseOutcome {
+async fn run_inner(
+    job: &PhaseJob<'_>,
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+) -> PhaseOutcome {
     if job.phase.role == PhaseRole::Verifier {
         return run_verifier(env, observer).await;
     }
@@ -188,11 +207,18 @@ async fn run_inner(job: &PhaseJob<'_>, env: &PhaseEnv<'_>, observer: &PhaseObser
             }
             Err(Failure::Answer(e)) => return PhaseOutcome::failed(tally, current, e),
             Err(Failure::Provider(e)) => {
-                let label = format!("{} ({})", current.provider_type.as_str(), current.model_name);
+                let label = format!(
+                    "{} ({})",
+                    current.provider_type.as_str(),
+                    current.model_name
+                );
                 errors.push(format!("{label}: {e}"));
                 config = current.fallback_provider.as_deref();
                 if let Some(next) = config {
-                    observer.note(&format!("{label} failed: {e}; falling back to {}", next.provider_type.as_str()));
+                    observer.note(&format!(
+                        "{label} failed: {e}; falling back to {}",
+                        next.provider_type.as_str()
+                    ));
                 }
             }
         }
@@ -215,18 +241,24 @@ async fn run_model(
     tally: &mut Tally,
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
-    let provider = providers::build(config, env.project, env.http).map_err(|e| Failure::Provider(e.to_string()))?;
+    let provider = providers::build(config, env.project, env.http)
+        .map_err(|e| Failure::Provider(e.to_string()))?;
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
         // Uncommitted files can only be an interrupted run's half work: start clean.
-        git::reset_worktree(Path::new(&env.workspace.dir)).map_err(|e| Failure::Answer(e.to_string()))?;
+        git::reset_worktree(Path::new(&env.workspace.dir))
+            .map_err(|e| Failure::Answer(e.to_string()))?;
     }
-    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer).map_err(|e| Failure::Answer(e.to_string()))?;
+    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer)
+        .map_err(|e| Failure::Answer(e.to_string()))?;
     let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
     let max_turns = param("max_turns").map_or(DEFAULT_MAX_TURNS, |n| n as u32);
     let mut request = ChatRequest {
         model: config.model_name.clone(),
-        messages: vec![Message::text(Role::System, &job.system_prompt), Message::text(Role::User, &job.prompt)],
+        messages: vec![
+            Message::text(Role::System, &job.system_prompt),
+            Message::text(Role::User, &job.prompt),
+        ],
         tools: toolbox.specs(),
         temperature: config.temperature,
         max_tokens: param("max_tokens").map(|n| n as u32),
@@ -236,35 +268,67 @@ async fn run_model(
     let kind = phase.output_artifact_type;
     let mut attempt = 0;
     let (text, checked) = loop {
-        let text = agent::converse(provider.as_ref(), &mut request, &toolbox, max_turns, observer, tally)
-            .await
-            .map_err(|e| match e {
-                agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
-                other => Failure::Answer(other.to_string()),
-            })?;
+        let text = agent::converse(
+            provider.as_ref(),
+            &mut request,
+            &toolbox,
+            max_turns,
+            observer,
+            tally,
+        )
+        .await
+        .map_err(|e| match e {
+            agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
+            other => Failure::Answer(other.to_string()),
+        })?;
         match check_answer(phase, &text) {
             Ok(checked) => break (text, checked),
             Err(reason) if attempt < phase.max_retries => {
                 attempt += 1;
-                observer.note(&format!("answer not accepted ({reason}); asking again ({attempt}/{})", phase.max_retries));
-                let pattern = phase.success_pattern.as_deref().map(|p| format!(" and end with `{p}`")).unwrap_or_default();
+                observer.note(&format!(
+                    "answer not accepted ({reason}); asking again ({attempt}/{})",
+                    phase.max_retries
+                ));
+                let pattern = phase
+                    .success_pattern
+                    .as_deref()
+                    .map(|p| format!(" and end with `{p}`"))
+                    .unwrap_or_default();
                 request.messages.push(Message::text(
                     Role::User,
                     format!("Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."),
                 ));
             }
-            Err(reason) => return Err(Failure::Answer(format!("answer not accepted after {} retries: {reason}", phase.max_retries))),
+            Err(reason) => {
+                return Err(Failure::Answer(format!(
+                    "answer not accepted after {} retries: {reason}",
+                    phase.max_retries
+                )));
+            }
         }
     };
     let (artifact, passed) = match kind {
-        ArtifactType::CodeDiff => (Some(code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?), None),
+        ArtifactType::CodeDiff => (
+            Some(code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?),
+            None,
+        ),
         _ if kind.is_json() => {
             let value = checked.unwrap_or_default();
-            let passed = if phase.role.is_reviewer() { value.get("approved").and_then(|v| v.as_bool()) } else { None };
-            (Some(serde_json::to_string_pretty(&value).unwrap_or_default()), passed)
+            let passed = if phase.role.is_reviewer() {
+                value.get("approved").and_then(|v| v.as_bool())
+            } else {
+                None
+            };
+            (
+                Some(serde_json::to_string_pretty(&value).unwrap_or_default()),
+                passed,
+            )
         }
         _ => {
-            let body = phase.success_pattern.as_deref().map_or(text.clone(), |p| text.replace(p, ""));
+            let body = phase
+                .success_pattern
+                .as_deref()
+                .map_or(text.clone(), |p| text.replace(p, ""));
             (Some(body.trim().to_owned() + "\n"), None)
         }
     };
@@ -282,22 +346,38 @@ async fn run_model(
 
 /// Checks the final answer: the success pattern, and for JSON artifacts the schema.
 fn check_answer(phase: &WorkflowPhase, text: &str) -> Result<Option<serde_json::Value>, String> {
-    if let Some(p) = phase.success_pattern.as_deref().filter(|p| !p.is_empty()) {
-        if !text.contains(p) {
-            return Err(format!("it does not contain `{p}`"));
-        }
+    if let Some(p) = phase.success_pattern.as_deref().filter(|p| !p.is_empty())
+        && !text.contains(p)
+    {
+        return Err(format!("it does not contain `{p}`"));
     }
     let kind = phase.output_artifact_type;
-    if kind.is_json() { json_artifact(kind, text).map(Some) } else { Ok(None) }
+    if kind.is_json() {
+        json_artifact(kind, text).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The implementer's change: committed on its branch and diffed from the base commit.
-fn code_diff(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>, phase: &WorkflowPhase, iteration: u32) -> Result<String, String> {
+fn code_diff(
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+    phase: &WorkflowPhase,
+    iteration: u32,
+) -> Result<String, String> {
     let ws = env.workspace;
     let dir = Path::new(&ws.dir);
     let Some(base) = ws.base_commit.as_deref() else {
-        let touched = observer.touched.lock().map(|t| t.clone()).unwrap_or_default();
-        return Ok(format!("# Not a git repository: no diff. Files the implementer wrote:\n{}\n", touched.join("\n")));
+        let touched = observer
+            .touched
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        return Ok(format!(
+            "# Not a git repository: no diff. Files the implementer wrote:\n{}\n",
+            touched.join("\n")
+        ));
     };
     let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
     if env.in_worktree {
@@ -310,7 +390,10 @@ fn code_diff(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>, phase: &WorkflowP
 }
 
 async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> PhaseOutcome {
-    let report = verify::run(env.checks, Path::new(&env.workspace.dir), |line| observer.note(line)).await;
+    let report = verify::run(env.checks, Path::new(&env.workspace.dir), |line| {
+        observer.note(line)
+    })
+    .await;
     let passed = report.passed;
     PhaseOutcome {
         status: PhaseStatus::Completed,
@@ -319,7 +402,14 @@ async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> Phase
         tally: Tally::new(),
         provider_used: "none".to_owned(),
         model_used: String::new(),
-        error: if passed { String::new() } else { report.note.clone().unwrap_or_else(|| "a check failed".to_owned()) },
+        error: if passed {
+            String::new()
+        } else {
+            report
+                .note
+                .clone()
+                .unwrap_or_else(|| "a check failed".to_owned())
+        },
         duration: Duration::ZERO,
     }
 }

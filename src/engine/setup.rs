@@ -10,10 +10,12 @@ use crate::git::{GitError, ProjectRepo};
 use crate::prompts::{PromptError, PromptLibrary};
 use crate::providers::{self, HttpClient, ProviderError};
 use crate::spec::{
-    self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType, SpecError, TriggerMode,
-    WorkflowStatus, WorkflowTemplate, Workspace,
+    self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType,
+    SpecError, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
 };
-use crate::store::{self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError};
+use crate::store::{
+    self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError,
+};
 use crate::verify;
 
 /// Why an execution could not be started or reconciled.
@@ -76,7 +78,10 @@ pub struct Engine {
 impl Engine {
     /// An engine using `home` for global files.
     pub fn new(home: Home) -> Result<Self, EngineError> {
-        Ok(Self { home, http: HttpClient::new()? })
+        Ok(Self {
+            home,
+            http: HttpClient::new()?,
+        })
     }
 
     /// The global folder.
@@ -86,7 +91,10 @@ impl Engine {
 
     /// The prompt library for a project: project overrides, then global, then built-in.
     pub fn prompts(&self, project: &Path) -> PromptLibrary {
-        PromptLibrary::new(vec![ProjectDir::new(project).prompts(), self.home.prompts()])
+        PromptLibrary::new(vec![
+            ProjectDir::new(project).prompts(),
+            self.home.prompts(),
+        ])
     }
 
     /// Reads `<project>/.autowrkers/config.yaml` (empty when absent).
@@ -99,12 +107,20 @@ impl Engine {
             .into_iter()
             .find(|(n, _)| *n == "config.schema.json")
             .map(|(_, s)| s);
-        Ok(spec::load::parse_yaml(&spec::load::read(&path)?, &path, schema.as_ref())?)
+        Ok(spec::load::parse_yaml(
+            &spec::load::read(&path)?,
+            &path,
+            schema.as_ref(),
+        )?)
     }
 
     /// Everything that can be checked before money is spent: prompts render-check, and every
     /// provider the template names can be built (keys, URLs, scripts).
-    pub fn preflight(&self, template: &WorkflowTemplate, project: &Path) -> Result<(), EngineError> {
+    pub fn preflight(
+        &self,
+        template: &WorkflowTemplate,
+        project: &Path,
+    ) -> Result<(), EngineError> {
         let problems: Vec<String> = self
             .prompts(project)
             .check(template)
@@ -115,7 +131,11 @@ impl Engine {
             return Err(EngineError::Prompts(problems));
         }
         let mut missing = Vec::new();
-        for phase in template.phases.iter().filter(|p| p.provider_config.provider_type != ProviderType::None) {
+        for phase in template
+            .phases
+            .iter()
+            .filter(|p| p.provider_config.provider_type != ProviderType::None)
+        {
             let mut config = Some(&phase.provider_config);
             let mut errors = Vec::new();
             while let Some(c) = config {
@@ -129,15 +149,27 @@ impl Engine {
                 config = c.fallback_provider.as_deref();
             }
             if !errors.is_empty() {
-                missing.push(format!("  {} ({}): {}", phase.name, phase.id, errors.join("; or ")));
+                missing.push(format!(
+                    "  {} ({}): {}",
+                    phase.name,
+                    phase.id,
+                    errors.join("; or ")
+                ));
             }
         }
-        if missing.is_empty() { Ok(()) } else { Err(EngineError::NotReady(missing)) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::NotReady(missing))
+        }
     }
 
     /// Writes a new execution's `execution.yaml` and returns its folder.
     pub fn create(&self, opts: StartOptions) -> Result<ExecutionDir, EngineError> {
-        let project = opts.project.canonicalize().map_err(|e| StoreError::Io { path: opts.project.clone(), source: e })?;
+        let project = opts.project.canonicalize().map_err(|e| StoreError::Io {
+            path: opts.project.clone(),
+            source: e,
+        })?;
         let id = uuid::Uuid::new_v4().to_string();
         let pdir = ProjectDir::new(&project);
         let dir = ExecutionDir::new(pdir.execution(&id));
@@ -168,7 +200,11 @@ impl Engine {
     }
 
     /// Reconciles one execution until it is terminal, paused or waiting; returns its status.
-    pub async fn reconcile(&self, dir: &ExecutionDir, bus: &EventBus) -> Result<WorkflowStatus, EngineError> {
+    pub async fn reconcile(
+        &self,
+        dir: &ExecutionDir,
+        bus: &EventBus,
+    ) -> Result<WorkflowStatus, EngineError> {
         let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
         let request = dir.read_request()?;
         let mut state = dir.read_state()?;
@@ -180,10 +216,15 @@ impl Engine {
             dir.write_state(&state)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
-        if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit) {
-            if let Some(repo) = ProjectRepo::open(&project) {
-                repo.ensure_worktree(&format!("autowrkers-{}", short(&request.id)), branch, base, Path::new(&workspace.dir))?;
-            }
+        if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit)
+            && let Some(repo) = ProjectRepo::open(&project)
+        {
+            repo.ensure_worktree(
+                &format!("autowrkers-{}", short(&request.id)),
+                branch,
+                base,
+                Path::new(&workspace.dir),
+            )?;
         }
         let checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
         if !state.status.is_terminal() {
@@ -194,15 +235,31 @@ impl Engine {
                 resumed,
             });
         }
-        let pass = Reconcile { engine: self, dir, bus, prompts: self.prompts(&project), request, state, checks };
+        let pass = Reconcile {
+            engine: self,
+            dir,
+            bus,
+            prompts: self.prompts(&project),
+            request,
+            state,
+            checks,
+        };
         pass.note_hand_edits()?;
         let status = pass.run().await;
         self.index(dir);
         status
     }
 
-    fn make_workspace(&self, request: &ExecutionRequest, project: &Path) -> Result<Workspace, EngineError> {
-        let here = |base| Workspace { dir: project.to_string_lossy().into_owned(), base_commit: base, branch: None };
+    fn make_workspace(
+        &self,
+        request: &ExecutionRequest,
+        project: &Path,
+    ) -> Result<Workspace, EngineError> {
+        let here = |base| Workspace {
+            dir: project.to_string_lossy().into_owned(),
+            base_commit: base,
+            branch: None,
+        };
         let Some(repo) = ProjectRepo::open(project) else {
             return Ok(here(None));
         };
@@ -217,13 +274,21 @@ impl Engine {
         let path = self.home.worktree(short_id);
         repo.ensure_worktree(&format!("autowrkers-{short_id}"), &branch, &base, &path)?;
         let dir = path.canonicalize().unwrap_or(path);
-        Ok(Workspace { dir: dir.to_string_lossy().into_owned(), base_commit: Some(base), branch: Some(branch) })
+        Ok(Workspace {
+            dir: dir.to_string_lossy().into_owned(),
+            base_commit: Some(base),
+            branch: Some(branch),
+        })
     }
 
     /// Refreshes the sled index entry of `dir`; the index is a cache, so failures are ignored.
     pub fn index(&self, dir: &ExecutionDir) {
-        let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else { return };
-        let Ok(index) = Index::open(&self.home.index()) else { return };
+        let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else {
+            return;
+        };
+        let Ok(index) = Index::open(&self.home.index()) else {
+            return;
+        };
         let _ = index.put(&ExecutionSummary {
             id: request.id,
             dir: dir.root().to_string_lossy().into_owned(),
@@ -245,7 +310,9 @@ impl Reconcile<'_> {
         let mut state = self.dir.read_state()?;
         let mut edited = Vec::new();
         for artifact in &mut state.artifacts {
-            let Ok(content) = self.dir.read_artifact(&artifact.file_path) else { continue };
+            let Ok(content) = self.dir.read_artifact(&artifact.file_path) else {
+                continue;
+            };
             let sha = sha256_hex(content.as_bytes());
             if sha != artifact.sha256 {
                 artifact.sha256 = sha;
@@ -264,7 +331,10 @@ impl Reconcile<'_> {
 /// A branch-safe slug of the task: lowercase words joined by `-`, at most 40 characters.
 fn slug(task: &str) -> String {
     let mut out = String::new();
-    for word in task.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in task
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if out.len() + word.len() + 1 > 40 {
             break;
         }
@@ -273,5 +343,9 @@ fn slug(task: &str) -> String {
         }
         out.push_str(&word.to_ascii_lowercase());
     }
-    if out.is_empty() { "task".to_owned() } else { out }
+    if out.is_empty() {
+        "task".to_owned()
+    } else {
+        out
+    }
 }

@@ -43,7 +43,10 @@ pub struct IllegalTransition {
 }
 
 /// The status after `trigger` in status `from`.
-pub fn transition(from: WorkflowStatus, trigger: Trigger) -> Result<WorkflowStatus, IllegalTransition> {
+pub fn transition(
+    from: WorkflowStatus,
+    trigger: Trigger,
+) -> Result<WorkflowStatus, IllegalTransition> {
     use Trigger as T;
     let to = match (from, trigger) {
         (Pending, T::Start) => Running,
@@ -74,7 +77,10 @@ mod tests {
     #[test]
     fn matrix_allows_the_seed_rows_and_refuses_others() {
         assert_eq!(transition(Pending, Trigger::Start).ok(), Some(Running));
-        assert_eq!(transition(AwaitingApproval, Trigger::Reject).ok(), Some(Failed));
+        assert_eq!(
+            transition(AwaitingApproval, Trigger::Reject).ok(),
+            Some(Failed)
+        );
         assert!(transition(Completed, Trigger::Start).is_err());
         assert!(transition(Paused, Trigger::AllPhasesDone).is_err());
         assert!(transition(Failed, Trigger::Resume).is_err());

@@ -23,7 +23,10 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, git2::Error> {
     fn ctx(self, action: &str) -> Result<T, GitError> {
-        self.map_err(|source| GitError { action: action.to_owned(), source })
+        self.map_err(|source| GitError {
+            action: action.to_owned(),
+            source,
+        })
     }
 }
 
@@ -61,7 +64,13 @@ impl ProjectRepo {
     }
 
     /// Creates branch `branch` at `base` and a worktree for it at `path` (reused when present).
-    pub fn ensure_worktree(&self, name: &str, branch: &str, base: &str, path: &Path) -> Result<(), GitError> {
+    pub fn ensure_worktree(
+        &self,
+        name: &str,
+        branch: &str,
+        base: &str,
+        path: &Path,
+    ) -> Result<(), GitError> {
         if path.join(".git").exists() {
             return Ok(());
         }
@@ -69,7 +78,10 @@ impl ProjectRepo {
         let commit = self.repo.find_commit(oid).ctx("find base commit")?;
         let branch_ref = match self.repo.find_branch(branch, BranchType::Local) {
             Ok(b) => b,
-            Err(_) => self.repo.branch(branch, &commit, false).ctx("create branch")?,
+            Err(_) => self
+                .repo
+                .branch(branch, &commit, false)
+                .ctx("create branch")?,
         };
         if let Ok(stale) = self.repo.find_worktree(name) {
             // A worktree whose folder is gone (a crash while creating it) blocks the name.
@@ -85,13 +97,20 @@ impl ProjectRepo {
         }
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(branch_ref.get()));
-        self.repo.worktree(name, path, Some(&opts)).ctx("add worktree")?;
+        self.repo
+            .worktree(name, path, Some(&opts))
+            .ctx("add worktree")?;
         Ok(())
     }
 
     /// Commits `files` (path in the tree, content) on `refs/autowrkers/executions/<id>`, on top
     /// of its previous commit. The user's index and HEAD are not involved.
-    pub fn commit_artifacts(&self, id: &str, files: &[(String, Vec<u8>)], message: &str) -> Result<String, GitError> {
+    pub fn commit_artifacts(
+        &self,
+        id: &str,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+    ) -> Result<String, GitError> {
         let mut index = git2::Index::new().ctx("new index")?;
         for (path, bytes) in files {
             let blob = self.repo.blob(bytes).ctx("write blob")?;
@@ -115,7 +134,11 @@ impl ProjectRepo {
         let tree_id = index.write_tree_to(&self.repo).ctx("write tree")?;
         let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
         let refname = execution_ref(id);
-        let parent = self.repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+        let parent = self
+            .repo
+            .find_reference(&refname)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
         let sig = signature(&self.repo)?;
         let parents: Vec<&git2::Commit> = parent.iter().collect();
         let oid = self
@@ -135,13 +158,24 @@ impl ProjectRepo {
             .tree()
             .ctx("base tree")?;
         let mut opts = DiffOptions::new();
-        opts.include_untracked(true).recurse_untracked_dirs(true).show_untracked_content(true);
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .show_untracked_content(true);
         match worktree {
             Some(path) => {
                 let wt = Repository::open(path).ctx("open worktree")?;
-                let tip = wt.head().ctx("worktree head")?.peel_to_tree().ctx("worktree tree")?;
+                let tip = wt
+                    .head()
+                    .ctx("worktree head")?
+                    .peel_to_tree()
+                    .ctx("worktree tree")?;
                 let tip = self.repo.find_tree(tip.id()).ctx("find tip tree")?;
-                patch_text(&self.repo.diff_tree_to_tree(Some(&base_tree), Some(&tip), Some(&mut opts)).ctx("diff")?)
+                patch_text(
+                    &self
+                        .repo
+                        .diff_tree_to_tree(Some(&base_tree), Some(&tip), Some(&mut opts))
+                        .ctx("diff")?,
+                )
             }
             None => patch_text(
                 &self
@@ -157,17 +191,25 @@ impl ProjectRepo {
 pub fn commit_worktree(path: &Path, message: &str) -> Result<Option<String>, GitError> {
     let repo = Repository::open(path).ctx("open worktree")?;
     let mut index = repo.index().ctx("worktree index")?;
-    index.add_all(["*"], IndexAddOption::DEFAULT, None).ctx("stage changes")?;
+    index
+        .add_all(["*"], IndexAddOption::DEFAULT, None)
+        .ctx("stage changes")?;
     index.update_all(["*"], None).ctx("stage deletions")?;
     index.write().ctx("write index")?;
     let tree_id = index.write_tree().ctx("write tree")?;
-    let head = repo.head().ctx("head")?.peel_to_commit().ctx("head commit")?;
+    let head = repo
+        .head()
+        .ctx("head")?
+        .peel_to_commit()
+        .ctx("head commit")?;
     if head.tree_id() == tree_id {
         return Ok(None);
     }
     let tree = repo.find_tree(tree_id).ctx("find tree")?;
     let sig = signature(&repo)?;
-    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head]).ctx("commit")?;
+    let oid = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
+        .ctx("commit")?;
     Ok(Some(oid.to_string()))
 }
 
@@ -175,16 +217,25 @@ pub fn commit_worktree(path: &Path, message: &str) -> Result<Option<String>, Git
 /// work), back to its branch tip. Never used on the user's checkout.
 pub fn reset_worktree(path: &Path) -> Result<(), GitError> {
     let repo = Repository::open(path).ctx("open worktree")?;
-    let head = repo.head().ctx("head")?.peel_to_commit().ctx("head commit")?;
-    repo.reset(head.as_object(), git2::ResetType::Hard, None).ctx("reset")?;
+    let head = repo
+        .head()
+        .ctx("head")?
+        .peel_to_commit()
+        .ctx("head commit")?;
+    repo.reset(head.as_object(), git2::ResetType::Hard, None)
+        .ctx("reset")?;
     let statuses = repo.statuses(None).ctx("status")?;
     let root: PathBuf = path.to_path_buf();
     for entry in statuses.iter() {
-        if entry.status().is_wt_new() {
-            if let Some(p) = entry.path() {
-                let full = root.join(p);
-                let _ = if full.is_dir() { std::fs::remove_dir_all(&full) } else { std::fs::remove_file(&full) };
-            }
+        if entry.status().is_wt_new()
+            && let Some(p) = entry.path()
+        {
+            let full = root.join(p);
+            let _ = if full.is_dir() {
+                std::fs::remove_dir_all(&full)
+            } else {
+                std::fs::remove_file(&full)
+            };
         }
     }
     Ok(())

@@ -44,7 +44,10 @@ impl HttpClient {
             .user_agent(concat!("autowrkers/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Transport(e.to_string()))?;
-        Ok(Self { client, idle_timeout: DEFAULT_IDLE_TIMEOUT })
+        Ok(Self {
+            client,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        })
     }
 
     /// POSTs `body` as JSON and returns the response once its status is a success.
@@ -65,8 +68,11 @@ impl HttpClient {
                 }
             };
             let name = HeaderName::from_static(name);
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| ProviderError::NotConfigured(format!("header {name} holds characters HTTP cannot carry")))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                ProviderError::NotConfigured(format!(
+                    "header {name} holds characters HTTP cannot carry"
+                ))
+            })?;
             value.set_sensitive(matches!(h, Header::Secret(..)));
             map.insert(name, value);
         }
@@ -92,7 +98,10 @@ impl HttpClient {
         let text = response.text().await.unwrap_or_default();
         let message = scrub(shorten(&text));
         Err(match status {
-            429 => ProviderError::RateLimited { retry_after, message },
+            429 => ProviderError::RateLimited {
+                retry_after,
+                message,
+            },
             401 | 403 => ProviderError::Auth { status, message },
             400..=499 => ProviderError::BadRequest { status, message },
             _ => ProviderError::Server { status, message },
@@ -100,7 +109,10 @@ impl HttpClient {
     }
 
     /// The response body as SSE events, each awaited with the idle timeout.
-    pub fn sse(&self, response: reqwest::Response) -> impl Stream<Item = Result<eventsource_stream::Event, ProviderError>> + use<> {
+    pub fn sse(
+        &self,
+        response: reqwest::Response,
+    ) -> impl Stream<Item = Result<eventsource_stream::Event, ProviderError>> + use<> {
         let idle = self.idle_timeout;
         let events = Box::pin(response.bytes_stream().eventsource());
         with_idle_timeout(events, idle).map(|item| match item {
@@ -111,7 +123,10 @@ impl HttpClient {
     }
 }
 
-fn with_idle_timeout<S, T>(stream: S, idle: Duration) -> impl Stream<Item = Result<T, ProviderError>>
+fn with_idle_timeout<S, T>(
+    stream: S,
+    idle: Duration,
+) -> impl Stream<Item = Result<T, ProviderError>>
 where
     S: Stream<Item = T> + Unpin,
 {
@@ -120,7 +135,13 @@ where
         match tokio::time::timeout(idle, stream.next()).await {
             Ok(Some(item)) => Some((Ok(item), Some(stream))),
             Ok(None) => None,
-            Err(_) => Some((Err(ProviderError::Transport(format!("no data for {}s", idle.as_secs()))), None)),
+            Err(_) => Some((
+                Err(ProviderError::Transport(format!(
+                    "no data for {}s",
+                    idle.as_secs()
+                ))),
+                None,
+            )),
         }
     })
 }

@@ -23,7 +23,13 @@ pub struct OpenAiChat {
 
 impl OpenAiChat {
     /// A client for `base_url` (ending before `/chat/completions`).
-    pub fn new(http: HttpClient, name: &str, base_url: &str, key: Option<Secret>, extra_headers: Vec<(&'static str, String)>) -> Self {
+    pub fn new(
+        http: HttpClient,
+        name: &str,
+        base_url: &str,
+        key: Option<Secret>,
+        extra_headers: Vec<(&'static str, String)>,
+    ) -> Self {
         Self {
             http,
             name: name.to_owned(),
@@ -54,13 +60,28 @@ impl OpenAiChat {
         body
     }
 
-    async fn call(&self, request: &ChatRequest, on_delta: DeltaSink<'_>) -> Result<ChatResponse, ProviderError> {
-        let mut headers: Vec<Header> = self.extra_headers.iter().map(|(k, v)| Header::Plain(k, v.clone())).collect();
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let mut headers: Vec<Header> = self
+            .extra_headers
+            .iter()
+            .map(|(k, v)| Header::Plain(k, v.clone()))
+            .collect();
         if let Some(key) = &self.key {
-            headers.push(Header::Secret("authorization", format!("Bearer {}", key.expose()), key.clone()));
+            headers.push(Header::Secret(
+                "authorization",
+                format!("Bearer {}", key.expose()),
+                key.clone(),
+            ));
         }
         let url = format!("{}/chat/completions", self.base_url);
-        let response = self.http.post_json(&url, &headers, &self.body(request)).await?;
+        let response = self
+            .http
+            .post_json(&url, &headers, &self.body(request))
+            .await?;
         let mut events = std::pin::pin!(self.http.sse(response));
         let mut acc = Accumulator::default();
         while let Some(event) = events.next().await {
@@ -69,8 +90,9 @@ impl OpenAiChat {
                 acc.finished = true;
                 break;
             }
-            let chunk: Value = serde_json::from_str(&event.data)
-                .map_err(|e| ProviderError::Protocol(format!("chunk is not JSON ({e}): {}", event.data)))?;
+            let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
+                ProviderError::Protocol(format!("chunk is not JSON ({e}): {}", event.data))
+            })?;
             acc.absorb(&chunk, on_delta)?;
         }
         acc.finish()
@@ -81,7 +103,11 @@ impl ChatProvider for OpenAiChat {
     fn name(&self) -> &str {
         &self.name
     }
-    fn chat<'a>(&'a self, request: &'a ChatRequest, on_delta: DeltaSink<'a>) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+    fn chat<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_delta: DeltaSink<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(self.call(request, on_delta))
     }
 }
@@ -113,22 +139,46 @@ struct Accumulator {
 impl Accumulator {
     fn absorb(&mut self, chunk: &Value, on_delta: DeltaSink<'_>) -> Result<(), ProviderError> {
         if let Some(err) = chunk.get("error") {
-            let message = err.get("message").and_then(Value::as_str).unwrap_or("error in stream").to_owned();
-            return Err(ProviderError::Server { status: 500, message });
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("error in stream")
+                .to_owned();
+            return Err(ProviderError::Server {
+                status: 500,
+                message,
+            });
         }
         if let Some(model) = chunk.get("model").and_then(Value::as_str) {
             self.response.served_model = Some(model.to_owned());
         }
-        for choice in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
+        for choice in chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let delta = &choice["delta"];
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
                 self.response.text.push_str(text);
                 on_delta(text);
             }
-            for piece in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                let index = piece.get("index").and_then(Value::as_u64).unwrap_or(self.calls.len() as u64) as usize;
+            for piece in delta
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let index = piece
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(self.calls.len() as u64) as usize;
                 while self.calls.len() <= index {
-                    self.calls.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+                    self.calls.push(ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
                 }
                 let call = &mut self.calls[index];
                 if let Some(id) = piece.get("id").and_then(Value::as_str) {
@@ -160,7 +210,9 @@ impl Accumulator {
 
     fn finish(mut self) -> Result<ChatResponse, ProviderError> {
         if !self.finished {
-            return Err(ProviderError::Transport("stream ended before the answer was finished".to_owned()));
+            return Err(ProviderError::Transport(
+                "stream ended before the answer was finished".to_owned(),
+            ));
         }
         for (i, call) in self.calls.iter_mut().enumerate() {
             if call.id.is_empty() {

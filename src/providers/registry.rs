@@ -22,12 +22,34 @@ struct Vendor {
 }
 
 fn vendor(kind: ProviderType) -> Option<Vendor> {
-    let v = |default_url, url_env, key_env, key_required| Some(Vendor { default_url, url_env, key_env, key_required });
+    let v = |default_url, url_env, key_env, key_required| {
+        Some(Vendor {
+            default_url,
+            url_env,
+            key_env,
+            key_required,
+        })
+    };
     match kind {
-        ProviderType::Openai => v("https://api.openai.com/v1", "OPENAI_BASE_URL", Some("OPENAI_API_KEY"), true),
-        ProviderType::Openrouter => v("https://openrouter.ai/api/v1", "OPENROUTER_BASE_URL", Some("OPENROUTER_API_KEY"), true),
+        ProviderType::Openai => v(
+            "https://api.openai.com/v1",
+            "OPENAI_BASE_URL",
+            Some("OPENAI_API_KEY"),
+            true,
+        ),
+        ProviderType::Openrouter => v(
+            "https://openrouter.ai/api/v1",
+            "OPENROUTER_BASE_URL",
+            Some("OPENROUTER_API_KEY"),
+            true,
+        ),
         ProviderType::LmStudio => v("http://localhost:1234/v1", "LM_STUDIO_URL", None, false),
-        ProviderType::OpenaiCompatible => v("", "OPENAI_COMPATIBLE_BASE_URL", Some("OPENAI_COMPATIBLE_API_KEY"), false),
+        ProviderType::OpenaiCompatible => v(
+            "",
+            "OPENAI_COMPATIBLE_BASE_URL",
+            Some("OPENAI_COMPATIBLE_API_KEY"),
+            false,
+        ),
         _ => None,
     }
 }
@@ -37,7 +59,11 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Builds the provider for `config`. `project` resolves relative paths (scripted replies).
-pub fn build(config: &ProviderConfig, project: &Path, http: &HttpClient) -> Result<Arc<dyn ChatProvider>, ProviderError> {
+pub fn build(
+    config: &ProviderConfig,
+    project: &Path,
+    http: &HttpClient,
+) -> Result<Arc<dyn ChatProvider>, ProviderError> {
     let kind = config.provider_type;
     if kind == ProviderType::Scripted {
         let script = config
@@ -46,7 +72,11 @@ pub fn build(config: &ProviderConfig, project: &Path, http: &HttpClient) -> Resu
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .or_else(|| env("AUTOWRKERS_SCRIPT"))
-            .ok_or_else(|| ProviderError::NotConfigured("scripted provider: set extra_params.script to a replies file".to_owned()))?;
+            .ok_or_else(|| {
+                ProviderError::NotConfigured(
+                    "scripted provider: set extra_params.script to a replies file".to_owned(),
+                )
+            })?;
         return Ok(Arc::new(Scripted::load(&project.join(script))?));
     }
     let Some(v) = vendor(kind) else {
@@ -88,5 +118,11 @@ pub fn build(config: &ProviderConfig, project: &Path, http: &HttpClient) -> Resu
         ],
         _ => Vec::new(),
     };
-    Ok(Arc::new(OpenAiChat::new(http.clone(), kind.as_str(), &base_url, key, headers)))
+    Ok(Arc::new(OpenAiChat::new(
+        http.clone(),
+        kind.as_str(),
+        &base_url,
+        key,
+        headers,
+    )))
 }

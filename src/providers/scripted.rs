@@ -18,7 +18,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::types::{BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, ProviderError, Role, ToolCall};
+use super::types::{
+    BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, ProviderError, Role, ToolCall,
+};
 use crate::spec::TokenUsage;
 
 /// One canned reply.
@@ -67,14 +69,25 @@ pub struct Scripted {
 impl Scripted {
     /// Loads the script at `path`.
     pub fn load(path: &Path) -> Result<Self, ProviderError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ProviderError::NotConfigured(format!("scripted provider: cannot read {}: {e}", path.display())))?;
-        let file: ScriptFile = crate::spec::from_yaml(&text, path).map_err(|e| ProviderError::NotConfigured(e.to_string()))?;
-        Ok(Self { replies: file.replies })
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ProviderError::NotConfigured(format!(
+                "scripted provider: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        let file: ScriptFile = crate::spec::from_yaml(&text, path)
+            .map_err(|e| ProviderError::NotConfigured(e.to_string()))?;
+        Ok(Self {
+            replies: file.replies,
+        })
     }
 
     fn pick(&self, request: &ChatRequest) -> Option<&ScriptedReply> {
-        let turn = request.messages.iter().filter(|m| m.role == Role::Assistant).count();
+        let turn = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::Assistant)
+            .count();
         self.replies.iter().find(|r| {
             r.phase.as_deref().is_none_or(|p| p == request.phase_id)
                 && r.iteration.is_none_or(|i| i == request.iteration)
@@ -88,7 +101,11 @@ impl ChatProvider for Scripted {
         "scripted"
     }
 
-    fn chat<'a>(&'a self, request: &'a ChatRequest, on_delta: DeltaSink<'a>) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+    fn chat<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_delta: DeltaSink<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
             let reply = self.pick(request).ok_or_else(|| {
                 ProviderError::Protocol(format!(
@@ -102,13 +119,21 @@ impl ChatProvider for Scripted {
                 .tool_calls
                 .iter()
                 .enumerate()
-                .map(|(i, c)| ToolCall { id: format!("call_{i}"), name: c.name.clone(), arguments: c.arguments.to_string() })
+                .map(|(i, c)| ToolCall {
+                    id: format!("call_{i}"),
+                    name: c.name.clone(),
+                    arguments: c.arguments.to_string(),
+                })
                 .collect();
             Ok(ChatResponse {
                 text: reply.text.clone(),
                 tool_calls,
                 // Rough token counts (4 characters a token) so the views have something to show.
-                usage: TokenUsage { input: prompt_chars as u64 / 4, output: reply.text.len() as u64 / 4, ..TokenUsage::default() },
+                usage: TokenUsage {
+                    input: prompt_chars as u64 / 4,
+                    output: reply.text.len() as u64 / 4,
+                    ..TokenUsage::default()
+                },
                 served_model: Some(request.model.clone()),
                 reported_cost_usd: Some(0.0),
             })

@@ -51,7 +51,12 @@ pub struct Message {
 impl Message {
     /// A message with text only.
     pub fn text(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
 }
 
@@ -149,7 +154,10 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether repeating the same call may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_))
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_)
+        )
     }
 }
 
@@ -165,5 +173,9 @@ pub trait ChatProvider: Send + Sync {
     /// Provider type name, for records.
     fn name(&self) -> &str;
     /// Makes one call.
-    fn chat<'a>(&'a self, request: &'a ChatRequest, on_delta: DeltaSink<'a>) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
+    fn chat<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_delta: DeltaSink<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
 }

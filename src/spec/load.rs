@@ -67,7 +67,12 @@ impl SpecError {
     fn one(path: &Path, line: usize, column: usize, key: Option<String>, message: String) -> Self {
         Self::Invalid {
             path: path.to_path_buf(),
-            problems: vec![Problem { line, column, key, message }],
+            problems: vec![Problem {
+                line,
+                column,
+                key,
+                message,
+            }],
         }
     }
 }
@@ -79,11 +84,7 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> SpecError {
         .unwrap_or((1, 1));
     // serde_yaml appends "at line L column C"; we print the position ourselves.
     let text = e.to_string();
-    let message = text
-        .split(" at line ")
-        .next()
-        .unwrap_or(&text)
-        .to_owned();
+    let message = text.split(" at line ").next().unwrap_or(&text).to_owned();
     SpecError::one(path, line, column, None, message)
 }
 
@@ -95,11 +96,15 @@ pub fn parse_yaml<T: DeserializeOwned>(
 ) -> Result<T, SpecError> {
     let yaml: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))?;
     if let Some(schema) = schema {
-        let json = serde_json::to_value(&yaml)
-            .map_err(|e| SpecError::one(path, 1, 1, None, format!("not representable as JSON: {e}")))?;
+        let json = serde_json::to_value(&yaml).map_err(|e| {
+            SpecError::one(path, 1, 1, None, format!("not representable as JSON: {e}"))
+        })?;
         let problems = schema_problems(source, schema, &json);
         if !problems.is_empty() {
-            return Err(SpecError::Invalid { path: path.to_path_buf(), problems });
+            return Err(SpecError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
         }
     }
     serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))
@@ -113,15 +118,25 @@ fn schema_problems(source: &str, schema: &Value, json: &Value) -> Vec<Problem> {
         .iter_errors(json)
         .map(|e| {
             let mut pointer = e.instance_path.as_str().to_owned();
-            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = &e.kind {
-                if let Some(first) = unexpected.first() {
-                    pointer.push('/');
-                    pointer.push_str(first);
-                }
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+                &e.kind
+                && let Some(first) = unexpected.first()
+            {
+                pointer.push('/');
+                pointer.push_str(first);
             }
             let (line, column) = locate(source, &pointer);
-            let key = pointer.rsplit('/').next().filter(|k| !k.is_empty()).map(str::to_owned);
-            Problem { line, column, key, message: e.to_string() }
+            let key = pointer
+                .rsplit('/')
+                .next()
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned);
+            Problem {
+                line,
+                column,
+                key,
+                message: e.to_string(),
+            }
         })
         .collect();
     problems.sort_by_key(|p| (p.line, p.column));
@@ -130,12 +145,16 @@ fn schema_problems(source: &str, schema: &Value, json: &Value) -> Vec<Problem> {
 
 /// Reads a file to a string, naming it on failure.
 pub fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses and checks a template; `path` names it in errors and gives the default id.
 pub fn parse_template(source: &str, path: &Path) -> Result<WorkflowTemplate, SpecError> {
-    let mut template: WorkflowTemplate = parse_yaml(source, path, Some(&schema::template_schema()))?;
+    let mut template: WorkflowTemplate =
+        parse_yaml(source, path, Some(&schema::template_schema()))?;
     if template.id.is_empty() {
         template.id = path
             .file_stem()
@@ -146,7 +165,10 @@ pub fn parse_template(source: &str, path: &Path) -> Result<WorkflowTemplate, Spe
     if problems.is_empty() {
         Ok(template)
     } else {
-        Err(SpecError::Invalid { path: path.to_path_buf(), problems })
+        Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
     }
 }
 
@@ -160,10 +182,19 @@ fn rule_problems(t: &WorkflowTemplate, source: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut at = |index: usize, key: &str, message: String| {
         let (line, column) = locate(source, &format!("/phases/{index}/{key}"));
-        problems.push(Problem { line, column, key: Some(key.to_owned()), message });
+        problems.push(Problem {
+            line,
+            column,
+            key: Some(key.to_owned()),
+            message,
+        });
     };
     if t.phases.is_empty() {
-        at(0, "phases", "a template needs at least one phase".to_owned());
+        at(
+            0,
+            "phases",
+            "a template needs at least one phase".to_owned(),
+        );
     }
     for (i, phase) in t.phases.iter().enumerate() {
         if t.phases[..i].iter().any(|p| p.id == phase.id) {
@@ -175,25 +206,48 @@ fn rule_problems(t: &WorkflowTemplate, source: &str) -> Vec<Problem> {
                 Some(o) if o.order > phase.order => at(
                     i,
                     "parallel_with",
-                    format!("`{other}` comes later (order {}); name the earlier phase", o.order),
+                    format!(
+                        "`{other}` comes later (order {}); name the earlier phase",
+                        o.order
+                    ),
                 ),
                 Some(_) => {}
             }
         }
         let none = phase.provider_config.provider_type == ProviderType::None;
         if phase.role == PhaseRole::Verifier && !none {
-            at(i, "provider_config", "the verifier runs commands: use provider_type: none".to_owned());
+            at(
+                i,
+                "provider_config",
+                "the verifier runs commands: use provider_type: none".to_owned(),
+            );
         }
         if phase.role != PhaseRole::Verifier && none {
-            at(i, "provider_config", format!("role {} needs a model provider, not `none`", phase.role.as_str()));
+            at(
+                i,
+                "provider_config",
+                format!(
+                    "role {} needs a model provider, not `none`",
+                    phase.role.as_str()
+                ),
+            );
         }
         if phase.role != PhaseRole::Verifier && phase.prompt_template.is_none() {
-            at(i, "prompt_template", "a model phase needs a prompt_template".to_owned());
+            at(
+                i,
+                "prompt_template",
+                "a model phase needs a prompt_template".to_owned(),
+            );
         }
     }
     if t.max_iterations == 0 {
         let (line, column) = locate(source, "/max_iterations");
-        problems.push(Problem { line, column, key: Some("max_iterations".into()), message: "must be at least 1".into() });
+        problems.push(Problem {
+            line,
+            column,
+            key: Some("max_iterations".into()),
+            message: "must be at least 1".into(),
+        });
     }
     problems
 }

@@ -22,8 +22,16 @@ fn items(source: &str) -> Vec<Item<'_>> {
         let mut indent = raw.len() - trimmed.len();
         let mut text = trimmed;
         // "- - key: v" opens nested sequences on one line; split every marker off.
-        while let Some(rest) = text.strip_prefix("- ").or_else(|| (text == "-").then_some("")) {
-            out.push(Item { line: n + 1, indent, dash: true, text });
+        while let Some(rest) = text
+            .strip_prefix("- ")
+            .or_else(|| (text == "-").then_some(""))
+        {
+            out.push(Item {
+                line: n + 1,
+                indent,
+                dash: true,
+                text,
+            });
             let inner = rest.trim_start();
             indent += text.len() - inner.len();
             text = inner;
@@ -32,7 +40,12 @@ fn items(source: &str) -> Vec<Item<'_>> {
             }
         }
         if !text.is_empty() {
-            out.push(Item { line: n + 1, indent, dash: false, text });
+            out.push(Item {
+                line: n + 1,
+                indent,
+                dash: false,
+                text,
+            });
         }
     }
     out
@@ -81,7 +94,9 @@ pub fn locate(source: &str, pointer: &str) -> (usize, usize) {
         let Some(i) = hit else { break };
         found = (all[i].line, all[i].indent + 1);
         let end = (i + 1..range.end)
-            .find(|&j| all[j].indent <= level && all[j].line != all[i].line || all[j].indent < level)
+            .find(|&j| {
+                all[j].indent <= level && all[j].line != all[i].line || all[j].indent < level
+            })
             .unwrap_or(range.end);
         // A dash item's first key sits on its own line's next item, one level deeper.
         range = i + 1..end;
@@ -97,7 +112,10 @@ mod tests {
 
     #[test]
     fn finds_nested_keys_in_sequences() {
-        assert_eq!(locate(DOC, "/phases/1/provider_config/provider_type"), (8, 7));
+        assert_eq!(
+            locate(DOC, "/phases/1/provider_config/provider_type"),
+            (8, 7)
+        );
         assert_eq!(locate(DOC, "/phases/0/id"), (3, 5));
         assert_eq!(locate(DOC, "/name"), (1, 1));
     }

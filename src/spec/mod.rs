@@ -13,8 +13,8 @@ pub mod template;
 
 pub use config::{ProjectConfig, VerifyConfig};
 pub use execution::{
-    Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage, Workspace,
-    WorkflowExecution,
+    Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage,
+    WorkflowExecution, Workspace,
 };
 pub use load::{Problem, SpecError};
 pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};
@@ -26,22 +26,34 @@ pub use template::{
 use std::path::Path;
 
 /// The seed's §8 template, shipped as `examples/templates/default_pipeline.yaml`.
-pub const DEFAULT_TEMPLATE_YAML: &str = include_str!("../../examples/templates/default_pipeline.yaml");
+pub const DEFAULT_TEMPLATE_YAML: &str =
+    include_str!("../../examples/templates/default_pipeline.yaml");
 
 /// The built-in default template.
 pub fn default_template() -> Result<WorkflowTemplate, SpecError> {
-    load::parse_template(DEFAULT_TEMPLATE_YAML, Path::new("<built-in>/default_pipeline.yaml"))
+    load::parse_template(
+        DEFAULT_TEMPLATE_YAML,
+        Path::new("<built-in>/default_pipeline.yaml"),
+    )
 }
 
 /// Serializes a value as YAML (used for `execution.yaml` and `template show`).
 pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, SpecError> {
     serde_yaml::to_string(value).map_err(|e| SpecError::Invalid {
         path: "<memory>".into(),
-        problems: vec![Problem { line: 1, column: 1, key: None, message: e.to_string() }],
+        problems: vec![Problem {
+            line: 1,
+            column: 1,
+            key: None,
+            message: e.to_string(),
+        }],
     })
 }
 
 /// Parses YAML without a schema (for files the runner wrote itself, like `execution.yaml`).
-pub fn from_yaml<T: serde::de::DeserializeOwned>(source: &str, path: &Path) -> Result<T, SpecError> {
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    source: &str,
+    path: &Path,
+) -> Result<T, SpecError> {
     load::parse_yaml(source, path, None)
 }

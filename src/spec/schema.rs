@@ -12,13 +12,19 @@ use super::template::{ArtifactType, WorkflowTemplate};
 /// Every schema we publish, as `(file name, schema)`.
 pub fn all_schemas() -> Vec<(&'static str, Value)> {
     vec![
-        ("workflow_template.schema.json", schema_of::<WorkflowTemplate>()),
+        (
+            "workflow_template.schema.json",
+            schema_of::<WorkflowTemplate>(),
+        ),
         ("execution.schema.json", schema_of::<ExecutionRequest>()),
         ("state.schema.json", schema_of::<WorkflowExecution>()),
         ("config.schema.json", schema_of::<ProjectConfig>()),
         ("task_list.schema.json", schema_of::<TaskList>()),
         ("review_report.schema.json", schema_of::<ReviewReport>()),
-        ("verification_report.schema.json", schema_of::<VerificationReport>()),
+        (
+            "verification_report.schema.json",
+            schema_of::<VerificationReport>(),
+        ),
     ]
 }
 

@@ -131,7 +131,9 @@ impl WorkflowStatus {
 }
 
 /// The kind of output a phase produces; JSON kinds are validated against their schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactType {
     /// JSON task list written by the analyzer.

@@ -56,7 +56,9 @@ impl ExecutionDir {
     }
     /// `logs/<phase-id>.<iteration>.log`.
     pub fn log_path(&self, phase_id: &str, iteration: u32) -> PathBuf {
-        self.root.join("logs").join(format!("{phase_id}.{iteration}.log"))
+        self.root
+            .join("logs")
+            .join(format!("{phase_id}.{iteration}.log"))
     }
 
     /// Reads `execution.yaml`.
@@ -74,7 +76,10 @@ impl ExecutionDir {
     }
 
     /// Reads `execution.yaml`, applies `edit`, writes it back: how control requests are made.
-    pub fn edit_request(&self, edit: impl FnOnce(&mut ExecutionRequest)) -> Result<ExecutionRequest, StoreError> {
+    pub fn edit_request(
+        &self,
+        edit: impl FnOnce(&mut ExecutionRequest),
+    ) -> Result<ExecutionRequest, StoreError> {
         let mut request = self.read_request()?;
         edit(&mut request);
         self.write_request(&request)?;
@@ -94,7 +99,10 @@ impl ExecutionDir {
     /// Writes `state.json` atomically.
     pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
         let path = self.state_path();
-        let text = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json { path: path.clone(), source })?;
+        let text = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&path, &text).map_err(|e| StoreError::io(&path, e))
     }
 

@@ -42,7 +42,10 @@ impl Index {
 
     /// Records or replaces a summary.
     pub fn put(&self, summary: &ExecutionSummary) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(summary).map_err(|source| StoreError::Json { path: "<index>".into(), source })?;
+        let value = serde_json::to_vec(summary).map_err(|source| StoreError::Json {
+            path: "<index>".into(),
+            source,
+        })?;
         self.db.insert(format!("exec:{}", summary.id), value)?;
         self.db.flush()?;
         Ok(())

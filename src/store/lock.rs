@@ -40,7 +40,9 @@ impl ExecutionLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                return Err(LockError::Held { holder: holder.trim().to_owned() });
+                return Err(LockError::Held {
+                    holder: holder.trim().to_owned(),
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
         }

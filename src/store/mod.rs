@@ -60,7 +60,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -119,7 +122,11 @@ pub fn all_executions(home: &Home, first: Option<&Path>) -> Vec<ExecutionDir> {
 
 /// Finds an execution by id or unique prefix, like git: in `project` first, then every known
 /// project.
-pub fn find_execution(home: &Home, project: Option<&Path>, prefix: &str) -> Result<ExecutionDir, StoreError> {
+pub fn find_execution(
+    home: &Home,
+    project: Option<&Path>,
+    prefix: &str,
+) -> Result<ExecutionDir, StoreError> {
     let matches: Vec<ExecutionDir> = all_executions(home, project)
         .into_iter()
         .filter(|d| d.id().starts_with(prefix))

@@ -62,7 +62,9 @@ pub struct ProjectDir {
 impl ProjectDir {
     /// The folder of the project at `project` (which should be absolute).
     pub fn new(project: impl Into<PathBuf>) -> Self {
-        Self { project: project.into() }
+        Self {
+            project: project.into(),
+        }
     }
     /// The project itself.
     pub fn project(&self) -> &Path {

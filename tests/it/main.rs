@@ -1,0 +1,9 @@
+//! Integration tests, one binary (linking is the slow part). They drive the real `autowrkers`
+//! binary against a real fake LLM server on 127.0.0.1, in real temp git repositories.
+
+mod bad_input;
+mod fake_llm;
+mod pipeline;
+mod resume;
+mod schemas;
+mod support;
