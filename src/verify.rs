@@ -149,3 +149,66 @@ pub async fn run(
         note,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_commands_from_project_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(resolve(None, dir.path()).commands.is_empty());
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"scripts": {"test": "jest", "lint": "eslint ."}}"#,
+        )
+        .expect("write");
+        let checks = resolve(None, dir.path());
+        assert_eq!(checks.source, "detected:package.json");
+        assert_eq!(
+            checks.commands,
+            vec![
+                ("lint", "npm run lint".to_owned()),
+                ("test", "npm run test".to_owned())
+            ]
+        );
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]").expect("write");
+        assert_eq!(
+            resolve(None, dir.path()).commands[1],
+            ("test", "cargo test".to_owned())
+        );
+        let config = VerifyConfig {
+            test: Some("make check".into()),
+            ..VerifyConfig::default()
+        };
+        let checks = resolve(Some(&config), dir.path());
+        assert_eq!(
+            (checks.source.as_str(), checks.commands.len()),
+            ("config", 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_checks_is_not_a_pass_and_exit_codes_decide() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = Checks {
+            source: "none".into(),
+            commands: vec![],
+            timeout: Duration::from_secs(5),
+        };
+        let report = run(&none, dir.path(), |_| {}).await;
+        assert!(!report.passed && report.note.is_some());
+        let checks = Checks {
+            source: "config".into(),
+            commands: vec![
+                ("lint", "true".into()),
+                ("test", "echo boom; exit 3".into()),
+            ],
+            timeout: Duration::from_secs(5),
+        };
+        let report = run(&checks, dir.path(), |_| {}).await;
+        assert!(!report.passed);
+        assert_eq!(report.checks[1].exit_code, Some(3));
+        assert!(report.checks[1].output_tail.contains("boom"));
+    }
+}

@@ -1,0 +1,246 @@
+//! Iteration behaviour, approvals, cancel, timeouts, the lock, non-git projects and the
+//! read-only commands, through the real binary.
+
+use std::time::Duration;
+
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::pipeline::{project, two_iteration_rules};
+use crate::support::{Project, phase, pipeline_template, run};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_for_approval_waits_then_approve_continues() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(Duration::ZERO)).await;
+    let p = project(&server.url());
+    p.write(
+        "pipeline.yaml",
+        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
+    );
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "Add a --verbose flag",
+        "--template",
+        "pipeline.yaml",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("workflow approve"), "{}", out.stderr);
+    let state = p.state();
+    assert_eq!(state["status"], "awaiting_approval");
+    assert_eq!(state["iteration"], 1);
+    let id = state["id"].as_str().expect("id").to_owned();
+    let implementer_calls = server.calls("implementer").len();
+
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "approve", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(p.state()["status"], "completed");
+    assert_eq!(p.state()["iteration"], 2);
+    assert!(server.calls("implementer").len() > implementer_calls);
+    let request =
+        std::fs::read_to_string(p.execution().join("execution.yaml")).expect("execution.yaml");
+    assert!(request.contains("1: approve"), "{request}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_fails_and_cancel_stops_a_paused_run() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(Duration::ZERO)).await;
+    let p = project(&server.url());
+    p.write(
+        "pipeline.yaml",
+        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"]);
+    assert_eq!(run(cmd).await.code, 4);
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["wf", "reject", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(p.state()["status"], "failed");
+
+    // A second execution: pause it while it waits, then cancel.
+    std::fs::remove_dir_all(p.path().join(".autowrkers/executions")).expect("clean");
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"]);
+    assert_eq!(run(cmd).await.code, 4);
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "cancel", &id]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(p.state()["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_past_its_timeout_fails() {
+    let rule = Rule {
+        model: "analyzer".into(),
+        turn: None,
+        contains: None,
+        reply: Reply::text("x").held(),
+    };
+    let (server, _h) = FakeLlm::start(vec![rule]).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let t = "name: x\nfailure_behavior: fallback_provider\nphases:\n".to_owned()
+        + &phase(
+            "p1",
+            "analyzer",
+            "analyzer",
+            &server.url(),
+            ("analyzer_prompt", "task_list", "/done"),
+            1,
+            "    timeout_seconds: 1\n",
+        );
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        p.state()["message"]
+            .as_str()
+            .expect("message")
+            .contains("timed out after 1s")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_runner_is_refused_while_the_first_holds_the_lock() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    rules.insert(
+        0,
+        Rule {
+            model: "analyzer".into(),
+            turn: Some(0),
+            contains: None,
+            reply: Reply::text("x").held(),
+        },
+    );
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = cmd.spawn().expect("spawn");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("first runner called")
+        .expect("model");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("being run by another runner (pid"),
+        "{}",
+        out.stderr
+    );
+    first.kill().expect("kill");
+    first.wait().expect("wait");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_that_is_not_git_works_in_place() {
+    let rules = vec![
+        Rule {
+            model: "implementer".into(),
+            turn: Some(0),
+            contains: None,
+            reply: Reply::tool(
+                "write_file",
+                serde_json::json!({"path": "new.txt", "content": "made\n"}),
+            ),
+        },
+        Rule {
+            model: "implementer".into(),
+            turn: None,
+            contains: None,
+            reply: Reply::text("/complete"),
+        },
+    ];
+    let (server, _h) = FakeLlm::start(rules).await;
+    let p = Project::plain(&[("a.txt", "a\n")]);
+    let t = "name: x\nphases:\n".to_owned()
+        + &phase(
+            "impl",
+            "implementer",
+            "implementer",
+            &server.url(),
+            ("implementer_prompt", "code_diff", "/complete"),
+            1,
+            "",
+        );
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("new.txt")).expect("written in place"),
+        "made\n"
+    );
+    let diff = std::fs::read_to_string(p.execution().join("artifacts/1/impl.diff")).expect("diff");
+    assert!(
+        diff.contains("Not a git repository") && diff.contains("new.txt"),
+        "{diff}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_logs_artifacts_and_templates() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(Duration::ZERO)).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "List me", "--template", "pipeline.yaml"]);
+    assert_eq!(run(cmd).await.code, 0);
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "list", "--json"]);
+    let out = run(cmd).await;
+    let rows: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], id.as_str());
+    assert_eq!(rows[0]["status"], "completed");
+
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "logs", &id[..8], "--phase", "phase-implement"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("> edit_file greet.sh"),
+        "{}",
+        out.stdout
+    );
+
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "artifacts", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.stdout.lines().count(), 10, "{}", out.stdout);
+
+    let mut cmd = p.cmd();
+    cmd.args(["template", "list"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("default_pipeline") && out.stdout.contains("built-in"),
+        "{}",
+        out.stdout
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["template", "show", "default"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("Gemini-Claude-Codex Pipeline"),
+        "{}",
+        out.stdout
+    );
+}
