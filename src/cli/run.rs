@@ -35,8 +35,12 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         config.default_template.as_deref(),
     )?;
     if let Err(e) = engine.preflight(&found.template, &project) {
-        if matches!(e, EngineError::NotReady(_)) {
-            eprintln!("error: {e}\n{SETUP_HINT}");
+        if let EngineError::NotReady(lines) = &e {
+            let about_keys = lines.iter().any(|l| {
+                l.contains("API key") || l.contains("api_url") || l.contains("not available")
+            });
+            let hint = if about_keys { SETUP_HINT } else { "" };
+            eprintln!("error: {e}\n{hint}");
             return Ok(2);
         }
         return Err(e.into());

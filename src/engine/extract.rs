@@ -42,8 +42,8 @@ pub fn json_artifact(kind: ArtifactType, text: &str) -> Result<Value, String> {
             kind.as_str()
         )
     })?;
-    if let Some(schema) = schema::artifact_schema(kind) {
-        let problems = schema::validate(&schema, &value);
+    if let Some(name) = schema::artifact_schema_name(kind) {
+        let problems = schema::validate(name, &value);
         if !problems.is_empty() {
             let list: Vec<String> = problems
                 .into_iter()

@@ -103,14 +103,10 @@ impl Engine {
         if !path.exists() {
             return Ok(ProjectConfig::default());
         }
-        let schema = spec::schema::all_schemas()
-            .into_iter()
-            .find(|(n, _)| *n == "config.schema.json")
-            .map(|(_, s)| s);
         Ok(spec::load::parse_yaml(
             &spec::load::read(&path)?,
             &path,
-            schema.as_ref(),
+            Some(spec::schema::CONFIG_SCHEMA),
         )?)
     }
 

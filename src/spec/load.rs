@@ -92,7 +92,7 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> SpecError {
 pub fn parse_yaml<T: DeserializeOwned>(
     source: &str,
     path: &Path,
-    schema: Option<&Value>,
+    schema: Option<&str>,
 ) -> Result<T, SpecError> {
     let yaml: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))?;
     if let Some(schema) = schema {
@@ -110,16 +110,16 @@ pub fn parse_yaml<T: DeserializeOwned>(
     serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))
 }
 
-fn schema_problems(source: &str, schema: &Value, json: &Value) -> Vec<Problem> {
-    let Ok(validator) = jsonschema::validator_for(schema) else {
+fn schema_problems(source: &str, schema: &str, json: &Value) -> Vec<Problem> {
+    let Some(validator) = schema::validator(schema) else {
         return vec![];
     };
     let mut problems: Vec<Problem> = validator
         .iter_errors(json)
         .map(|e| {
-            let mut pointer = e.instance_path.as_str().to_owned();
+            let mut pointer = e.instance_path().as_str().to_owned();
             if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
-                &e.kind
+                &e.kind()
                 && let Some(first) = unexpected.first()
             {
                 pointer.push('/');
@@ -153,8 +153,7 @@ pub fn read(path: &Path) -> Result<String, SpecError> {
 
 /// Parses and checks a template; `path` names it in errors and gives the default id.
 pub fn parse_template(source: &str, path: &Path) -> Result<WorkflowTemplate, SpecError> {
-    let mut template: WorkflowTemplate =
-        parse_yaml(source, path, Some(&schema::template_schema()))?;
+    let mut template: WorkflowTemplate = parse_yaml(source, path, Some(schema::TEMPLATE_SCHEMA))?;
     if template.id.is_empty() {
         template.id = path
             .file_stem()

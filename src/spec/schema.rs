@@ -1,6 +1,9 @@
 //! JSON Schemas generated from the types: the files in `schemas/` that editors use for
 //! completion, and the validators every template and JSON artifact passes before use.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use schemars::JsonSchema;
 use serde_json::Value;
 
@@ -28,23 +31,45 @@ pub fn all_schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The schema a JSON artifact of this type must satisfy; None for non-JSON types.
-pub fn artifact_schema(kind: ArtifactType) -> Option<Value> {
+/// The schema file a JSON artifact of this type must satisfy; None for non-JSON types.
+pub fn artifact_schema_name(kind: ArtifactType) -> Option<&'static str> {
     match kind {
-        ArtifactType::TaskList => Some(schema_of::<TaskList>()),
-        ArtifactType::ReviewReport => Some(schema_of::<ReviewReport>()),
-        ArtifactType::VerificationReport => Some(schema_of::<VerificationReport>()),
+        ArtifactType::TaskList => Some("task_list.schema.json"),
+        ArtifactType::ReviewReport => Some("review_report.schema.json"),
+        ArtifactType::VerificationReport => Some("verification_report.schema.json"),
         _ => None,
     }
 }
 
-/// The template schema, for validating YAML before deserializing it.
-pub fn template_schema() -> Value {
-    schema_of::<WorkflowTemplate>()
+/// The schema file templates are checked against.
+pub const TEMPLATE_SCHEMA: &str = "workflow_template.schema.json";
+/// The schema file project configs are checked against.
+pub const CONFIG_SCHEMA: &str = "config.schema.json";
+
+/// The compiled validator of one of [`all_schemas`], built once per process: compiling is the
+/// expensive part (memory above all), validating is cheap.
+pub fn validator(name: &str) -> Option<&'static jsonschema::Validator> {
+    static CACHE: OnceLock<Mutex<HashMap<String, &'static jsonschema::Validator>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().ok()?;
+    if let Some(v) = map.get(name) {
+        return Some(v);
+    }
+    let schema = all_schemas().into_iter().find(|(n, _)| *n == name)?.1;
+    // Leaked on purpose: at most one per schema file, alive for the whole process anyway.
+    let compiled: &'static jsonschema::Validator =
+        Box::leak(Box::new(jsonschema::validator_for(&schema).ok()?));
+    map.insert(name.to_owned(), compiled);
+    Some(compiled)
 }
 
+/// Draft-07: what editors' YAML language servers support best, and far cheaper for jsonschema
+/// to compile than 2020-12 (whose meta-schema validation alone costs ~30 MB of memory).
 fn schema_of<T: JsonSchema>() -> Value {
-    let schema = schemars::schema_for!(T);
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<T>();
     // A Schema is a JSON value by construction; converting it cannot fail.
     serde_json::to_value(&schema).unwrap_or(Value::Null)
 }
@@ -56,13 +81,14 @@ pub fn render(schema: &Value) -> String {
     text
 }
 
-/// Checks `instance` against `schema`; returns each error as `(JSON pointer, message)`.
-pub fn validate(schema: &Value, instance: &Value) -> Vec<(String, String)> {
-    match jsonschema::validator_for(schema) {
-        Ok(validator) => validator
+/// Checks `instance` against the schema file `name`; returns each error as
+/// `(JSON pointer, message)`.
+pub fn validate(name: &str, instance: &Value) -> Vec<(String, String)> {
+    match validator(name) {
+        Some(v) => v
             .iter_errors(instance)
-            .map(|e| (e.instance_path.as_str().to_owned(), e.to_string()))
+            .map(|e| (e.instance_path().as_str().to_owned(), e.to_string()))
             .collect(),
-        Err(e) => vec![(String::new(), format!("schema itself is invalid: {e}"))],
+        None => vec![(String::new(), format!("schema {name} is not available"))],
     }
 }
