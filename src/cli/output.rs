@@ -63,6 +63,18 @@ pub fn icon(status: PhaseStatus) -> &'static str {
     }
 }
 
+/// A phase status as a word.
+fn status_word(status: PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Pending => "pending",
+        PhaseStatus::Running => "running",
+        PhaseStatus::Paused => "paused",
+        PhaseStatus::Completed => "completed",
+        PhaseStatus::Failed => "failed",
+        PhaseStatus::Skipped => "skipped",
+    }
+}
+
 /// Colours `text` by phase status (seed §7.2) when `color` is on.
 pub fn paint(text: &str, status: PhaseStatus, color: bool) -> String {
     if !color {
@@ -105,6 +117,7 @@ fn describe(event: &Event, color: bool) -> Option<String> {
         EventKind::PhaseProgress { text, .. } => format!("  │ {text}"),
         EventKind::PhaseCompleted {
             phase_name,
+            role,
             iteration,
             status,
             passed,
@@ -115,30 +128,46 @@ fn describe(event: &Event, color: bool) -> Option<String> {
             error,
             ..
         } => {
-            let verdict = match passed {
-                Some(true) => " passed",
-                Some(false) => " NOT passed",
-                None => "",
+            let (mark, shade, outcome) = match (status, passed) {
+                (PhaseStatus::Completed, Some(false)) => (
+                    "⚠️ ",
+                    PhaseStatus::Failed,
+                    if role.is_reviewer() {
+                        "not approved"
+                    } else {
+                        "checks failed"
+                    },
+                ),
+                (PhaseStatus::Completed, Some(true)) => (icon(*status), *status, "passed"),
+                (s, _) => (icon(*s), *s, status_word(*s)),
             };
             let when = if *up_to_date {
                 "up to date, not called".to_owned()
             } else {
                 format!("{:.1}s", *duration_ms as f64 / 1000.0)
             };
-            let err = if error.is_empty() {
+            let usage = if tokens.input + tokens.output + tokens.cached_input == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", {} in / {} out tokens, {}",
+                    tokens.input + tokens.cached_input,
+                    tokens.output,
+                    cost(*cost_usd)
+                )
+            };
+            let err = if error.is_empty() || *passed == Some(false) {
                 String::new()
             } else {
                 format!(" — {error}")
             };
-            let line = format!(
-                "{} {phase_name} (iteration {iteration}) {:?}{verdict}: {when}, {} in / {} out tokens, {}{err}",
-                icon(*status),
-                status,
-                tokens.input + tokens.cached_input,
-                tokens.output,
-                cost(*cost_usd)
-            );
-            paint(&line, *status, color)
+            paint(
+                &format!(
+                    "{mark} {phase_name} (iteration {iteration}) {outcome}: {when}{usage}{err}"
+                ),
+                shade,
+                color,
+            )
         }
         EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
         EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::spec::{ArtifactType, PhaseStatus, TokenUsage, WorkflowStatus};
+use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, TokenUsage, WorkflowStatus};
 use crate::store::ExecutionDir;
 
 /// One thing that happened to an execution.
@@ -68,6 +68,8 @@ pub enum EventKind {
         phase_id: String,
         /// Phase name.
         phase_name: String,
+        /// Its role.
+        role: PhaseRole,
         /// Iteration.
         iteration: u32,
         /// Outcome.

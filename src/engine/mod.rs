@@ -503,6 +503,7 @@ fn completed_event(run: &PhaseExecution, duration_ms: u64, up_to_date: bool) -> 
     EventKind::PhaseCompleted {
         phase_id: run.phase_id.clone(),
         phase_name: run.phase_name.clone(),
+        role: run.phase_role,
         iteration: run.iteration,
         status: run.status,
         passed: run.passed,

@@ -244,3 +244,111 @@ async fn list_logs_artifacts_and_templates() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_place_edits_the_checkout_and_diffs_from_head() {
+    let rules = vec![
+        Rule {
+            model: "implementer".into(),
+            turn: Some(0),
+            contains: None,
+            reply: Reply::tool(
+                "write_file",
+                serde_json::json!({"path": "a.txt", "content": "changed\n"}),
+            ),
+        },
+        Rule {
+            model: "implementer".into(),
+            turn: None,
+            contains: None,
+            reply: Reply::text("/complete"),
+        },
+    ];
+    let (server, _h) = FakeLlm::start(rules).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let head = crate::support::git(&p.path(), &["rev-parse", "HEAD"]);
+    let t = "name: x\nphases:\n".to_owned()
+        + &phase(
+            "impl",
+            "implementer",
+            "implementer",
+            &server.url(),
+            ("implementer_prompt", "code_diff", "/complete"),
+            1,
+            "",
+        );
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml", "--in-place"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
+        "changed\n"
+    );
+    assert_eq!(
+        crate::support::git(&p.path(), &["rev-parse", "HEAD"]),
+        head,
+        "no commit on the user's branch"
+    );
+    let diff = std::fs::read_to_string(p.execution().join("artifacts/1/impl.diff")).expect("diff");
+    assert!(diff.contains("-a\n+changed"), "{diff}");
+    assert!(
+        !diff.contains(".autowrkers"),
+        "run-time files stay out of the diff: {diff}"
+    );
+    assert!(p.state()["workspace"]["branch"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_provider_falls_back_to_the_next() {
+    let mut failing = Reply::text("unused");
+    failing.status = Some(500);
+    let rules = vec![
+        Rule {
+            model: "primary".into(),
+            turn: None,
+            contains: None,
+            reply: failing,
+        },
+        Rule {
+            model: "backup".into(),
+            turn: None,
+            contains: None,
+            reply: Reply::text("```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done"),
+        },
+    ];
+    let (server, _h) = FakeLlm::start(rules).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let fallback = format!(
+        "      fallback_provider:\n        provider_type: openai_compatible\n        model_name: backup\n        api_url: {}\n",
+        server.url()
+    );
+    let t = ("name: x\nphases:\n".to_owned()
+        + &phase(
+            "p1",
+            "analyzer",
+            "primary",
+            &server.url(),
+            ("analyzer_prompt", "task_list", "/done"),
+            1,
+            "",
+        ))
+        .replace(
+            "      extra_params: {api_key_env: FAKE_LLM_KEY}\n",
+            &format!("      extra_params: {{api_key_env: FAKE_LLM_KEY}}\n{fallback}"),
+        );
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(server.calls("primary").len(), 1);
+    assert_eq!(server.calls("backup").len(), 1);
+    let run0 = &p.state()["phase_executions"][0];
+    assert_eq!(
+        run0["model_used"], "backup",
+        "the phase records the provider that answered"
+    );
+    assert!(out.stdout.contains("falling back"), "{}", out.stdout);
+}
