@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod engine;
 pub mod git;
+pub mod keys;
 pub mod process;
 pub mod prompts;
 pub mod providers;

@@ -64,7 +64,16 @@ pub async fn converse(
 ) -> Result<String, AgentError> {
     let on_delta = |d: &str| observer.text(d);
     for _ in 0..max_turns {
-        let response = provider.chat(request, &on_delta).await?;
+        let response = match provider.chat(request, &on_delta).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Tokens streamed before a cut are billed by the provider: count them.
+                if let ProviderError::StreamCut { partial, .. } = &e {
+                    tally.usage.add(partial);
+                }
+                return Err(e.into());
+            }
+        };
         tally.calls += 1;
         tally.usage.add(&response.usage);
         tally.cost_usd = match (tally.cost_usd, response.reported_cost_usd) {

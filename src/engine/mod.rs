@@ -312,6 +312,7 @@ impl Reconcile<'_> {
             workspace: &workspace,
             bus: self.bus,
             http: &self.engine.http,
+            keys: &self.engine.keys,
             checks: &self.checks,
             log_dir: &log_dir,
         };

@@ -11,6 +11,7 @@ use super::events::{EventBus, EventKind};
 use super::extract::json_artifact;
 use crate::agent::{self, Observer, Tally, Toolbox};
 use crate::git::{self, ProjectRepo};
+use crate::keys::Keys;
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
 use crate::verify::{self, Checks};
@@ -32,6 +33,7 @@ pub(crate) struct PhaseEnv<'a> {
     pub in_worktree: bool,
     pub bus: &'a EventBus,
     pub http: &'a HttpClient,
+    pub keys: &'a Keys,
     pub checks: &'a Checks,
     pub log_dir: &'a Path,
 }
@@ -241,7 +243,7 @@ async fn run_model(
     tally: &mut Tally,
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
-    let provider = providers::build(config, env.project, env.http)
+    let provider = providers::build(config, env.project, env.http, env.keys)
         .map_err(|e| Failure::Provider(e.to_string()))?;
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {

@@ -7,6 +7,7 @@ use super::events::{EventBus, EventKind};
 use super::transitions::IllegalTransition;
 use super::{Reconcile, now, sha256_hex, short};
 use crate::git::{GitError, ProjectRepo};
+use crate::keys::Keys;
 use crate::prompts::{PromptError, PromptLibrary};
 use crate::providers::{self, HttpClient, ProviderError};
 use crate::spec::{
@@ -73,12 +74,14 @@ pub struct StartOptions {
 pub struct Engine {
     pub(crate) home: Home,
     pub(crate) http: HttpClient,
+    pub(crate) keys: Keys,
 }
 
 impl Engine {
     /// An engine using `home` for global files.
     pub fn new(home: Home) -> Result<Self, EngineError> {
         Ok(Self {
+            keys: Keys::new(&home),
             home,
             http: HttpClient::new()?,
         })
@@ -87,6 +90,16 @@ impl Engine {
     /// The global folder.
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// The keys (environment, then key store).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// The prompt library for a project: project overrides, then global, then built-in.
@@ -135,7 +148,7 @@ impl Engine {
             let mut config = Some(&phase.provider_config);
             let mut errors = Vec::new();
             while let Some(c) = config {
-                match providers::build(c, project, &self.http) {
+                match providers::build(c, project, &self.http, &self.keys) {
                     Ok(_) => {
                         errors.clear();
                         break;

@@ -108,6 +108,42 @@ impl HttpClient {
         })
     }
 
+    /// GETs a JSON document (model lists).
+    pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, ProviderError> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(without_url(e)))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Transport(without_url(e)))?;
+        if !(200..300).contains(&status) {
+            return Err(ProviderError::Server {
+                status,
+                message: shorten(&text),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| ProviderError::Protocol(format!("not JSON: {e}")))
+    }
+
+    /// POSTs JSON and reads a JSON answer (non-streaming helpers like Ollama's `/api/show`).
+    pub async fn post_for_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let response = self.post_json(url, &[], body).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Transport(without_url(e)))?;
+        serde_json::from_str(&text).map_err(|e| ProviderError::Protocol(format!("not JSON: {e}")))
+    }
+
     /// The response body as SSE events, each awaited with the idle timeout.
     pub fn sse(
         &self,
@@ -119,6 +155,54 @@ impl HttpClient {
             Ok(Ok(event)) => Ok(event),
             Ok(Err(e)) => Err(ProviderError::Transport(format!("stream cut: {e}"))),
             Err(e) => Err(e),
+        })
+    }
+}
+
+impl HttpClient {
+    /// The response body as newline-delimited JSON values (Ollama), with the idle timeout.
+    pub fn ndjson(
+        &self,
+        response: reqwest::Response,
+    ) -> impl Stream<Item = Result<serde_json::Value, ProviderError>> + use<> {
+        let bytes = Box::pin(response.bytes_stream());
+        let chunks = with_idle_timeout(bytes, self.idle_timeout);
+        let state = (Box::pin(chunks), Vec::<u8>::new(), false);
+        futures_util::stream::unfold(state, |(mut chunks, mut buf, mut done)| async move {
+            loop {
+                if let Some(n) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=n).collect();
+                    let text = String::from_utf8_lossy(&line);
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let item = serde_json::from_str(text.trim()).map_err(|e| {
+                        ProviderError::Protocol(format!("line is not JSON ({e}): {}", text.trim()))
+                    });
+                    return Some((item, (chunks, buf, done)));
+                }
+                if done {
+                    if buf.iter().all(u8::is_ascii_whitespace) {
+                        return None;
+                    }
+                    let rest = String::from_utf8_lossy(&std::mem::take(&mut buf)).into_owned();
+                    let item = serde_json::from_str(rest.trim()).map_err(|e| {
+                        ProviderError::Protocol(format!("truncated line ({e}): {rest}"))
+                    });
+                    return Some((item, (chunks, buf, true)));
+                }
+                match chunks.next().await {
+                    Some(Ok(Ok(bytes))) => buf.extend_from_slice(&bytes),
+                    Some(Ok(Err(e))) => {
+                        return Some((
+                            Err(ProviderError::Transport(format!("stream cut: {e}"))),
+                            (chunks, buf, true),
+                        ));
+                    }
+                    Some(Err(e)) => return Some((Err(e), (chunks, buf, true))),
+                    None => done = true,
+                }
+            }
         })
     }
 }

@@ -1,16 +1,25 @@
-//! Providers (DESIGN §6): the vendor-neutral chat types, the shared HTTP/SSE layer, each
-//! vendor's client, and the registry that builds one from a phase's `provider_config`.
+//! Providers (DESIGN §6): the vendor-neutral chat types, the shared HTTP/streaming layer, each
+//! vendor's client, retries, and the registry that builds one from a phase's `provider_config`.
 
+mod anthropic;
+mod gemini;
 pub mod http;
+pub mod models;
+mod ollama;
 mod openai;
 mod registry;
+mod retry;
 mod scripted;
 mod secret;
 mod types;
 
+pub use anthropic::AnthropicMessages;
+pub use gemini::GeminiGenerate;
 pub use http::HttpClient;
+pub use ollama::OllamaChat;
 pub use openai::OpenAiChat;
-pub use registry::build;
+pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, info, key};
+pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
 pub use secret::Secret;
 pub use types::{

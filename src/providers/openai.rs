@@ -85,7 +85,7 @@ impl OpenAiChat {
         let mut events = std::pin::pin!(self.http.sse(response));
         let mut acc = Accumulator::default();
         while let Some(event) = events.next().await {
-            let event = event?;
+            let event = event.map_err(|e| acc.cut(e))?;
             if event.data.trim() == "[DONE]" {
                 acc.finished = true;
                 break;
@@ -178,6 +178,7 @@ impl Accumulator {
                         id: String::new(),
                         name: String::new(),
                         arguments: String::new(),
+                        signature: None,
                     });
                 }
                 let call = &mut self.calls[index];
@@ -208,11 +209,19 @@ impl Accumulator {
         Ok(())
     }
 
+    /// A stream error, keeping the usage already reported.
+    fn cut(&self, e: ProviderError) -> ProviderError {
+        ProviderError::StreamCut {
+            message: e.to_string(),
+            partial: self.response.usage,
+        }
+    }
+
     fn finish(mut self) -> Result<ChatResponse, ProviderError> {
         if !self.finished {
-            return Err(ProviderError::Transport(
+            return Err(self.cut(ProviderError::Transport(
                 "stream ended before the answer was finished".to_owned(),
-            ));
+            )));
         }
         for (i, call) in self.calls.iter_mut().enumerate() {
             if call.id.is_empty() {

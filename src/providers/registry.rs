@@ -1,56 +1,109 @@
-//! From a phase's `provider_config` to a ready provider: base URL, key and headers per vendor.
-//! OpenAI-compatible vendors are data here, not code.
+//! From a phase's `provider_config` to a ready provider: which protocol, base URL, key and
+//! headers. Vendors that share a protocol differ only in the data of [`info`].
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::anthropic::AnthropicMessages;
+use super::gemini::GeminiGenerate;
 use super::http::HttpClient;
+use super::ollama::OllamaChat;
 use super::openai::OpenAiChat;
+use super::retry::{RetryPolicy, Retrying};
 use super::scripted::Scripted;
 use super::secret::Secret;
 use super::types::{ChatProvider, ProviderError};
+use crate::keys::{KeySource, Keys};
 use crate::spec::{ProviderConfig, ProviderType};
 
-/// How an OpenAI-compatible vendor is reached.
-struct Vendor {
-    default_url: &'static str,
-    /// Environment variable overriding the base URL.
-    url_env: &'static str,
-    /// Environment variable holding the key.
-    key_env: Option<&'static str>,
-    key_required: bool,
+/// How a chat provider is reached: the data that tells vendors apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// The provider type.
+    pub kind: ProviderType,
+    /// Entry name in the key store; None when no key is used.
+    pub key_name: Option<&'static str>,
+    /// Environment variables holding the key, in order of preference.
+    pub key_envs: &'static [&'static str],
+    /// Whether a call without a key is pointless (hosted APIs).
+    pub key_required: bool,
+    /// Environment variables overriding the base URL.
+    pub url_envs: &'static [&'static str],
+    /// Base URL when nothing overrides it; empty when `api_url` is required.
+    pub default_url: &'static str,
 }
 
-fn vendor(kind: ProviderType) -> Option<Vendor> {
-    let v = |default_url, url_env, key_env, key_required| {
-        Some(Vendor {
-            default_url,
-            url_env,
-            key_env,
+/// Every chat provider type, for `provider list`.
+pub const CHAT_PROVIDERS: [ProviderType; 8] = [
+    ProviderType::Openai,
+    ProviderType::Openrouter,
+    ProviderType::GeminiOpenrouter,
+    ProviderType::Anthropic,
+    ProviderType::GeminiSdk,
+    ProviderType::Ollama,
+    ProviderType::LmStudio,
+    ProviderType::OpenaiCompatible,
+];
+
+/// The data of a chat provider type; None for agent CLIs, `scripted` and `none`.
+pub fn info(kind: ProviderType) -> Option<ProviderInfo> {
+    use ProviderType as P;
+    let i = |key_name, key_envs, key_required, url_envs, default_url| {
+        Some(ProviderInfo {
+            kind,
+            key_name,
+            key_envs,
             key_required,
+            url_envs,
+            default_url,
         })
     };
     match kind {
-        ProviderType::Openai => v(
+        P::Openai => i(
+            Some("openai"),
+            &["OPENAI_API_KEY"],
+            true,
+            &["OPENAI_BASE_URL"],
             "https://api.openai.com/v1",
-            "OPENAI_BASE_URL",
-            Some("OPENAI_API_KEY"),
-            true,
         ),
-        ProviderType::Openrouter => v(
+        P::Openrouter | P::GeminiOpenrouter => i(
+            Some("openrouter"),
+            &["OPENROUTER_API_KEY"],
+            true,
+            &["OPENROUTER_BASE_URL"],
             "https://openrouter.ai/api/v1",
-            "OPENROUTER_BASE_URL",
-            Some("OPENROUTER_API_KEY"),
+        ),
+        P::Anthropic => i(
+            Some("anthropic"),
+            &["ANTHROPIC_API_KEY"],
             true,
+            &["ANTHROPIC_BASE_URL"],
+            "https://api.anthropic.com",
         ),
-        ProviderType::LmStudio => v("http://localhost:1234/v1", "LM_STUDIO_URL", None, false),
-        ProviderType::OpenaiCompatible => v(
-            "",
-            "OPENAI_COMPATIBLE_BASE_URL",
-            Some("OPENAI_COMPATIBLE_API_KEY"),
+        P::GeminiSdk => i(
+            Some("gemini"),
+            &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            true,
+            &["GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"],
+            "https://generativelanguage.googleapis.com",
+        ),
+        P::Ollama => i(None, &[], false, &["OLLAMA_HOST"], "http://localhost:11434"),
+        P::LmStudio => i(
+            None,
+            &[],
             false,
+            &["LM_STUDIO_URL"],
+            "http://localhost:1234/v1",
         ),
-        _ => None,
+        P::OpenaiCompatible => i(
+            Some("openai_compatible"),
+            &["OPENAI_COMPATIBLE_API_KEY"],
+            false,
+            &["OPENAI_COMPATIBLE_BASE_URL"],
+            "",
+        ),
+        P::ClaudeCode | P::Codex | P::GeminiCli | P::QwenCode | P::Scripted | P::None => None,
     }
 }
 
@@ -58,11 +111,73 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Builds the provider for `config`. `project` resolves relative paths (scripted replies).
+/// The base URL of `info` for `config`, and where it came from.
+pub fn base_url(info: &ProviderInfo, config: Option<&ProviderConfig>) -> (String, String) {
+    if let Some(url) = config.and_then(|c| c.api_url.clone()) {
+        return (url, "template api_url".to_owned());
+    }
+    for var in info.url_envs {
+        if let Some(url) = env(var) {
+            // OLLAMA_HOST is often given as host:port.
+            let url = if url.contains("://") {
+                url
+            } else {
+                format!("http://{url}")
+            };
+            return (url, format!("env {var}"));
+        }
+    }
+    (info.default_url.to_owned(), "default".to_owned())
+}
+
+/// The key for `config`, and where it came from.
+pub fn key(
+    info: &ProviderInfo,
+    config: Option<&ProviderConfig>,
+    keys: &Keys,
+) -> Option<(Secret, KeySource)> {
+    let custom = config
+        .and_then(|c| c.extra_params.get("api_key_env"))
+        .and_then(|v| v.as_str());
+    let envs: Vec<&str> = custom
+        .into_iter()
+        .chain(info.key_envs.iter().copied())
+        .collect();
+    keys.get(info.key_name.unwrap_or(""), &envs)
+}
+
+fn retry_policy(config: &ProviderConfig) -> RetryPolicy {
+    let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
+    let mut policy = RetryPolicy::default();
+    if let Some(n) = param("retries") {
+        policy.retries = n as u32;
+    }
+    if let Some(ms) = param("retry_base_ms") {
+        policy.base = Duration::from_millis(ms);
+    }
+    policy
+}
+
+/// Builds the provider for `config`, wrapped in retries. `project` resolves relative paths
+/// (scripted replies).
 pub fn build(
     config: &ProviderConfig,
     project: &Path,
     http: &HttpClient,
+    keys: &Keys,
+) -> Result<Arc<dyn ChatProvider>, ProviderError> {
+    let raw = build_raw(config, project, http, keys)?;
+    if config.provider_type == ProviderType::Scripted {
+        return Ok(raw);
+    }
+    Ok(Arc::new(Retrying::new(raw, retry_policy(config))))
+}
+
+fn build_raw(
+    config: &ProviderConfig,
+    project: &Path,
+    http: &HttpClient,
+    keys: &Keys,
 ) -> Result<Arc<dyn ChatProvider>, ProviderError> {
     let kind = config.provider_type;
     if kind == ProviderType::Scripted {
@@ -79,50 +194,58 @@ pub fn build(
             })?;
         return Ok(Arc::new(Scripted::load(&project.join(script))?));
     }
-    let Some(v) = vendor(kind) else {
+    let Some(info) = info(kind) else {
         return Err(ProviderError::NotConfigured(format!(
-            "provider_type `{}` is not available in this version; use openai, openrouter, lm_studio, openai_compatible or scripted",
-            kind.as_str()
+            "provider_type `{}` is not available in this version; use a chat provider ({})",
+            kind.as_str(),
+            CHAT_PROVIDERS
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
-    let base_url = config
-        .api_url
-        .clone()
-        .or_else(|| env(v.url_env))
-        .unwrap_or_else(|| v.default_url.to_owned());
-    if base_url.is_empty() {
+    let (url, url_source) = base_url(&info, Some(config));
+    if url.is_empty() {
         return Err(ProviderError::NotConfigured(format!(
             "provider_type `{}` needs api_url (or {}), e.g. http://localhost:11434/v1 for Ollama",
             kind.as_str(),
-            v.url_env
+            info.url_envs.join(" or ")
         )));
     }
-    let key_env = config
-        .extra_params
-        .get("api_key_env")
-        .and_then(|k| k.as_str())
-        .map(str::to_owned)
-        .or(v.key_env.map(str::to_owned));
-    let key = key_env.as_deref().and_then(env).map(Secret::new);
-    if v.key_required && key.is_none() && config.api_url.is_none() && env(v.url_env).is_none() {
+    let key = key(&info, Some(config), keys).map(|(k, _)| k);
+    if info.key_required && key.is_none() && url_source == "default" {
+        let store_note = keys
+            .store_error()
+            .map(|e| format!(" (key store: {e})"))
+            .unwrap_or_default();
         return Err(ProviderError::NotConfigured(format!(
-            "provider_type `{}` needs an API key: export {}",
+            "provider_type `{}` needs an API key: export {} or run `autowrkers provider setup {}`{store_note}",
             kind.as_str(),
-            key_env.unwrap_or_default()
+            info.key_envs.join(" or "),
+            kind.as_str()
         )));
     }
-    let headers = match kind {
-        ProviderType::Openrouter => vec![
+    Ok(match kind {
+        ProviderType::Anthropic => Arc::new(AnthropicMessages::new(http.clone(), &url, key)),
+        ProviderType::GeminiSdk => Arc::new(GeminiGenerate::new(http.clone(), &url, key)),
+        ProviderType::Ollama => {
+            Arc::new(OllamaChat::new(http.clone(), &url, config.context_length))
+        }
+        ProviderType::Openrouter | ProviderType::GeminiOpenrouter => Arc::new(OpenAiChat::new(
+            http.clone(),
+            kind.as_str(),
+            &url,
+            key,
             // OpenRouter names the calling app from this header in its dashboard.
-            ("x-title", "autowrkers".to_owned()),
-        ],
-        _ => Vec::new(),
-    };
-    Ok(Arc::new(OpenAiChat::new(
-        http.clone(),
-        kind.as_str(),
-        &base_url,
-        key,
-        headers,
-    )))
+            vec![("x-title", "autowrkers".to_owned())],
+        )),
+        _ => Arc::new(OpenAiChat::new(
+            http.clone(),
+            kind.as_str(),
+            &url,
+            key,
+            Vec::new(),
+        )),
+    })
 }

@@ -123,6 +123,7 @@ impl ChatProvider for Scripted {
                     id: format!("call_{i}"),
                     name: c.name.clone(),
                     arguments: c.arguments.to_string(),
+                    signature: None,
                 })
                 .collect();
             Ok(ChatResponse {

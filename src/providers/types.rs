@@ -31,6 +31,9 @@ pub struct ToolCall {
     pub name: String,
     /// Arguments as the JSON text the model wrote (it may be invalid).
     pub arguments: String,
+    /// Opaque data the vendor needs back with the result (Gemini's `thoughtSignature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// One message of the conversation.
@@ -140,9 +143,18 @@ pub enum ProviderError {
         /// The server's words.
         message: String,
     },
-    /// The connection failed or the stream was cut: retry the whole call.
+    /// The connection failed: retry the whole call.
     #[error("transport: {0}")]
     Transport(String),
+    /// The answer stopped mid-stream: retry the whole call; the tokens already streamed are
+    /// still billed, so they are kept.
+    #[error("stream cut: {message}")]
+    StreamCut {
+        /// What happened.
+        message: String,
+        /// Usage reported before the cut.
+        partial: TokenUsage,
+    },
     /// The answer did not follow the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -178,4 +190,15 @@ pub trait ChatProvider: Send + Sync {
         request: &'a ChatRequest,
         on_delta: DeltaSink<'a>,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
+}
+
+impl ToolCall {
+    /// The arguments as a JSON object, for vendors that send objects rather than text; text
+    /// that is not a JSON object becomes `{}` (the tool then reports what is missing).
+    pub fn arguments_object(&self) -> serde_json::Value {
+        match serde_json::from_str::<serde_json::Value>(&self.arguments) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => serde_json::json!({}),
+        }
+    }
 }

@@ -64,6 +64,18 @@ impl Index {
         Ok(out)
     }
 
+    /// Stores raw bytes under `key` (model lists and other caches).
+    pub fn put_raw(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Raw bytes under `key`.
+    pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.db.get(key).ok().flatten().map(|v| v.to_vec())
+    }
+
     /// True when the index holds nothing (new or deleted): time to rebuild.
     pub fn is_empty(&self) -> bool {
         self.db.scan_prefix("exec:").next().is_none()

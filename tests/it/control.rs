@@ -336,14 +336,20 @@ async fn a_failing_provider_falls_back_to_the_next() {
         ))
         .replace(
             "      extra_params: {api_key_env: FAKE_LLM_KEY}\n",
-            &format!("      extra_params: {{api_key_env: FAKE_LLM_KEY}}\n{fallback}"),
+            &format!(
+                "      extra_params: {{api_key_env: FAKE_LLM_KEY, retry_base_ms: 10}}\n{fallback}"
+            ),
         );
     p.write("t.yaml", &t);
     let mut cmd = p.cmd();
     cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(server.calls("primary").len(), 1);
+    assert_eq!(
+        server.calls("primary").len(),
+        4,
+        "one call and 3 retries of the 500"
+    );
     assert_eq!(server.calls("backup").len(), 1);
     let run0 = &p.state()["phase_executions"][0];
     assert_eq!(
