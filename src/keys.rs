@@ -79,10 +79,10 @@ impl Keys {
     /// The key of `provider`: the first set variable of `env_vars`, else the key store's entry.
     pub fn get(&self, provider: &str, env_vars: &[&str]) -> Option<(Secret, KeySource)> {
         for var in env_vars {
-            if let Ok(v) = std::env::var(var) {
-                if !v.trim().is_empty() {
-                    return Some((Secret::new(v.trim()), KeySource::Env((*var).to_owned())));
-                }
+            if let Ok(v) = std::env::var(var)
+                && !v.trim().is_empty()
+            {
+                return Some((Secret::new(v.trim()), KeySource::Env((*var).to_owned())));
             }
         }
         let stored = self

@@ -50,7 +50,7 @@ pub async fn detect(
                     .post_for_json(&format!("{url}/api/show"), &json!({"model": id}))
                     .await
                     .ok();
-                let context_length = show.as_ref().and_then(|s| context_from_show(s));
+                let context_length = show.as_ref().and_then(context_from_show);
                 out.push(ModelInfo { id, context_length });
             }
             Ok(out)
