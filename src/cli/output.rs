@@ -170,6 +170,16 @@ fn describe(event: &Event, color: bool) -> Option<String> {
             )
         }
         EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
+        EventKind::ModelMismatch {
+            requested, served, ..
+        } => {
+            format!("  ⚠️  requested model {requested}, but {served} answered")
+        }
+        EventKind::ProviderFallback {
+            from, to, reason, ..
+        } => {
+            format!("  ↪ {from} failed ({reason}); falling back to {to}")
+        }
         EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),
         EventKind::ApprovalNeeded { iteration, reason } => {
             format!("⏸️  iteration {iteration} needs approval: {reason}")

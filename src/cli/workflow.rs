@@ -58,8 +58,8 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         let served = run
             .model_served
             .as_deref()
-            .filter(|m| *m != run.model_used)
-            .map(|m| format!(" (served by {m})"))
+            .filter(|m| autowrkers::providers::model_mismatch(&run.model_used, m))
+            .map(|m| format!(" (MISMATCH: served by {m})"))
             .unwrap_or_default();
         println!(
             "{} it.{} {:<22} {:<10} {:<24} {:>7} in {:>7} out  {:<10} {verdict}",

@@ -89,6 +89,32 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "String::is_empty", default)]
         error: String,
     },
+    /// The provider says another model answered than the one requested.
+    #[serde(rename = "workflow:model_mismatch")]
+    ModelMismatch {
+        /// Phase id.
+        phase_id: String,
+        /// Iteration.
+        iteration: u32,
+        /// Model in the template.
+        requested: String,
+        /// Model the provider reported.
+        served: String,
+    },
+    /// A provider failed for good and the phase moved to its `fallback_provider`.
+    #[serde(rename = "workflow:provider_fallback")]
+    ProviderFallback {
+        /// Phase id.
+        phase_id: String,
+        /// Iteration.
+        iteration: u32,
+        /// The provider (type and model) that failed.
+        from: String,
+        /// The fallback tried next.
+        to: String,
+        /// Why the first failed.
+        reason: String,
+    },
     /// An artifact was written.
     #[serde(rename = "workflow:artifact_created")]
     ArtifactCreated {

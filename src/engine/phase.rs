@@ -204,6 +204,23 @@ async fn run_inner(
     while let Some(current) = config {
         match run_model(job, env, observer, current, &mut tally).await {
             Ok(mut outcome) => {
+                if let Some(served) = tally.served_model.as_deref() {
+                    if providers::model_mismatch(&current.model_name, served) {
+                        observer.note(&format!(
+                            "note: requested {} but {served} answered",
+                            current.model_name
+                        ));
+                        env.bus.emit(EventKind::ModelMismatch {
+                            phase_id: job.phase.id.clone(),
+                            iteration: job.iteration,
+                            requested: current.model_name.clone(),
+                            served: served.to_owned(),
+                        });
+                    }
+                }
+                if !errors.is_empty() {
+                    outcome.error = format!("answered by fallback after: {}", errors.join("; "));
+                }
                 outcome.tally = tally;
                 return outcome;
             }
@@ -217,10 +234,15 @@ async fn run_inner(
                 errors.push(format!("{label}: {e}"));
                 config = current.fallback_provider.as_deref();
                 if let Some(next) = config {
-                    observer.note(&format!(
-                        "{label} failed: {e}; falling back to {}",
-                        next.provider_type.as_str()
-                    ));
+                    let to = format!("{} ({})", next.provider_type.as_str(), next.model_name);
+                    observer.note(&format!("{label} failed: {e}; falling back to {to}"));
+                    env.bus.emit(EventKind::ProviderFallback {
+                        phase_id: job.phase.id.clone(),
+                        iteration: job.iteration,
+                        from: label,
+                        to,
+                        reason: e,
+                    });
                 }
             }
         }

@@ -24,5 +24,5 @@ pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
 pub use secret::Secret;
 pub use types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
-    ToolCall, ToolSpec,
+    ToolCall, ToolSpec, model_mismatch,
 };

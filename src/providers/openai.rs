@@ -91,7 +91,10 @@ impl OpenAiChat {
                 break;
             }
             let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
-                ProviderError::Protocol(format!("chunk is not JSON ({e}): {}", event.data))
+                acc.cut(ProviderError::Protocol(format!(
+                    "chunk is not JSON ({e}): {}",
+                    event.data
+                )))
             })?;
             acc.absorb(&chunk, on_delta)?;
         }

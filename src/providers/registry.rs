@@ -149,6 +149,9 @@ pub fn key(
 fn retry_policy(config: &ProviderConfig) -> RetryPolicy {
     let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
     let mut policy = RetryPolicy::default();
+    if let Some(ms) = env("AUTOWRKERS_RETRY_BASE_MS").and_then(|v| v.parse().ok()) {
+        policy.base = Duration::from_millis(ms);
+    }
     if let Some(n) = param("retries") {
         policy.retries = n as u32;
     }

@@ -168,7 +168,10 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_)
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport(_)
+                | Self::StreamCut { .. }
         )
     }
 }
@@ -200,5 +203,42 @@ impl ToolCall {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => serde_json::json!({}),
         }
+    }
+}
+
+/// True when the provider served another model than the one requested. Dated or versioned
+/// variants (`gpt-4o` → `gpt-4o-2024-08-06`, `gemini-1.5-pro` → `gemini-1.5-pro-002`) and
+/// OpenRouter's vendor prefixes are the same model, not a mismatch.
+pub fn model_mismatch(requested: &str, served: &str) -> bool {
+    let norm = |m: &str| m.trim().trim_start_matches("models/").to_ascii_lowercase();
+    let (requested, served) = (norm(requested), norm(served));
+    if requested.is_empty() || served.is_empty() || served.starts_with(&requested) {
+        return false;
+    }
+    let bare = |m: &str| m.rsplit('/').next().unwrap_or(m).to_owned();
+    !bare(&served).starts_with(&bare(&requested))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_mismatch;
+
+    #[test]
+    fn versions_and_prefixes_are_not_mismatches() {
+        assert!(!model_mismatch("gpt-4o", "gpt-4o-2024-08-06"));
+        assert!(!model_mismatch(
+            "gemini-1.5-pro",
+            "models/gemini-1.5-pro-002"
+        ));
+        assert!(!model_mismatch(
+            "openai/gpt-4-turbo",
+            "gpt-4-turbo-2024-04-09"
+        ));
+        assert!(!model_mismatch("", "anything"));
+        assert!(model_mismatch("gpt-4o", "gpt-3.5-turbo"));
+        assert!(model_mismatch(
+            "openai/gpt-4-turbo",
+            "mistralai/mixtral-8x7b"
+        ));
     }
 }

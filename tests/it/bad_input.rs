@@ -8,6 +8,7 @@ use crate::support::{Project, git, phase, run};
 
 fn rule(model: &str, turn: Option<usize>, reply: Reply) -> Rule {
     Rule {
+        times: None,
         model: model.to_owned(),
         turn,
         contains: None,

@@ -78,6 +78,7 @@ async fn reject_fails_and_cancel_stops_a_paused_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_phase_past_its_timeout_fails() {
     let rule = Rule {
+        times: None,
         model: "analyzer".into(),
         turn: None,
         contains: None,
@@ -114,6 +115,7 @@ async fn a_second_runner_is_refused_while_the_first_holds_the_lock() {
     rules.insert(
         0,
         Rule {
+            times: None,
             model: "analyzer".into(),
             turn: Some(0),
             contains: None,
@@ -149,6 +151,7 @@ async fn a_second_runner_is_refused_while_the_first_holds_the_lock() {
 async fn a_directory_that_is_not_git_works_in_place() {
     let rules = vec![
         Rule {
+            times: None,
             model: "implementer".into(),
             turn: Some(0),
             contains: None,
@@ -158,6 +161,7 @@ async fn a_directory_that_is_not_git_works_in_place() {
             ),
         },
         Rule {
+            times: None,
             model: "implementer".into(),
             turn: None,
             contains: None,
@@ -249,6 +253,7 @@ async fn list_logs_artifacts_and_templates() {
 async fn in_place_edits_the_checkout_and_diffs_from_head() {
     let rules = vec![
         Rule {
+            times: None,
             model: "implementer".into(),
             turn: Some(0),
             contains: None,
@@ -258,6 +263,7 @@ async fn in_place_edits_the_checkout_and_diffs_from_head() {
             ),
         },
         Rule {
+            times: None,
             model: "implementer".into(),
             turn: None,
             contains: None,
@@ -306,12 +312,14 @@ async fn a_failing_provider_falls_back_to_the_next() {
     failing.status = Some(500);
     let rules = vec![
         Rule {
+            times: None,
             model: "primary".into(),
             turn: None,
             contains: None,
             reply: failing,
         },
         Rule {
+            times: None,
             model: "backup".into(),
             turn: None,
             contains: None,

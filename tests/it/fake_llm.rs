@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::Path;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -27,7 +28,17 @@ pub struct Reply {
     pub completion_tokens: u64,
     pub cached_tokens: u64,
     pub delay: Duration,
+    pub cache_write_tokens: u64,
     pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    /// The error body repeats the key the request carried (a leak trap).
+    pub echo_key: bool,
+    /// Send this many events, then reset the connection.
+    pub cut_after: Option<usize>,
+    /// Send this many events, then end the body cleanly (a truncated stream).
+    pub truncate_after: Option<usize>,
+    /// Send an event whose data is not JSON.
+    pub garbage: bool,
     pub hold: bool,
     pub served_model: Option<String>,
 }
@@ -65,6 +76,12 @@ impl Reply {
         self.hold = true;
         self
     }
+    pub fn status(code: u16) -> Self {
+        Self {
+            status: Some(code),
+            ..Self::default()
+        }
+    }
 }
 
 /// When a reply applies.
@@ -74,15 +91,45 @@ pub struct Rule {
     pub turn: Option<usize>,
     pub contains: Option<String>,
     pub reply: Reply,
+    /// Fault injection only: the rule applies to its first N matches, then steps aside.
+    pub times: Option<usize>,
+}
+
+impl Rule {
+    pub fn new(model: &str, turn: Option<usize>, reply: Reply) -> Self {
+        Self {
+            model: model.to_owned(),
+            turn,
+            contains: None,
+            reply,
+            times: None,
+        }
+    }
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+/// Which vendor protocol a request spoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Ollama,
 }
 
 /// What the server saw.
 #[derive(Clone, Debug)]
 pub struct Record {
+    pub protocol: Protocol,
+    pub path: String,
     pub model: String,
     pub body: Value,
     pub started: Instant,
     pub finished: Option<Instant>,
+    /// The key the request carried, in whichever header its protocol uses.
     pub authorization: Option<String>,
     /// (prompt tokens without cached, completion tokens, cached tokens) sent back.
     pub usage: (u64, u64, u64),
@@ -91,6 +138,7 @@ pub struct Record {
 #[derive(Default)]
 struct Shared {
     rules: Vec<Rule>,
+    used: Vec<usize>,
     log: Vec<Record>,
     release_holds: bool,
 }
@@ -108,8 +156,10 @@ impl FakeLlm {
     /// every held request.
     pub async fn start(rules: Vec<Rule>) -> (Self, mpsc::UnboundedReceiver<String>) {
         let (held_tx, held_rx) = mpsc::unbounded_channel();
+        let used = vec![0; rules.len()];
         let shared = Arc::new(Mutex::new(Shared {
             rules,
+            used,
             ..Shared::default()
         }));
         let server = Self {
@@ -123,7 +173,13 @@ impl FakeLlm {
         let addr = listener.local_addr().expect("local addr");
         let server = Self { addr, ..server };
         let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
+            .route("/v1/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
+            .route("/v1beta/models/{action}", post(gemini))
+            .route("/api/chat", post(ollama))
+            .route("/api/tags", get(ollama_tags))
+            .route("/api/show", post(ollama_show))
+            .route("/v1/models", get(openai_models))
             .with_state(server.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -155,44 +211,140 @@ impl FakeLlm {
     }
 }
 
-fn turn_of(body: &Value) -> usize {
-    body["messages"]
+fn turn_of(body: &Value, protocol: Protocol) -> usize {
+    let (list, assistant) = match protocol {
+        Protocol::Gemini => ("contents", "model"),
+        _ => ("messages", "assistant"),
+    };
+    body[list]
         .as_array()
-        .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+        .map(|m| m.iter().filter(|m| m["role"] == assistant).count())
         .unwrap_or(0)
 }
 
-async fn chat(
+async fn openai(State(server): State<FakeLlm>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    answer(
+        server,
+        Protocol::OpenAi,
+        "/v1/chat/completions".into(),
+        model,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn anthropic(State(server): State<FakeLlm>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    answer(
+        server,
+        Protocol::Anthropic,
+        "/v1/messages".into(),
+        model,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn gemini(
     State(server): State<FakeLlm>,
-    headers: axum::http::HeaderMap,
+    Path(action): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = action.split(':').next().unwrap_or("").to_owned();
+    let path = format!("/v1beta/models/{action}?{}", uri.query().unwrap_or(""));
+    answer(server, Protocol::Gemini, path, model, &headers, body).await
+}
+
+async fn ollama(State(server): State<FakeLlm>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = body["model"].as_str().unwrap_or("").to_owned();
-    let turn = turn_of(&body);
+    answer(
+        server,
+        Protocol::Ollama,
+        "/api/chat".into(),
+        model,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn ollama_tags() -> axum::Json<Value> {
+    axum::Json(json!({"models": [
+        {"name": "qwen2.5-coder:7b", "model": "qwen2.5-coder:7b", "size": 4683087332u64},
+        {"name": "llama3.2:3b", "model": "llama3.2:3b", "size": 2019393189u64}
+    ]}))
+}
+
+async fn ollama_show(body: Bytes) -> axum::Json<Value> {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let ctx = if body["model"] == "qwen2.5-coder:7b" {
+        32768
+    } else {
+        131072
+    };
+    axum::Json(
+        json!({"model_info": {"general.architecture": "qwen2", "qwen2.context_length": ctx}}),
+    )
+}
+
+async fn openai_models() -> axum::Json<Value> {
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "qwen2.5-7b-instruct", "object": "model"},
+        {"id": "text-embedding-nomic", "object": "model"}
+    ]}))
+}
+
+fn key_of(headers: &HeaderMap) -> Option<String> {
+    ["authorization", "x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn answer(
+    server: FakeLlm,
+    protocol: Protocol,
+    path: String,
+    model: String,
+    headers: &HeaderMap,
+    body: Value,
+) -> Response {
+    let turn = turn_of(&body, protocol);
     let text = body.to_string();
+    let authorization = key_of(headers);
     let (index, reply, release) = {
         let mut shared = server.shared.lock().expect("lock");
-        let reply = shared
-            .rules
-            .iter()
-            .find(|r| {
-                r.model == model
-                    && r.turn.is_none_or(|t| t == turn)
-                    && r.contains
-                        .as_ref()
-                        .is_none_or(|c| text.contains(c.as_str()))
-            })
-            .map(|r| r.reply.clone());
+        let Shared { rules, used, .. } = &mut *shared;
+        let hit = rules.iter().enumerate().position(|(i, r)| {
+            r.model == model
+                && r.turn.is_none_or(|t| t == turn)
+                && r.contains
+                    .as_ref()
+                    .is_none_or(|c| text.contains(c.as_str()))
+                && r.times.is_none_or(|n| used[i] < n)
+        });
+        let reply = hit.map(|i| {
+            used[i] += 1;
+            rules[i].reply.clone()
+        });
         shared.log.push(Record {
+            protocol,
+            path,
             model: model.clone(),
             body: body.clone(),
             started: Instant::now(),
             finished: None,
-            authorization: headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            authorization: authorization.clone(),
             usage: reply
                 .as_ref()
                 .filter(|r| r.status.is_none())
@@ -219,19 +371,56 @@ async fn chat(
     }
     if let Some(status) = reply.status {
         mark_finished(&server, index);
-        return Response::builder()
-            .status(StatusCode::from_u16(status).expect("status"))
+        let mut message = format!("injected failure {status}");
+        if reply.echo_key {
+            message.push_str(&format!(
+                ": invalid key {}",
+                authorization.unwrap_or_default()
+            ));
+        }
+        let mut builder = Response::builder().status(StatusCode::from_u16(status).expect("status"));
+        if let Some(after) = reply.retry_after {
+            builder = builder.header("retry-after", after.to_string());
+        }
+        return builder
             .body(Body::from(
-                json!({"error": {"message": "injected failure"}}).to_string(),
+                json!({"error": {"message": message}}).to_string(),
             ))
             .expect("response");
     }
-    let events = sse_events(&reply, &model);
-    let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+    let (content_type, mut events) = match protocol {
+        Protocol::OpenAi => ("text/event-stream", sse_events(&reply, &model)),
+        Protocol::Anthropic => ("text/event-stream", anthropic_events(&reply, &model)),
+        Protocol::Gemini => ("text/event-stream", gemini_events(&reply, &model)),
+        Protocol::Ollama => ("application/x-ndjson", ollama_lines(&reply, &model)),
+    };
+    if reply.garbage {
+        events.insert(1, "data: {this is not json\n\n".to_owned());
+    }
+    if let Some(n) = reply.truncate_after {
+        events.truncate(n);
+    }
     mark_finished(&server, index);
+    let cut = reply.cut_after;
+    use futures_util::StreamExt;
+    let body = match cut {
+        Some(n) => {
+            let sent: Vec<Result<String, std::io::Error>> =
+                events.into_iter().take(n).map(Ok).collect();
+            // Pause before the reset so what was sent is flushed to the client first.
+            let reset = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Err::<String, _>(std::io::Error::other("connection reset by fake server"))
+            });
+            Body::from_stream(futures_util::stream::iter(sent).chain(reset))
+        }
+        None => Body::from_stream(futures_util::stream::iter(
+            events.into_iter().map(Ok::<_, std::io::Error>),
+        )),
+    };
     Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
+        .header("content-type", content_type)
+        .body(body)
         .expect("response")
 }
 
@@ -289,4 +478,115 @@ pub fn sse_events(reply: &Reply, model: &str) -> Vec<String> {
         .collect();
     out.push("data: [DONE]\n\n".to_owned());
     out
+}
+
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(16).map(|c| c.iter().collect()).collect()
+}
+
+/// Anthropic Messages SSE: message_start … message_stop, with named events.
+pub fn anthropic_events(reply: &Reply, model: &str) -> Vec<String> {
+    let served = reply
+        .served_model
+        .clone()
+        .unwrap_or_else(|| model.to_owned());
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut out = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": served, "content": [],
+        "usage": {"input_tokens": reply.prompt_tokens, "cache_read_input_tokens": reply.cached_tokens,
+                  "cache_creation_input_tokens": reply.cache_write_tokens, "output_tokens": 1}}}),
+    )];
+    out.push(ev("ping", json!({"type": "ping"})));
+    let mut index = 0;
+    if !reply.text.is_empty() {
+        out.push(ev("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        for p in pieces(&reply.text) {
+            out.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}})));
+        }
+        out.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
+    }
+    for (i, (name, args)) in reply.tool_calls.iter().enumerate() {
+        out.push(ev("content_block_start", json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": {}}})));
+        let args = args.to_string();
+        let (a, b) = args.split_at(args.len() / 2);
+        for part in [a, b] {
+            out.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
+        }
+        out.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
+    }
+    let stop = if reply.tool_calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    // The output count is cumulative: send a smaller one first, then the total.
+    out.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": reply.completion_tokens / 2}})));
+    out.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": reply.completion_tokens}})));
+    out.push(ev("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
+/// Gemini streamGenerateContent?alt=sse: candidates with parts, usageMetadata in every chunk.
+pub fn gemini_events(reply: &Reply, model: &str) -> Vec<String> {
+    let served = reply
+        .served_model
+        .clone()
+        .unwrap_or_else(|| format!("{model}-001"));
+    let usage = |out: u64| {
+        json!({"promptTokenCount": reply.prompt_tokens + reply.cached_tokens,
+        "cachedContentTokenCount": reply.cached_tokens, "candidatesTokenCount": out,
+        "totalTokenCount": reply.prompt_tokens + reply.cached_tokens + out})
+    };
+    let mut chunks: Vec<Value> = pieces(&reply.text)
+        .into_iter()
+        .map(|p| json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}}], "usageMetadata": usage(1), "modelVersion": served}))
+        .collect();
+    for (i, (name, args)) in reply.tool_calls.iter().enumerate() {
+        chunks.push(json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": name, "args": args}, "thoughtSignature": format!("sig-{i}")}]}}],
+            "usageMetadata": usage(1), "modelVersion": served}));
+    }
+    chunks.push(
+        json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "STOP"}],
+        "usageMetadata": usage(reply.completion_tokens), "modelVersion": served}),
+    );
+    chunks
+        .into_iter()
+        .map(|c| format!("data: {c}\r\n\r\n"))
+        .collect()
+}
+
+/// Ollama /api/chat: one JSON object per line, the last with done: true and the counts.
+pub fn ollama_lines(reply: &Reply, model: &str) -> Vec<String> {
+    let served = reply
+        .served_model
+        .clone()
+        .unwrap_or_else(|| model.to_owned());
+    let mut lines: Vec<Value> = pieces(&reply.text)
+        .into_iter()
+        .map(|p| json!({"model": served, "message": {"role": "assistant", "content": p}, "done": false}))
+        .collect();
+    if !reply.tool_calls.is_empty() {
+        let calls: Vec<Value> = reply
+            .tool_calls
+            .iter()
+            .map(|(n, a)| json!({"function": {"name": n, "arguments": a}}))
+            .collect();
+        lines.push(json!({"model": served, "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": false}));
+    }
+    lines.push(json!({"model": served, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop",
+        "prompt_eval_count": reply.prompt_tokens, "eval_count": reply.completion_tokens}));
+    lines.into_iter().map(|l| format!("{l}\n")).collect()
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod control;
 mod fake_llm;
 mod pipeline;
+mod providers;
 mod resume;
 mod schemas;
 mod support;
