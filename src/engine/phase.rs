@@ -204,19 +204,19 @@ async fn run_inner(
     while let Some(current) = config {
         match run_model(job, env, observer, current, &mut tally).await {
             Ok(mut outcome) => {
-                if let Some(served) = tally.served_model.as_deref() {
-                    if providers::model_mismatch(&current.model_name, served) {
-                        observer.note(&format!(
-                            "note: requested {} but {served} answered",
-                            current.model_name
-                        ));
-                        env.bus.emit(EventKind::ModelMismatch {
-                            phase_id: job.phase.id.clone(),
-                            iteration: job.iteration,
-                            requested: current.model_name.clone(),
-                            served: served.to_owned(),
-                        });
-                    }
+                if let Some(served) = tally.served_model.as_deref()
+                    && providers::model_mismatch(&current.model_name, served)
+                {
+                    observer.note(&format!(
+                        "note: requested {} but {served} answered",
+                        current.model_name
+                    ));
+                    env.bus.emit(EventKind::ModelMismatch {
+                        phase_id: job.phase.id.clone(),
+                        iteration: job.iteration,
+                        requested: current.model_name.clone(),
+                        served: served.to_owned(),
+                    });
                 }
                 if !errors.is_empty() {
                     outcome.error = format!("answered by fallback after: {}", errors.join("; "));
