@@ -151,8 +151,9 @@ pub fn load(home: &Home) -> Result<BTreeMap<String, String>, KeyError> {
     } else {
         let id_path = identity_file(home);
         let text = std::fs::read_to_string(&id_path).map_err(io(&id_path))?;
-        let identity: age::x25519::Identity =
-            text.trim().parse().map_err(|e: &str| fail(e.to_owned()))?;
+        let identity: age::x25519::Identity = identity_line(&text)
+            .parse()
+            .map_err(|e: &str| fail(e.to_owned()))?;
         decryptor
             .decrypt(std::iter::once(&identity as &dyn age::Identity))
             .map_err(|e| fail(e.to_string()))?
@@ -193,10 +194,12 @@ pub fn save(home: &Home, keys: &BTreeMap<String, String>) -> Result<PathBuf, Key
 fn identity(home: &Home) -> Result<age::x25519::Identity, KeyError> {
     let path = identity_file(home);
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return text.trim().parse().map_err(|e: &str| KeyError::Decrypt {
-            path: path.clone(),
-            message: e.to_owned(),
-        });
+        return identity_line(&text)
+            .parse()
+            .map_err(|e: &str| KeyError::Decrypt {
+                path: path.clone(),
+                message: e.to_owned(),
+            });
     }
     let identity = age::x25519::Identity::generate();
     let text = format!(
@@ -205,6 +208,14 @@ fn identity(home: &Home) -> Result<age::x25519::Identity, KeyError> {
     );
     write_private(&path, text.as_bytes())?;
     Ok(identity)
+}
+
+/// The identity in an identity file: its one line that is not a comment.
+fn identity_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
 }
 
 /// Writes a file only its owner can read, atomically.

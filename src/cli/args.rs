@@ -38,8 +38,50 @@ pub enum Command {
     /// Workflow templates: validate, list, show.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Providers: keys, connectivity, local models.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
     /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
     Schema(SchemaArgs),
+}
+
+/// `provider …`.
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Every provider: whether its key is set and where from (never the key), and its URL.
+    List,
+    /// Store API keys in ~/.autowrkers/provider_keys.age (asks with hidden input).
+    Setup {
+        /// One provider (default: each provider that takes a key).
+        provider: Option<String>,
+        /// Read the key from the first line of stdin instead of asking.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Make one cheap call and report latency and the model that served it.
+    Test {
+        /// The provider.
+        provider: String,
+        /// Model to ask (default: a cheap one of the provider, or the first detected).
+        #[arg(long)]
+        model: Option<String>,
+        /// Base URL override.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Ask a local server (ollama, lm_studio) which models it has, and cache the answer.
+    Detect {
+        /// `ollama` or `lm_studio`.
+        provider: String,
+        /// Base URL override.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// The cached models of a provider (from `provider detect`).
+    Models {
+        /// The provider.
+        provider: String,
+    },
 }
 
 /// `workflow …`.

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod output;
+mod provider;
 mod run;
 mod template;
 mod workflow;
@@ -90,6 +91,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Reject(a) => run::control(a, home, run::Control::Reject).await,
         },
         Command::Template(t) => template::run(t, home),
+        Command::Provider(p) => provider::run(p, home).await,
         Command::Schema(a) => template::schema(a),
     }
 }

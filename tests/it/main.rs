@@ -4,8 +4,10 @@
 mod bad_input;
 mod control;
 mod fake_llm;
+mod keys;
 mod pipeline;
 mod providers;
 mod resume;
 mod schemas;
+mod seed_default;
 mod support;
