@@ -192,6 +192,126 @@ fn help_latency() {
     println!("`autowrkers --help`: median {:.2?}", median(times));
 }
 
+/// A bare HTTP/1.1 server answering every request with one SSE stream; it records the instant
+/// just before it writes the first event byte.
+async fn sse_server(
+    first_byte: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let first_byte = first_byte.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Read the headers and the body (content-length).
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = sock.write_all(head.as_bytes()).await;
+                let chunk = |content: &str| {
+                    format!(
+                        "data: {}\n\n",
+                        serde_json::json!({"model": "m", "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]})
+                    )
+                };
+                let first = chunk("thinking about it\n");
+                first_byte.lock().expect("lock").push(Instant::now());
+                let _ = sock.write_all(first.as_bytes()).await;
+                let _ = sock.flush().await;
+                let answer = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done";
+                let rest = format!(
+                    "{}data: {}\n\ndata: [DONE]\n\n",
+                    chunk(answer),
+                    serde_json::json!({"model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+                );
+                let _ = sock.write_all(rest.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn streaming_overhead() {
+    use autowrkers::engine::EventKind;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let first_byte = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let addr = runtime.block_on(sse_server(first_byte.clone()));
+    let mut gaps = Vec::new();
+    for _ in 0..30 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let yaml = format!(
+            "name: s\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config: {{provider_type: openai_compatible, model_name: m, api_url: \"http://{addr}/v1\"}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n    success_pattern: /done\n"
+        );
+        let template = parse_template(&yaml, &root.join("t.yaml")).expect("template");
+        let engine = Engine::new(Home::at(root.join(".home"))).expect("engine");
+        let exec = engine
+            .create(StartOptions {
+                project: root.clone(),
+                task: "bench".into(),
+                template,
+                template_source: "bench".into(),
+                budget: None,
+                in_place: true,
+                interactive: false,
+            })
+            .expect("create");
+        let bus = EventBus::new(&exec);
+        let mut rx = bus.subscribe();
+        // Stamp the first progress event as it arrives, on the monotonic clock the server uses.
+        let seen = runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if matches!(event.kind, EventKind::PhaseProgress { .. }) {
+                    return Some(Instant::now());
+                }
+            }
+            None
+        });
+        let status = runtime
+            .block_on(engine.reconcile(&exec, &bus))
+            .expect("reconcile");
+        assert_eq!(status.as_str(), "completed");
+        bus.close();
+        let at = runtime
+            .block_on(seen)
+            .expect("join")
+            .expect("a progress event");
+        let sent = *first_byte
+            .lock()
+            .expect("lock")
+            .last()
+            .expect("server wrote");
+        gaps.push(at.duration_since(sent));
+    }
+    println!(
+        "first SSE byte -> first workflow:phase_progress: median {:.2?}",
+        median(gaps)
+    );
+}
+
 fn main() {
     // `cargo test --benches` runs this binary with --bench absent; measure only under cargo bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -200,4 +320,5 @@ fn main() {
     peak_rss();
     help_latency();
     orchestration();
+    streaming_overhead();
 }
