@@ -6,6 +6,7 @@ mod control;
 mod fake_llm;
 mod keys;
 mod pipeline;
+mod provider_cli;
 mod providers;
 mod resume;
 mod schemas;
