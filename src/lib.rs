@@ -4,6 +4,7 @@
 //! executions and artifacts are YAML/JSON files; a stateless runner reconciles them.
 
 pub mod agent;
+pub mod budget;
 pub mod engine;
 pub mod git;
 pub mod keys;

@@ -7,6 +7,7 @@ mod tools;
 pub use confine::confine;
 pub use tools::Toolbox;
 
+use crate::budget::{BilledCall, BudgetExceeded, Meter};
 use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
 use crate::spec::TokenUsage;
 
@@ -39,6 +40,9 @@ pub enum AgentError {
     /// The provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The next call would not fit a budget; it was not made.
+    #[error(transparent)]
+    Budget(#[from] BudgetExceeded),
     /// The model kept calling tools past the limit.
     #[error("the model used all {0} turns without a final answer")]
     TurnLimit(u32),
@@ -61,25 +65,39 @@ pub async fn converse(
     max_turns: u32,
     observer: &dyn Observer,
     tally: &mut Tally,
+    meter: &dyn Meter,
 ) -> Result<String, AgentError> {
     let on_delta = |d: &str| observer.text(d);
     for _ in 0..max_turns {
-        let response = match provider.chat(request, &on_delta).await {
-            Ok(r) => r,
-            Err(e) => {
-                // Tokens streamed before a cut are billed by the provider: count them.
-                if let ProviderError::StreamCut { partial, .. } = &e {
-                    tally.usage.add(partial);
-                }
-                return Err(e.into());
-            }
+        let ticket = meter.before_call(provider.name(), request)?;
+        let result = provider.chat(request, &on_delta).await;
+        let (usage, reported, served) = match &result {
+            Ok(r) => (r.usage, r.reported_cost_usd, r.served_model.as_deref()),
+            // Tokens streamed before a cut are billed by the provider: count them.
+            Err(ProviderError::StreamCut { partial, .. }) => (*partial, None, None),
+            Err(_) => (TokenUsage::default(), None, None),
         };
+        if result.is_err() && usage == TokenUsage::default() {
+            meter.release(ticket);
+        } else {
+            let cost = meter.after_call(
+                ticket,
+                &BilledCall {
+                    provider: provider.name(),
+                    model: &request.model,
+                    served,
+                    usage,
+                    reported_usd: reported,
+                },
+            );
+            tally.usage.add(&usage);
+            tally.cost_usd = match (tally.cost_usd, cost) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        let response = result?;
         tally.calls += 1;
-        tally.usage.add(&response.usage);
-        tally.cost_usd = match (tally.cost_usd, response.reported_cost_usd) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
-        };
         if response.served_model.is_some() {
             tally.served_model = response.served_model.clone();
         }

@@ -170,6 +170,16 @@ fn describe(event: &Event, color: bool) -> Option<String> {
             )
         }
         EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
+        EventKind::BudgetWarning {
+            scope,
+            spent,
+            limit,
+        } => {
+            format!(
+                "⚠️  {scope} budget at {:.0}%: ${spent:.4} of ${limit:.2}",
+                spent / limit * 100.0
+            )
+        }
         EventKind::ModelMismatch {
             requested, served, ..
         } => {

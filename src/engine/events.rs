@@ -115,6 +115,16 @@ pub enum EventKind {
         /// Why the first failed.
         reason: String,
     },
+    /// A budget passed 80 % of its limit.
+    #[serde(rename = "workflow:budget_warning")]
+    BudgetWarning {
+        /// `execution`, `project` or `global`.
+        scope: String,
+        /// USD spent.
+        spent: f64,
+        /// USD limit.
+        limit: f64,
+    },
     /// An artifact was written.
     #[serde(rename = "workflow:artifact_created")]
     ArtifactCreated {

@@ -43,6 +43,7 @@ pub(crate) struct Reconcile<'a> {
     pub state: WorkflowExecution,
     pub prompts: PromptLibrary,
     pub checks: Checks,
+    pub budget: crate::budget::BudgetGuard,
 }
 
 /// What a step decided.
@@ -313,6 +314,7 @@ impl Reconcile<'_> {
             bus: self.bus,
             http: &self.engine.http,
             keys: &self.engine.keys,
+            budget: &self.budget,
             checks: &self.checks,
             log_dir: &log_dir,
         };
@@ -327,11 +329,32 @@ impl Reconcile<'_> {
             .collect();
         let outcomes = join_all(job_list.iter().map(|job| run_phase(job, &env))).await;
         let mut failed = Vec::new();
+        let mut budget_stop = None;
         for ((phase, prepared), outcome) in jobs.iter().zip(outcomes) {
-            if outcome.status == PhaseStatus::Failed {
+            if let Some(b) = &outcome.budget {
+                budget_stop.get_or_insert_with(|| b.clone());
+            } else if outcome.status == PhaseStatus::Failed {
                 failed.push((*phase, outcome.error.clone()));
             }
             self.record_outcome(phase, iteration, &prepared.fingerprint, outcome)?;
+        }
+        if let Some(b) = budget_stop {
+            let s = short(&self.state.id).to_owned();
+            self.state.message = format!(
+                "{b}; raise it (`autowrkers budget set --scope {} --limit N{}`), then `autowrkers resume {s}`",
+                b.scope,
+                if b.scope == "execution" {
+                    format!(" --id {s}")
+                } else {
+                    String::new()
+                }
+            );
+            self.set_status(Trigger::BudgetExceeded)?;
+            self.bus.emit(EventKind::Failed {
+                reason: self.state.message.clone(),
+                status: self.state.status,
+            });
+            return Ok(StepEnd::Stop);
         }
         for (phase, error) in failed {
             match self.request.template.failure_behavior {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::events::{EventBus, EventKind};
 use super::extract::json_artifact;
 use crate::agent::{self, Observer, Tally, Toolbox};
+use crate::budget::{BudgetExceeded, BudgetGuard, Warning};
 use crate::git::{self, ProjectRepo};
 use crate::keys::Keys;
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
@@ -34,6 +35,7 @@ pub(crate) struct PhaseEnv<'a> {
     pub bus: &'a EventBus,
     pub http: &'a HttpClient,
     pub keys: &'a Keys,
+    pub budget: &'a BudgetGuard,
     pub checks: &'a Checks,
     pub log_dir: &'a Path,
 }
@@ -48,6 +50,8 @@ pub(crate) struct PhaseOutcome {
     pub model_used: String,
     pub error: String,
     pub duration: Duration,
+    /// Set when the phase stopped because its next call did not fit a budget.
+    pub budget: Option<BudgetExceeded>,
 }
 
 impl PhaseOutcome {
@@ -61,6 +65,7 @@ impl PhaseOutcome {
             model_used: provider.model_name.clone(),
             error,
             duration: Duration::ZERO,
+            budget: None,
         }
     }
 }
@@ -225,6 +230,12 @@ async fn run_inner(
                 return outcome;
             }
             Err(Failure::Answer(e)) => return PhaseOutcome::failed(tally, current, e),
+            Err(Failure::Budget(e)) => {
+                let mut outcome =
+                    PhaseOutcome::failed(tally, current, format!("stopped before a call: {e}"));
+                outcome.budget = Some(e);
+                return outcome;
+            }
             Err(Failure::Provider(e)) => {
                 let label = format!(
                     "{} ({})",
@@ -255,6 +266,8 @@ enum Failure {
     Provider(String),
     /// The model answered, but never acceptably.
     Answer(String),
+    /// The next call did not fit a budget: stop, do not fall back.
+    Budget(BudgetExceeded),
 }
 
 async fn run_model(
@@ -291,6 +304,14 @@ async fn run_model(
     };
     let kind = phase.output_artifact_type;
     let mut attempt = 0;
+    let warn = |w: Warning| {
+        env.bus.emit(EventKind::BudgetWarning {
+            scope: w.scope,
+            spent: w.spent,
+            limit: w.limit,
+        });
+    };
+    let meter = env.budget.meter(&phase.id, job.iteration, &warn);
     let (text, checked) = loop {
         let text = agent::converse(
             provider.as_ref(),
@@ -299,10 +320,12 @@ async fn run_model(
             max_turns,
             observer,
             tally,
+            &meter,
         )
         .await
         .map_err(|e| match e {
             agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
+            agent::AgentError::Budget(b) => Failure::Budget(b),
             other => Failure::Answer(other.to_string()),
         })?;
         match check_answer(phase, &text) {
@@ -365,6 +388,7 @@ async fn run_model(
         model_used: config.model_name.clone(),
         error: String::new(),
         duration: Duration::ZERO,
+        budget: None,
     })
 }
 
@@ -435,5 +459,6 @@ async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> Phase
                 .unwrap_or_else(|| "a check failed".to_owned())
         },
         duration: Duration::ZERO,
+        budget: None,
     }
 }

@@ -244,7 +244,9 @@ impl Engine {
                 resumed,
             });
         }
+        let budget = crate::budget::BudgetGuard::new(&self.home, &request)?;
         let pass = Reconcile {
+            budget,
             engine: self,
             dir,
             bus,
@@ -295,7 +297,7 @@ impl Engine {
         let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else {
             return;
         };
-        let Ok(index) = Index::open(&self.home.index()) else {
+        let Ok(index) = Index::open_in(&self.home) else {
             return;
         };
         let _ = index.put(&ExecutionSummary {

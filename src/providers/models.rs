@@ -93,7 +93,7 @@ fn cache_file(home: &Home, provider: &str) -> std::path::PathBuf {
 pub fn save(home: &Home, list: &ModelList) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(list).map_err(std::io::Error::other)?;
     write_atomic(&cache_file(home, &list.provider), &text)?;
-    if let Ok(index) = crate::store::Index::open(&home.index()) {
+    if let Ok(index) = crate::store::Index::open_in(home) {
         let _ = index.put_raw(&format!("models:{}", list.provider), &text);
     }
     Ok(())
@@ -101,7 +101,7 @@ pub fn save(home: &Home, list: &ModelList) -> std::io::Result<()> {
 
 /// The cached list of `provider`: from the index, else the JSON file.
 pub fn cached(home: &Home, provider: &str) -> Option<ModelList> {
-    let from_index = crate::store::Index::open(&home.index())
+    let from_index = crate::store::Index::open_in(home)
         .ok()
         .and_then(|i| i.get_raw(&format!("models:{provider}")))
         .and_then(|b| serde_json::from_slice(&b).ok());

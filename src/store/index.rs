@@ -34,6 +34,11 @@ pub struct Index {
 }
 
 impl Index {
+    /// Opens the main index of `home` (`index/main`; the ledger sums live in `index/ledger`).
+    pub fn open_in(home: &super::Home) -> Result<Self, StoreError> {
+        Self::open(&home.index().join("main"))
+    }
+
     /// Opens (or creates) the index in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open()?;

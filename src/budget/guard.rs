@@ -1,0 +1,325 @@
+//! The budget guard (DESIGN §7): before every model call — parallel ones included — it reserves
+//! the call's worst case (estimated prompt tokens × input price + the output cap × output price)
+//! against every budget that applies; a call that does not fit is never made. After the call
+//! the reservation is replaced by the actual cost, which is written to the ledger.
+
+use std::sync::Mutex;
+
+use super::ledger::{Ledger, LedgerEntry, execution_key, global_key, project_key};
+use super::limits::{Budgets, this_month};
+use super::prices::{PriceTable, Pricing};
+use crate::providers::ChatRequest;
+use crate::spec::{ExecutionRequest, TokenUsage};
+use crate::store::{Home, write_atomic};
+
+/// Output tokens assumed for a call whose model has no known cap and no `max_tokens`.
+const DEFAULT_MAX_OUTPUT: u64 = 4096;
+
+/// The next call does not fit a budget.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{scope} budget: ${spent:.4} spent + ${reserved:.4} reserved + up to ${needed:.4} for the next call exceeds the limit of ${limit:.2}"
+)]
+pub struct BudgetExceeded {
+    /// `execution`, `project` or `global`.
+    pub scope: String,
+    /// The limit.
+    pub limit: f64,
+    /// Spent so far in the period.
+    pub spent: f64,
+    /// Held for calls in flight.
+    pub reserved: f64,
+    /// The worst case of the refused call.
+    pub needed: f64,
+}
+
+/// A budget that crossed 80 %.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// The scope.
+    pub scope: String,
+    /// Spent.
+    pub spent: f64,
+    /// Limit.
+    pub limit: f64,
+}
+
+/// What the agent loop asks around every model call.
+pub trait Meter: Send + Sync {
+    /// Reserves the worst case of `request` to `provider`; refuses when it does not fit.
+    fn before_call(&self, provider: &str, request: &ChatRequest) -> Result<Ticket, BudgetExceeded>;
+    /// Bills the call (ledger line), releases the reservation, returns the USD (None: unknown).
+    fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64>;
+    /// Releases the reservation of a call that failed before using any tokens.
+    fn release(&self, ticket: Ticket);
+}
+
+/// A reservation held while a call is in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ticket {
+    reserved: f64,
+}
+
+/// What a finished (or cut) call used.
+pub struct BilledCall<'a> {
+    /// Provider type.
+    pub provider: &'a str,
+    /// Model requested.
+    pub model: &'a str,
+    /// Model that served it.
+    pub served: Option<&'a str>,
+    /// Tokens.
+    pub usage: TokenUsage,
+    /// USD the provider reported (OpenRouter), billed as is.
+    pub reported_usd: Option<f64>,
+}
+
+struct Scope {
+    name: &'static str,
+    limit: f64,
+    spent_before: f64,
+}
+
+#[derive(Default)]
+struct Live {
+    spent: f64,
+    reserved: f64,
+    warned: Vec<&'static str>,
+}
+
+/// The budgets of one reconcile pass of one execution.
+pub struct BudgetGuard {
+    prices: PriceTable,
+    ledger: Ledger,
+    execution: String,
+    project: String,
+    scopes: Vec<Scope>,
+    live: Mutex<Live>,
+    reserved_file: std::path::PathBuf,
+}
+
+impl BudgetGuard {
+    /// Reads the limits that apply to `request` and what was spent against them.
+    pub fn new(home: &Home, request: &ExecutionRequest) -> Result<Self, crate::spec::SpecError> {
+        let prices = PriceTable::load(home)?;
+        let budgets = Budgets::load(home)?;
+        let ledger = Ledger::new(home);
+        let month = this_month();
+        let mut scopes = Vec::new();
+        let needs_totals = request.budget_limit.is_some()
+            || budgets.global.limit.is_some()
+            || budgets.project(&request.project_path).limit.is_some();
+        if needs_totals {
+            let totals = ledger.totals();
+            if let Some(limit) = request.budget_limit {
+                scopes.push(Scope {
+                    name: "execution",
+                    limit,
+                    spent_before: totals.get(&execution_key(&request.id)).usd,
+                });
+            }
+            let project = budgets.project(&request.project_path);
+            if let Some(limit) = project.limit {
+                let raw = totals.get(&project_key(&month, &request.project_path)).usd;
+                scopes.push(Scope {
+                    name: "project",
+                    limit,
+                    spent_before: project.counted(&month, raw),
+                });
+            }
+            if let Some(limit) = budgets.global.limit {
+                let raw = totals.get(&global_key(&month)).usd;
+                scopes.push(Scope {
+                    name: "global",
+                    limit,
+                    spent_before: budgets.global.counted(&month, raw),
+                });
+            }
+        }
+        Ok(Self {
+            prices,
+            reserved_file: home
+                .root()
+                .join("ledger")
+                .join("reserved")
+                .join(&request.id),
+            ledger,
+            execution: request.id.clone(),
+            project: request.project_path.clone(),
+            scopes,
+            live: Mutex::new(Live::default()),
+        })
+    }
+
+    /// A meter for one phase run.
+    pub fn meter<'a>(
+        &'a self,
+        phase: &str,
+        iteration: u32,
+        warn: &'a (dyn Fn(Warning) + Send + Sync),
+    ) -> PhaseMeter<'a> {
+        PhaseMeter {
+            guard: self,
+            phase: phase.to_owned(),
+            iteration,
+            warn,
+        }
+    }
+
+    /// The worst case of a call, None when the model's price is unknown.
+    pub fn worst_case(&self, provider: &str, request: &ChatRequest) -> Option<f64> {
+        let price = match self.prices.pricing(provider, &request.model) {
+            Pricing::Free => return Some(0.0),
+            Pricing::Unknown => return None,
+            Pricing::Table(p) => p,
+        };
+        // A conservative token estimate: three characters a token.
+        let chars: usize = request
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.arguments.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + request
+                .tools
+                .iter()
+                .map(|t| t.description.len() + t.parameters.to_string().len())
+                .sum::<usize>();
+        let prompt = (chars / 3) as u64;
+        let output = request
+            .max_tokens
+            .map(u64::from)
+            .or(price.max_output)
+            .unwrap_or(DEFAULT_MAX_OUTPUT);
+        Some(price.cost(&TokenUsage {
+            input: prompt,
+            output,
+            ..TokenUsage::default()
+        }))
+    }
+
+    fn publish_reserved(&self, reserved: f64) {
+        // For `budget status` in other processes: what this runner holds right now.
+        let text = serde_json::json!({"reserved": reserved, "pid": std::process::id()}).to_string();
+        let _ = write_atomic(&self.reserved_file, text.as_bytes());
+    }
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.reserved_file);
+    }
+}
+
+/// The guard seen from one phase run.
+pub struct PhaseMeter<'a> {
+    guard: &'a BudgetGuard,
+    phase: String,
+    iteration: u32,
+    warn: &'a (dyn Fn(Warning) + Send + Sync),
+}
+
+impl Meter for PhaseMeter<'_> {
+    fn release(&self, ticket: Ticket) {
+        let g = self.guard;
+        let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.reserved = (live.reserved - ticket.reserved).max(0.0);
+        g.publish_reserved(live.reserved);
+    }
+
+    fn before_call(&self, provider: &str, request: &ChatRequest) -> Result<Ticket, BudgetExceeded> {
+        let g = self.guard;
+        let Some(needed) = g.worst_case(provider, request) else {
+            // Unknown price: nothing to reserve; the cost shows as unknown.
+            return Ok(Ticket { reserved: 0.0 });
+        };
+        let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &g.scopes {
+            let spent = s.spent_before + live.spent;
+            if spent + live.reserved + needed > s.limit + 1e-12 {
+                return Err(BudgetExceeded {
+                    scope: s.name.to_owned(),
+                    limit: s.limit,
+                    spent,
+                    reserved: live.reserved,
+                    needed,
+                });
+            }
+        }
+        live.reserved += needed;
+        g.publish_reserved(live.reserved);
+        Ok(Ticket { reserved: needed })
+    }
+
+    fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64> {
+        let g = self.guard;
+        let table = match g.prices.pricing(call.provider, call.model) {
+            Pricing::Free => Some(0.0),
+            Pricing::Table(p) => Some(p.cost(&call.usage)),
+            Pricing::Unknown => None,
+        };
+        let free = matches!(g.prices.pricing(call.provider, call.model), Pricing::Free);
+        let (usd, source) = match (call.reported_usd, table) {
+            (_, Some(t)) if free => (Some(t), "local"),
+            (Some(r), _) => (Some(r), "provider"),
+            (None, Some(t)) => (Some(t), "table"),
+            (None, None) => (None, "unknown"),
+        };
+        let entry = LedgerEntry {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            execution: g.execution.clone(),
+            project: g.project.clone(),
+            phase: self.phase.clone(),
+            iteration: self.iteration,
+            provider: call.provider.to_owned(),
+            model: call.model.to_owned(),
+            model_served: call.served.map(str::to_owned),
+            tokens: call.usage,
+            usd,
+            table_usd: if source == "provider" { table } else { None },
+            price_source: source.to_owned(),
+        };
+        // The ledger is a record: a full disk must not lose the work of the call.
+        let _ = g.ledger.append(&entry);
+        let mut warnings = Vec::new();
+        {
+            let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.reserved = (live.reserved - ticket.reserved).max(0.0);
+            live.spent += usd.unwrap_or(0.0);
+            g.publish_reserved(live.reserved);
+            for s in &g.scopes {
+                let spent = s.spent_before + live.spent;
+                if spent >= 0.8 * s.limit && !live.warned.contains(&s.name) {
+                    live.warned.push(s.name);
+                    warnings.push(Warning {
+                        scope: s.name.to_owned(),
+                        spent,
+                        limit: s.limit,
+                    });
+                }
+            }
+        }
+        for w in warnings {
+            (self.warn)(w);
+        }
+        usd
+    }
+}
+
+/// A meter that counts nothing and refuses nothing (tests, `provider test`).
+pub struct Unmetered;
+
+impl Meter for Unmetered {
+    fn before_call(&self, _: &str, _: &ChatRequest) -> Result<Ticket, BudgetExceeded> {
+        Ok(Ticket { reserved: 0.0 })
+    }
+    fn after_call(&self, _: Ticket, call: &BilledCall<'_>) -> Option<f64> {
+        call.reported_usd
+    }
+    fn release(&self, _: Ticket) {}
+}
