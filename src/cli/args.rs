@@ -41,8 +41,72 @@ pub enum Command {
     /// Providers: keys, connectivity, local models.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// Budgets and the cost ledger.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
     Schema(SchemaArgs),
+}
+
+/// Which budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// Every project together, per calendar month.
+    Global,
+    /// One project, per calendar month.
+    Project,
+    /// One execution.
+    Execution,
+}
+
+/// `budget …`.
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Per scope: limit, spent, reserved, left, period.
+    Status {
+        /// The project (its budget and executions are shown).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// One JSON object per scope.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a limit in USD (`--limit 0` removes it).
+    Set {
+        /// Which budget.
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        /// Project path or execution id (default: the project at --path).
+        #[arg(long)]
+        id: Option<String>,
+        /// USD.
+        #[arg(long)]
+        limit: f64,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Start counting a global or project budget from zero for the rest of this month.
+    Reset {
+        /// Which budget.
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        /// Project path (default: the project at --path).
+        #[arg(long)]
+        id: Option<String>,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Spending per day, provider and model, from the ledger.
+    History {
+        /// How many days back.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// One JSON object per row.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `provider …`.
@@ -183,6 +247,9 @@ pub struct StartArgs {
     /// Pause for approval between iterations (`iteration_behavior: configurable`).
     #[arg(long)]
     pub interactive: bool,
+    /// Render every prompt and print a cost estimate per phase; call nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Output.
     #[command(flatten)]
     pub output: OutputArgs,

@@ -2,6 +2,7 @@
 //! and nowhere else.
 
 pub mod args;
+mod budget;
 mod output;
 mod provider;
 mod run;
@@ -92,6 +93,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         },
         Command::Template(t) => template::run(t, home),
         Command::Provider(p) => provider::run(p, home).await,
+        Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),
     }
 }

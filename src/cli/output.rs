@@ -46,9 +46,9 @@ pub fn use_color(choice: ColorChoice, tty: bool) -> bool {
     }
 }
 
-/// `$0.0123`, or `cost ?` when a price is unknown.
+/// `$0.0123`, or `cost unknown` when a price is unknown.
 pub fn cost(c: Option<f64>) -> String {
-    c.map_or("cost ?".to_owned(), |c| format!("${c:.4}"))
+    c.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"))
 }
 
 /// Status icon of a phase (seed §7).

@@ -34,6 +34,9 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         &home,
         config.default_template.as_deref(),
     )?;
+    if args.dry_run {
+        return dry_run(&engine, &found.template, &project, &args.task);
+    }
     if let Err(e) = engine.preflight(&found.template, &project) {
         if let EngineError::NotReady(lines) = &e {
             let about_keys = lines.iter().any(|l| {
@@ -182,5 +185,70 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
         }
         other => format!("{}: {message}", other.as_str()),
     };
+    if let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) {
+        let unknown = if state.cost_incomplete {
+            " + unknown"
+        } else {
+            ""
+        };
+        match request.budget_limit {
+            Some(limit) => eprintln!(
+                "budget: ${:.4}{unknown} / ${limit:.2}",
+                state.total_cost_usd
+            ),
+            None => eprintln!("cost: ${:.4}{unknown}", state.total_cost_usd),
+        }
+    }
     eprintln!("{next}\n`autowrkers workflow status {s}` shows the details");
+}
+
+/// `run --dry-run`: every prompt rendered and priced, nothing called.
+fn dry_run(
+    engine: &Engine,
+    template: &autowrkers::spec::WorkflowTemplate,
+    project: &std::path::Path,
+    task: &str,
+) -> Result<u8> {
+    let problems = engine.prompts(project).check(template);
+    if let Some((phase, e)) = problems.into_iter().next() {
+        return Err(EngineError::Prompts(vec![format!("  {phase}: {e}")]).into());
+    }
+    let estimates = engine.estimate(template, project, task)?;
+    let mut total = 0.0;
+    let mut unknown = Vec::new();
+    for e in &estimates {
+        println!("─── {} [{}] ───", e.name, e.provider);
+        println!("{}", e.prompt.trim_end());
+        println!();
+    }
+    println!(
+        "{:<24} {:<36} {:>8} {:>8} {:>12} {:>5} {:>10}",
+        "phase", "provider", "prompt≈", "out cap", "per call", "runs", "subtotal"
+    );
+    for e in &estimates {
+        let (per, sub) = match e.per_call_usd {
+            Some(c) => {
+                total += c * f64::from(e.runs);
+                (format!("${c:.4}"), format!("${:.4}", c * f64::from(e.runs)))
+            }
+            None => {
+                unknown.push(e.name.clone());
+                ("unknown".to_owned(), "unknown".to_owned())
+            }
+        };
+        println!(
+            "{:<24} {:<36} {:>8} {:>8} {:>12} {:>5} {:>10}",
+            e.name, e.provider, e.prompt_tokens, e.output_cap, per, e.runs, sub
+        );
+    }
+    let unknown = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(" + unknown for {}", unknown.join(", "))
+    };
+    println!(
+        "total: ${total:.4}{unknown} — one worst-case call per phase run, up to {} iterations; tool-using phases make several calls each",
+        template.max_iterations
+    );
+    Ok(0)
 }

@@ -8,6 +8,34 @@ use autowrkers::engine::short;
 use autowrkers::spec::WorkflowStatus;
 use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home, Index};
 
+fn print_run(run: &autowrkers::spec::PhaseExecution) {
+    let verdict = match run.passed {
+        Some(true) => "passed",
+        Some(false) => "not passed",
+        None => "",
+    };
+    let served = run
+        .model_served
+        .as_deref()
+        .filter(|m| autowrkers::providers::model_mismatch(&run.model_used, m))
+        .map(|m| format!(" (MISMATCH: served by {m})"))
+        .unwrap_or_default();
+    println!(
+        "{} it.{} {:<22} {:<10} {:<24} {:>7} in {:>7} out  {:<10} {verdict}",
+        icon(run.status),
+        run.iteration,
+        run.phase_name,
+        run.provider_used,
+        format!("{}{served}", run.model_used),
+        run.tokens.input + run.tokens.cached_input,
+        run.tokens.output,
+        cost(run.cost_usd),
+    );
+    if !run.error_message.is_empty() {
+        println!("      {}", run.error_message);
+    }
+}
+
 /// `workflow status [id]`.
 pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
     let dir = match &args.id {
@@ -49,49 +77,60 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         println!("message    {}", state.message);
     }
     println!();
-    for run in &state.phase_executions {
-        let verdict = match run.passed {
-            Some(true) => "passed",
-            Some(false) => "not passed",
-            None => "",
-        };
-        let served = run
-            .model_served
-            .as_deref()
-            .filter(|m| autowrkers::providers::model_mismatch(&run.model_used, m))
-            .map(|m| format!(" (MISMATCH: served by {m})"))
-            .unwrap_or_default();
-        println!(
-            "{} it.{} {:<22} {:<10} {:<24} {:>7} in {:>7} out  {:<10} {verdict}",
-            icon(run.status),
-            run.iteration,
-            run.phase_name,
-            run.provider_used,
-            format!("{}{served}", run.model_used),
-            run.tokens.input + run.tokens.cached_input,
-            run.tokens.output,
-            cost(run.cost_usd),
-        );
-        if !run.error_message.is_empty() {
-            println!("      {}", run.error_message);
+    let iterations: Vec<u32> = {
+        let mut v: Vec<u32> = state.phase_executions.iter().map(|r| r.iteration).collect();
+        v.dedup();
+        v
+    };
+    for it in iterations {
+        let runs: Vec<_> = state
+            .phase_executions
+            .iter()
+            .filter(|r| r.iteration == it)
+            .collect();
+        for run in &runs {
+            print_run(run);
         }
+        let mut tokens = autowrkers::spec::TokenUsage::default();
+        let mut usd = Some(0.0);
+        for r in &runs {
+            tokens.add(&r.tokens);
+            usd = usd.zip(r.cost_usd).map(|(a, b)| a + b);
+        }
+        let known = runs
+            .iter()
+            .filter_map(|r| r.cost_usd)
+            .fold(0.0, |a, b| a + b);
+        let usd = usd.map_or(format!("${known:.4} + unknown"), |u| format!("${u:.4}"));
+        println!(
+            "   iteration {it}: {} in / {} out tokens, {usd}\n",
+            tokens.input + tokens.cached_input,
+            tokens.output
+        );
     }
     let total = if state.cost_incomplete {
         format!("${:.4} + unknown", state.total_cost_usd)
     } else {
         format!("${:.4}", state.total_cost_usd)
     };
-    let budget = request
-        .budget_limit
-        .map(|b| format!(" / ${b:.2}"))
-        .unwrap_or_default();
     println!(
-        "\ntokens {} in, {} out ({} cached) · cost {total}{budget} · {} artifacts",
+        "total: {} in, {} out tokens ({} cached) · cost {total} · {} artifacts",
         state.total_tokens.input + state.total_tokens.cached_input,
         state.total_tokens.output,
         state.total_tokens.cached_input,
         state.artifacts.len()
     );
+    if let Some(limit) = request.budget_limit {
+        let unknown = if state.cost_incomplete {
+            " (some costs unknown: not counted)"
+        } else {
+            ""
+        };
+        println!(
+            "budget: ${:.4} / ${limit:.2}{unknown}",
+            state.total_cost_usd
+        );
+    }
     Ok(0)
 }
 

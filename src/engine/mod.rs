@@ -3,6 +3,7 @@
 //! the execution is terminal, paused or awaiting approval.
 
 mod context;
+mod estimate;
 pub mod events;
 mod extract;
 mod phase;
@@ -10,6 +11,7 @@ mod setup;
 pub mod transitions;
 
 pub use context::sha256_hex;
+pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
 pub use setup::{Engine, EngineError, StartOptions};

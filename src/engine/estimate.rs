@@ -1,0 +1,140 @@
+//! `run --dry-run` (the seed's cost estimate): renders every prompt of iteration 1 and prices one
+//! worst-case call per phase run, without calling anything.
+
+use std::path::Path;
+
+use super::context::prepare;
+use super::setup::{Engine, EngineError};
+use crate::agent::Toolbox;
+use crate::budget::{PriceTable, Pricing};
+use crate::spec::{
+    ControlRequests, ExecutionRequest, PhaseRole, TokenUsage, TriggerMode, WorkflowExecution,
+    WorkflowTemplate,
+};
+use crate::store::ExecutionDir;
+use crate::verify;
+
+/// Output tokens assumed when neither `max_tokens` nor the table gives a cap.
+const DEFAULT_OUTPUT_CAP: u64 = 4096;
+
+/// The estimate of one phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseEstimate {
+    /// Phase id.
+    pub phase_id: String,
+    /// Phase name.
+    pub name: String,
+    /// `provider model`.
+    pub provider: String,
+    /// Estimated prompt tokens of its first call (system, prompt, tools).
+    pub prompt_tokens: u64,
+    /// Output cap assumed.
+    pub output_cap: u64,
+    /// USD of one call at the prompt size and full output cap; None when the price is unknown.
+    pub per_call_usd: Option<f64>,
+    /// How often it runs at most (`max_iterations` for phases in the loop).
+    pub runs: u32,
+    /// The rendered user prompt.
+    pub prompt: String,
+}
+
+impl Engine {
+    /// Renders and prices every phase of `template` for `task` in `project`.
+    pub fn estimate(
+        &self,
+        template: &WorkflowTemplate,
+        project: &Path,
+        task: &str,
+    ) -> Result<Vec<PhaseEstimate>, EngineError> {
+        let config = self.project_config(project)?;
+        let prices = PriceTable::load(&self.home)?;
+        let request = ExecutionRequest {
+            id: "dry-run".into(),
+            trigger_mode: TriggerMode::ManualTask,
+            project_path: project.to_string_lossy().into_owned(),
+            task_description: task.to_owned(),
+            template: template.clone(),
+            template_source: String::new(),
+            budget_limit: None,
+            iteration_behavior: template.iteration_behavior,
+            interactive_mode: false,
+            in_place: false,
+            created_at: String::new(),
+            control: ControlRequests::default(),
+        };
+        let state = WorkflowExecution::new("dry-run");
+        let nowhere = ExecutionDir::new(project.join(".autowrkers/executions/dry-run"));
+        let checks = verify::resolve(config.verify.as_ref(), project);
+        let prompts = self.prompts(project);
+        let loop_start = template.iteration_start_order();
+        let mut out = Vec::new();
+        for step in template.steps() {
+            for phase in step {
+                let runs = if loop_start.is_some_and(|o| phase.order >= o) {
+                    template.max_iterations
+                } else {
+                    1
+                };
+                let cfg = &phase.provider_config;
+                let provider = format!("{} {}", cfg.provider_type.as_str(), cfg.model_name)
+                    .trim()
+                    .to_owned();
+                if phase.role == PhaseRole::Verifier {
+                    out.push(PhaseEstimate {
+                        phase_id: phase.id.clone(),
+                        name: phase.name.clone(),
+                        provider,
+                        prompt_tokens: 0,
+                        output_cap: 0,
+                        per_call_usd: Some(0.0),
+                        runs,
+                        prompt: checks
+                            .commands
+                            .iter()
+                            .map(|(n, c)| format!("{n}: {c}"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    });
+                    continue;
+                }
+                let prepared = prepare(&request, &state, &nowhere, &prompts, &checks, phase, 1)?;
+                let tools: usize = Toolbox::new(project, phase.role == PhaseRole::Implementer)
+                    .map(|t| {
+                        t.specs()
+                            .iter()
+                            .map(|s| s.description.len() + s.parameters.to_string().len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                let prompt_tokens =
+                    ((prepared.system_prompt.len() + prepared.prompt.len() + tools) / 3) as u64;
+                let pricing = prices.pricing(cfg.provider_type.as_str(), &cfg.model_name);
+                let max_tokens = cfg.extra_params.get("max_tokens").and_then(|v| v.as_u64());
+                let output_cap = match pricing {
+                    Pricing::Table(p) => max_tokens.or(p.max_output).unwrap_or(DEFAULT_OUTPUT_CAP),
+                    _ => max_tokens.unwrap_or(DEFAULT_OUTPUT_CAP),
+                };
+                let per_call_usd = match pricing {
+                    Pricing::Free => Some(0.0),
+                    Pricing::Unknown => None,
+                    Pricing::Table(p) => Some(p.cost(&TokenUsage {
+                        input: prompt_tokens,
+                        output: output_cap,
+                        ..TokenUsage::default()
+                    })),
+                };
+                out.push(PhaseEstimate {
+                    phase_id: phase.id.clone(),
+                    name: phase.name.clone(),
+                    provider,
+                    prompt_tokens,
+                    output_cap,
+                    per_call_usd,
+                    runs,
+                    prompt: prepared.prompt,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
