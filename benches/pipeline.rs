@@ -312,6 +312,67 @@ fn streaming_overhead() {
     );
 }
 
+/// `budget status` and `budget history` over a 100 000-line ledger, index warm.
+fn budget_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    let ledger = home.join("ledger");
+    std::fs::create_dir_all(&ledger).expect("mkdir");
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let mut text = String::with_capacity(100_000 * 330);
+    for i in 0..100_000u32 {
+        let day = 1 + i % 25;
+        let provider = ["openai", "anthropic", "gemini_sdk"][(i % 3) as usize];
+        let model = ["gpt-4o", "claude-sonnet-4-5", "gemini-2.5-pro"][(i % 3) as usize];
+        let line = serde_json::json!({
+            "ts": format!("{month}-{day:02}T10:00:00.000Z"), "execution": format!("exec-{}", i % 500),
+            "project": format!("/projects/p{}", i % 7), "phase": "phase-implement", "iteration": 1,
+            "provider": provider,
+            "model": model,
+            "tokens": {"input": 1200, "output": 300, "cached_input": 800, "cache_write": 0},
+            "usd": 0.0123, "price_source": "table"
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(ledger.join(format!("{month}.ndjson")), text).expect("ledger");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_autowrkers"))
+            .args(args)
+            .env("AUTOWRKERS_HOME", &home)
+            .current_dir(dir.path())
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let started = Instant::now();
+    run(&["budget", "status"]);
+    println!(
+        "budget status, index cold (folds 100 000 lines): {:.2?}",
+        started.elapsed()
+    );
+    for args in [
+        &["budget", "status"][..],
+        &["budget", "history", "--days", "30"],
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            run(args);
+            times.push(started.elapsed());
+        }
+        println!(
+            "`autowrkers {}` over 100 000 ledger lines, index warm: median {:.2?}",
+            args.join(" "),
+            median(times)
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this binary with --bench absent; measure only under cargo bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -321,4 +382,5 @@ fn main() {
     help_latency();
     orchestration();
     streaming_overhead();
+    budget_commands();
 }

@@ -29,6 +29,8 @@ pub struct Reply {
     pub cached_tokens: u64,
     pub delay: Duration,
     pub cache_write_tokens: u64,
+    /// USD the server reports in its usage (OpenRouter's `usage.cost`).
+    pub cost: Option<f64>,
     pub status: Option<u16>,
     pub retry_after: Option<u64>,
     /// The error body repeats the key the request carried (a leak trap).
@@ -469,9 +471,12 @@ pub fn sse_events(reply: &Reply, model: &str) -> Vec<String> {
         "tool_calls"
     };
     events.push(chunk(json!({}), json!(finish)));
-    events.push(json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": served, "choices": [],
-        "usage": {"prompt_tokens": reply.prompt_tokens + reply.cached_tokens, "completion_tokens": reply.completion_tokens,
-                  "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}}}));
+    let mut usage = json!({"prompt_tokens": reply.prompt_tokens + reply.cached_tokens, "completion_tokens": reply.completion_tokens,
+                  "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}});
+    if let Some(cost) = reply.cost {
+        usage["cost"] = json!(cost);
+    }
+    events.push(json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": served, "choices": [], "usage": usage}));
     let mut out: Vec<String> = events
         .into_iter()
         .map(|e| format!("data: {e}\n\n"))

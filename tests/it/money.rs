@@ -487,3 +487,43 @@ async fn dry_run_prices_every_phase_and_calls_nothing() {
         "no execution is created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_reported_cost_is_billed_with_the_table_figure_beside_it() {
+    let mut reply = Reply::text(TASKS);
+    (reply.prompt_tokens, reply.completion_tokens, reply.cost) = (1000, 500, Some(0.0042));
+    let (server, _h) = FakeLlm::start(vec![Rule::new("openai/gpt-4o", None, reply)]).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let t = ("name: x\nphases:\n".to_owned()
+        + &phase(
+            "p1",
+            "analyzer",
+            "openai/gpt-4o",
+            "X",
+            ("analyzer_prompt", "task_list", "/done"),
+            1,
+            "",
+        ))
+        .replace(
+            "provider_type: openai_compatible",
+            "provider_type: openrouter",
+        )
+        .replace("      api_url: X\n", "")
+        .replace("      extra_params: {api_key_env: FAKE_LLM_KEY}\n", "");
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.env("OPENROUTER_BASE_URL", server.url())
+        .env("OPENROUTER_API_KEY", crate::support::SECRET)
+        .args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let line = &ledger_lines(&p)[0];
+    assert_eq!(line["price_source"], "provider");
+    assert_eq!(line["usd"], 0.0042, "OpenRouter's own figure is billed");
+    let table = 1000.0 * 2.5 / 1e6 + 500.0 * 10.0 / 1e6;
+    assert!(
+        (line["table_usd"].as_f64().expect("table") - table).abs() < 1e-9,
+        "{line}"
+    );
+    assert_eq!(server.log()[0].body["model"], "openai/gpt-4o");
+}
