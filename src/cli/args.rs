@@ -163,6 +163,8 @@ pub enum WorkflowCommand {
     Pause(IdArgs),
     /// Stop an execution for good.
     Cancel(IdArgs),
+    /// Skip the running phase (or `--phase`), if it may be skipped.
+    SkipPhase(SkipArgs),
     /// Approve the iteration awaiting approval and continue.
     Approve(IdArgs),
     /// Reject the iteration awaiting approval: the execution fails.
@@ -266,6 +268,19 @@ pub struct IdArgs {
     /// Output.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `workflow skip-phase`.
+#[derive(Debug, Clone, Args)]
+pub struct SkipArgs {
+    /// Execution id or unique prefix.
+    pub id: String,
+    /// Phase id or name (default: the running phases).
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
 }
 
 /// `workflow status`.

@@ -88,6 +88,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Artifacts(a) => workflow::artifacts(a, home),
             WorkflowCommand::Pause(a) => run::control(a, home, run::Control::Pause).await,
             WorkflowCommand::Cancel(a) => run::control(a, home, run::Control::Cancel).await,
+            WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),
             WorkflowCommand::Approve(a) => run::control(a, home, run::Control::Approve).await,
             WorkflowCommand::Reject(a) => run::control(a, home, run::Control::Reject).await,
         },

@@ -170,6 +170,9 @@ fn describe(event: &Event, color: bool) -> Option<String> {
             )
         }
         EventKind::ArtifactCreated { path, .. } => format!("  artifact {path}"),
+        EventKind::ControlNoticed { request, detail } => {
+            format!("⏯️  {request} requested: {detail}")
+        }
         EventKind::BudgetWarning {
             scope,
             spent,

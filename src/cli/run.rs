@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::args::{IdArgs, OutputArgs, StartArgs};
+use super::args::{IdArgs, OutputArgs, SkipArgs, StartArgs};
 use super::output::{choose, print_events};
 use super::status_code;
 use autowrkers::engine::{Engine, EngineError, EventBus, StartOptions, short};
@@ -249,6 +249,55 @@ fn dry_run(
     println!(
         "total: ${total:.4}{unknown} — one worst-case call per phase run, up to {} iterations; tool-using phases make several calls each",
         template.max_iterations
+    );
+    Ok(0)
+}
+
+/// `workflow skip-phase`: adds the phase run to the skip requests in `execution.yaml`. A live
+/// runner stops it at once; otherwise it is skipped when the execution next runs.
+pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    let request = dir.read_request()?;
+    let state = dir.read_state()?;
+    let template = &request.template;
+    let targets: Vec<String> = match &args.phase {
+        Some(p) => {
+            let phase = template
+                .phases
+                .iter()
+                .find(|x| &x.id == p || &x.name == p)
+                .ok_or_else(|| anyhow::anyhow!("no phase `{p}` in this execution's template"))?;
+            vec![phase.id.clone()]
+        }
+        None => state
+            .phase_executions
+            .iter()
+            .filter(|r| {
+                r.iteration == state.iteration && r.status == autowrkers::spec::PhaseStatus::Running
+            })
+            .map(|r| r.phase_id.clone())
+            .collect(),
+    };
+    if targets.is_empty() {
+        anyhow::bail!("no phase is running; name one with --phase");
+    }
+    for id in &targets {
+        if template.phase(id).is_some_and(|p| !p.can_skip) {
+            anyhow::bail!("phase `{id}` has can_skip: false");
+        }
+    }
+    let iteration = state.iteration;
+    dir.edit_request(|r| {
+        for id in &targets {
+            let key = format!("{iteration}/{id}");
+            if !r.control.skip.contains(&key) {
+                r.control.skip.push(key);
+            }
+        }
+    })?;
+    eprintln!(
+        "requested skip of {} (iteration {iteration})",
+        targets.join(", ")
     );
     Ok(0)
 }

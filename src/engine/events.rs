@@ -115,6 +115,14 @@ pub enum EventKind {
         /// Why the first failed.
         reason: String,
     },
+    /// A control request (`pause`, `cancel`, `skip-phase`, `approval`) was noticed.
+    #[serde(rename = "workflow:control")]
+    ControlNoticed {
+        /// Which request.
+        request: String,
+        /// What the runner will do.
+        detail: String,
+    },
     /// A budget passed 80 % of its limit.
     #[serde(rename = "workflow:budget_warning")]
     BudgetWarning {

@@ -3,6 +3,7 @@
 //! the execution is terminal, paused or awaiting approval.
 
 mod context;
+mod control;
 mod estimate;
 pub mod events;
 mod extract;
@@ -46,6 +47,7 @@ pub(crate) struct Reconcile<'a> {
     pub prompts: PromptLibrary,
     pub checks: Checks,
     pub budget: crate::budget::BudgetGuard,
+    pub control: control::ControlWatch,
 }
 
 /// What a step decided.
@@ -329,16 +331,58 @@ impl Reconcile<'_> {
                 prompt: prepared.prompt.clone(),
             })
             .collect();
-        let outcomes = join_all(job_list.iter().map(|job| run_phase(job, &env))).await;
+        let outcomes = join_all(job_list.iter().map(|job| {
+            let key = format!("{iteration}/{}", job.phase.id);
+            let rx = self.control.subscribe();
+            let skippable = job.phase.can_skip;
+            let env = &env;
+            async move {
+                tokio::select! {
+                    outcome = run_phase(job, env) => Ok(outcome),
+                    // Dropping the phase's future kills its process group.
+                    why = control::interrupted(rx, key, skippable) => Err(why),
+                }
+            }
+        }))
+        .await;
         let mut failed = Vec::new();
         let mut budget_stop = None;
+        let mut cancelled = Vec::new();
         for ((phase, prepared), outcome) in jobs.iter().zip(outcomes) {
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(control::Interrupt::Skip) => {
+                    self.record_skip(phase, iteration, "skipped on request while running")?;
+                    continue;
+                }
+                Err(control::Interrupt::Cancel) => {
+                    cancelled.push(phase.name.clone());
+                    let mut run = self
+                        .state
+                        .run(iteration, &phase.id)
+                        .cloned()
+                        .ok_or(EngineError::NoWorkspace)?;
+                    run.status = PhaseStatus::Failed;
+                    run.error_message =
+                        "cancelled while running; its processes were killed".to_owned();
+                    run.completed_at = Some(now());
+                    self.bus.emit(completed_event(&run, 0, false));
+                    self.upsert(run);
+                    continue;
+                }
+            };
             if let Some(b) = &outcome.budget {
                 budget_stop.get_or_insert_with(|| b.clone());
             } else if outcome.status == PhaseStatus::Failed {
                 failed.push((*phase, outcome.error.clone()));
             }
             self.record_outcome(phase, iteration, &prepared.fingerprint, outcome)?;
+        }
+        if !cancelled.is_empty() {
+            self.state.message = format!("cancelled while {} ran", cancelled.join(" and "));
+            self.set_status(Trigger::Cancel)?;
+            self.bus.emit(EventKind::Cancelled {});
+            return Ok(StepEnd::Stop);
         }
         if let Some(b) = budget_stop {
             let s = short(&self.state.id).to_owned();

@@ -245,7 +245,10 @@ impl Engine {
             });
         }
         let budget = crate::budget::BudgetGuard::new(&self.home, &request)?;
+        let control = super::control::ControlWatch::start(dir, request.control.clone());
+        let notices = control.subscribe();
         let pass = Reconcile {
+            control,
             budget,
             engine: self,
             dir,
@@ -256,7 +259,10 @@ impl Engine {
             checks,
         };
         pass.note_hand_edits()?;
-        let status = pass.run().await;
+        let status = tokio::select! {
+            status = pass.run() => status,
+            never = super::control::announce(notices, bus) => match never {},
+        };
         self.index(dir);
         status
     }

@@ -151,6 +151,7 @@ pub struct FakeLlm {
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
     held_tx: mpsc::UnboundedSender<String>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl FakeLlm {
@@ -168,6 +169,7 @@ impl FakeLlm {
             addr: "127.0.0.1:0".parse().expect("addr"),
             shared,
             held_tx,
+            release: Arc::new(tokio::sync::Notify::new()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -207,9 +209,10 @@ impl FakeLlm {
             .collect()
     }
 
-    /// From now on, held replies are answered normally.
+    /// Held requests are answered now, and later ones are not held.
     pub fn release_holds(&self) {
         self.shared.lock().expect("lock").release_holds = true;
+        self.release.notify_waiters();
     }
 }
 
@@ -365,8 +368,11 @@ async fn answer(
             .expect("response");
     };
     if reply.hold && !release {
+        // Registered before the test hears of the request, so its release cannot be missed.
+        let mut released = std::pin::pin!(server.release.notified());
+        released.as_mut().enable();
         let _ = server.held_tx.send(model.clone());
-        std::future::pending::<()>().await;
+        released.await;
     }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

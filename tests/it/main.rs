@@ -5,6 +5,7 @@ mod bad_input;
 mod control;
 mod fake_llm;
 mod keys;
+mod live_control;
 mod money;
 mod pipeline;
 mod provider_cli;
