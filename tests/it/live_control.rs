@@ -168,10 +168,10 @@ async fn cancel_kills_the_running_phase_and_leaves_no_child() {
         .expect("event");
     let pid: i32 = loop {
         // The file is written by `echo`; its content may lag the create event by a write.
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            if let Ok(pid) = text.trim().parse() {
-                break pid;
-            }
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse()
+        {
+            break pid;
         }
         appeared.recv().await.expect("write event");
     };
