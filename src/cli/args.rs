@@ -46,6 +46,12 @@ pub enum Command {
     Budget(BudgetCommand),
     /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
     Schema(SchemaArgs),
+    /// Print a shell completion script: `autowrkers completions bash > …`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Which budget.
@@ -173,6 +179,50 @@ pub enum WorkflowCommand {
     Logs(LogsArgs),
     /// List the artifacts of an execution.
     Artifacts(IdArgs),
+    /// View, edit or export one artifact.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+}
+
+/// `workflow artifact …`; ARTIFACT is `<iteration>/<phase-id>`, or a phase id for its latest.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Pretty-print an artifact (colour on a terminal).
+    View {
+        /// Execution id or unique prefix.
+        id: String,
+        /// `<iteration>/<phase-id>` or `<phase-id>`.
+        artifact: String,
+        /// The project to look in first.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// When to use colour.
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
+    },
+    /// Open an artifact in $EDITOR; JSON artifacts are checked against their schema on save.
+    Edit {
+        /// Execution id or unique prefix.
+        id: String,
+        /// `<iteration>/<phase-id>` or `<phase-id>`.
+        artifact: String,
+        /// The project to look in first.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Write an artifact to a file (or stdout).
+    Export {
+        /// Execution id or unique prefix.
+        id: String,
+        /// `<iteration>/<phase-id>` or `<phase-id>`.
+        artifact: String,
+        /// The project to look in first.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 /// `template …`.
@@ -189,9 +239,97 @@ pub enum TemplateCommand {
     },
     /// List the templates this project can use.
     List {
+        /// Only global templates.
+        #[arg(long)]
+        global: bool,
+        /// Only project templates.
+        #[arg(long)]
+        project: bool,
         /// The project.
         #[arg(long, default_value = ".")]
         path: PathBuf,
+    },
+    /// Create a template from another (default: the built-in pipeline).
+    Create {
+        /// Name of the new template (its id is made from it).
+        #[arg(long)]
+        name: String,
+        /// Template to copy: id, name or file.
+        #[arg(long)]
+        from: Option<String>,
+        /// Create it in ~/.autowrkers/workflow_templates instead of the project.
+        #[arg(long)]
+        global: bool,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Open a template file in $EDITOR; it is validated on save.
+    Edit {
+        /// Id or name.
+        template: String,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Delete a project or global template file.
+    Delete {
+        /// Id or name.
+        template: String,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Write a template as YAML to a file (or stdout).
+    Export {
+        /// Id, name or file.
+        template: String,
+        /// Output file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Validate a template file and copy it into the project (default) or global templates.
+    Import {
+        /// The YAML file.
+        file: PathBuf,
+        /// Into ~/.autowrkers/workflow_templates.
+        #[arg(long, conflicts_with = "project")]
+        global: bool,
+        /// Into <project>/.autowrkers/templates (the default).
+        #[arg(long)]
+        project: bool,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Make a template the default of the project (or, with --global, of every project).
+    SetDefault {
+        /// Id or name.
+        template: String,
+        /// Set it in ~/.autowrkers/config.yaml.
+        #[arg(long)]
+        global: bool,
+        /// The project.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Run a template's whole control flow with scripted replies, at $0, in a temp copy of the
+    /// project, and print the path taken.
+    Test {
+        /// The template file.
+        file: PathBuf,
+        /// Replies of the scripted provider (see the book: providers).
+        #[arg(long)]
+        script: PathBuf,
+        /// The project to copy.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// The task to give.
+        #[arg(long, default_value = "Test the template's control flow")]
+        task: String,
     },
     /// Print a template as YAML.
     Show {
@@ -315,6 +453,9 @@ pub struct ListArgs {
 pub struct LogsArgs {
     /// Execution id or unique prefix.
     pub id: String,
+    /// Keep printing new output until the execution stops (reattaches to a running one).
+    #[arg(long, short)]
+    pub follow: bool,
     /// Only this phase (id or name).
     #[arg(long)]
     pub phase: Option<String>,

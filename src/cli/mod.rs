@@ -2,11 +2,14 @@
 //! and nowhere else.
 
 pub mod args;
+mod artifact;
 mod budget;
 mod output;
 mod provider;
 mod run;
 mod template;
+mod template_manage;
+mod template_test;
 mod workflow;
 
 use std::process::ExitCode;
@@ -86,6 +89,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::List(a) => workflow::list(a, home),
             WorkflowCommand::Logs(a) => workflow::logs(a, home),
             WorkflowCommand::Artifacts(a) => workflow::artifacts(a, home),
+            WorkflowCommand::Artifact(a) => artifact::run(a, home),
             WorkflowCommand::Pause(a) => run::control(a, home, run::Control::Pause).await,
             WorkflowCommand::Cancel(a) => run::control(a, home, run::Control::Cancel).await,
             WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),
@@ -96,5 +100,10 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Provider(p) => provider::run(p, home).await,
         Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "autowrkers", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }

@@ -91,7 +91,7 @@ pub fn paint(text: &str, status: PhaseStatus, color: bool) -> String {
 }
 
 /// One human line for an event; None for events not worth a line of their own.
-fn describe(event: &Event, color: bool) -> Option<String> {
+pub fn describe(event: &Event, color: bool) -> Option<String> {
     Some(match &event.kind {
         EventKind::Started {
             task,

@@ -38,15 +38,22 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             }
             Ok(if bad > 0 { 2 } else { 0 })
         }
-        TemplateCommand::List { path } => {
+        TemplateCommand::List {
+            path,
+            global,
+            project: only_project,
+        } => {
             let project = path.canonicalize()?;
             let (found, errors) = templates::list(&project, &home);
+            let configured = configured_default(&home, &project);
             for f in found {
-                let default = if f.template.is_default {
-                    " (default)"
-                } else {
-                    ""
-                };
+                if (global && f.scope != "global") || (only_project && f.scope != "project") {
+                    continue;
+                }
+                let is_default = configured
+                    .as_deref()
+                    .map_or(f.template.is_default, |d| d == f.template.id);
+                let default = if is_default { " (default)" } else { "" };
                 println!(
                     "{:<24} {:<9} {}{default}  [{}]",
                     f.template.id, f.scope, f.template.name, f.source
@@ -63,7 +70,24 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             print!("{}", spec::to_yaml(&found.template)?);
             Ok(0)
         }
+        TemplateCommand::Test {
+            file,
+            script,
+            path,
+            task,
+        } => super::template_test::run(&file, &script, &path, &task),
+        other => super::template_manage::run(other, home),
     }
+}
+
+/// The default template configured for `project` (project config, then global config).
+pub fn configured_default(home: &Home, project: &std::path::Path) -> Option<String> {
+    let engine = Engine::new(home.clone()).ok()?;
+    let project_default = engine
+        .project_config(project)
+        .ok()
+        .and_then(|c| c.default_template);
+    project_default.or_else(|| engine.global_config().ok().and_then(|c| c.default_template))
 }
 
 /// `schema`: writes (or checks) `schemas/*.schema.json`.

@@ -236,6 +236,9 @@ pub fn logs(args: LogsArgs, home: Home) -> Result<u8> {
         println!("{}", text.trim_end());
         printed = true;
     }
+    if args.follow {
+        return follow(&dir);
+    }
     if !printed {
         eprintln!("no logs yet");
     }
@@ -260,4 +263,54 @@ pub fn artifacts(args: IdArgs, home: Home) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Prints the execution's events as they are appended, until it stops: reattaches to a run
+/// going on in another process. Woken by file events, not by polling.
+fn follow(dir: &ExecutionDir) -> Result<u8> {
+    use notify::Watcher;
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.events_path();
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })?;
+    watcher.watch(dir.root(), notify::RecursiveMode::NonRecursive)?;
+    let color = super::output::use_color(
+        super::args::ColorChoice::Auto,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    );
+    loop {
+        let mut fresh = String::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_to_string(&mut fresh)?;
+        }
+        let whole = fresh.rfind('\n').map_or(0, |n| n + 1);
+        offset += whole as u64;
+        for line in fresh[..whole].lines() {
+            let Ok(event) = serde_json::from_str::<autowrkers::engine::Event>(line) else {
+                continue;
+            };
+            if let Some(text) = super::output::describe(&event, color) {
+                println!("{} {text}", event.ts.get(11..19).unwrap_or(""));
+            }
+        }
+        let state = dir.read_state()?;
+        let stopped = !matches!(
+            state.status,
+            WorkflowStatus::Running | WorkflowStatus::Pending
+        );
+        if stopped || (!ExecutionLock::is_held(&dir.lock_path()) && whole == 0) {
+            eprintln!(
+                "execution {} is {}",
+                short(&state.id),
+                state.status.as_str()
+            );
+            return Ok(super::status_code(state.status));
+        }
+        // Woken by any change in the folder; the timeout notices a runner that died silently.
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
+    }
 }

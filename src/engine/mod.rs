@@ -293,6 +293,7 @@ impl Reconcile<'_> {
                 started_at: Some(now()),
                 completed_at: None,
                 error_message: String::new(),
+                commit: None,
             };
             self.upsert(run);
             self.state.current_phase_id = Some(phase.id.clone());
@@ -329,6 +330,7 @@ impl Reconcile<'_> {
                 iteration,
                 system_prompt: prepared.system_prompt.clone(),
                 prompt: prepared.prompt.clone(),
+                start_commit: self.start_commit(phase, iteration),
             })
             .collect();
         let outcomes = join_all(job_list.iter().map(|job| {
@@ -433,6 +435,30 @@ impl Reconcile<'_> {
         Ok(StepEnd::Continue)
     }
 
+    /// Where an implementer run of `iteration` starts: the code the implementer of the latest
+    /// earlier iteration left, else the base commit.
+    fn start_commit(&self, phase: &WorkflowPhase, iteration: u32) -> Option<String> {
+        if phase.role != crate::spec::PhaseRole::Implementer {
+            return None;
+        }
+        self.state
+            .phase_executions
+            .iter()
+            .filter(|r| {
+                r.phase_role == phase.role
+                    && r.iteration < iteration
+                    && r.status == PhaseStatus::Completed
+            })
+            .max_by_key(|r| r.iteration)
+            .and_then(|r| r.commit.clone())
+            .or_else(|| {
+                self.state
+                    .workspace
+                    .as_ref()
+                    .and_then(|w| w.base_commit.clone())
+            })
+    }
+
     fn upsert(&mut self, run: PhaseExecution) {
         match self
             .state
@@ -475,6 +501,7 @@ impl Reconcile<'_> {
                 started_at: None,
                 completed_at: None,
                 error_message: String::new(),
+                commit: None,
             });
         run.status = PhaseStatus::Skipped;
         run.passed = None;
@@ -540,6 +567,7 @@ impl Reconcile<'_> {
         run.calls = tally.calls;
         run.output_artifact_id = artifact_id;
         run.error_message = outcome.error;
+        run.commit = outcome.commit;
         run.completed_at = Some(now());
         // Only an accepted run may count as up to date later.
         run.fingerprint = if outcome.status == PhaseStatus::Completed {

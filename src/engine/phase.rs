@@ -25,6 +25,8 @@ pub(crate) struct PhaseJob<'a> {
     pub iteration: u32,
     pub system_prompt: String,
     pub prompt: String,
+    /// For the implementer in a worktree: the commit its run starts from.
+    pub start_commit: Option<String>,
 }
 
 /// The surroundings every phase shares.
@@ -52,6 +54,8 @@ pub(crate) struct PhaseOutcome {
     pub duration: Duration,
     /// Set when the phase stopped because its next call did not fit a budget.
     pub budget: Option<BudgetExceeded>,
+    /// For the implementer in a worktree: the branch tip holding its changes.
+    pub commit: Option<String>,
 }
 
 impl PhaseOutcome {
@@ -66,6 +70,7 @@ impl PhaseOutcome {
             error,
             duration: Duration::ZERO,
             budget: None,
+            commit: None,
         }
     }
 }
@@ -283,7 +288,7 @@ async fn run_model(
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
         // Uncommitted files can only be an interrupted run's half work: start clean.
-        git::reset_worktree(Path::new(&env.workspace.dir))
+        git::reset_worktree(Path::new(&env.workspace.dir), job.start_commit.as_deref())
             .map_err(|e| Failure::Answer(e.to_string()))?;
     }
     let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer)
@@ -354,11 +359,14 @@ async fn run_model(
             }
         }
     };
+    let mut commit = None;
     let (artifact, passed) = match kind {
-        ArtifactType::CodeDiff => (
-            Some(code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?),
-            None,
-        ),
+        ArtifactType::CodeDiff => {
+            let (diff, tip) =
+                code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?;
+            commit = tip;
+            (Some(diff), None)
+        }
         _ if kind.is_json() => {
             let value = checked.unwrap_or_default();
             let passed = if phase.role.is_reviewer() {
@@ -389,6 +397,7 @@ async fn run_model(
         error: String::new(),
         duration: Duration::ZERO,
         budget: None,
+        commit,
     })
 }
 
@@ -413,7 +422,7 @@ fn code_diff(
     observer: &PhaseObserver<'_>,
     phase: &WorkflowPhase,
     iteration: u32,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let ws = env.workspace;
     let dir = Path::new(&ws.dir);
     let Some(base) = ws.base_commit.as_deref() else {
@@ -422,18 +431,24 @@ fn code_diff(
             .lock()
             .map(|t| t.clone())
             .unwrap_or_default();
-        return Ok(format!(
-            "# Not a git repository: no diff. Files the implementer wrote:\n{}\n",
-            touched.join("\n")
+        return Ok((
+            format!(
+                "# Not a git repository: no diff. Files the implementer wrote:\n{}\n",
+                touched.join("\n")
+            ),
+            None,
         ));
     };
     let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
     if env.in_worktree {
         let message = format!("autowrkers: {} (iteration {iteration})", phase.name);
-        git::commit_worktree(dir, &message).map_err(|e| e.to_string())?;
-        repo.diff_from(base, Some(dir)).map_err(|e| e.to_string())
+        let tip = git::commit_worktree(dir, &message).map_err(|e| e.to_string())?;
+        Ok((
+            repo.diff_from(base, Some(dir)).map_err(|e| e.to_string())?,
+            Some(tip),
+        ))
     } else {
-        repo.diff_from(base, None).map_err(|e| e.to_string())
+        Ok((repo.diff_from(base, None).map_err(|e| e.to_string())?, None))
     }
 }
 
@@ -460,5 +475,6 @@ async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> Phase
         },
         duration: Duration::ZERO,
         budget: None,
+        commit: None,
     }
 }

@@ -123,6 +123,19 @@ impl Engine {
         )?)
     }
 
+    /// Reads `~/.autowrkers/config.yaml` (empty when absent).
+    pub fn global_config(&self) -> Result<ProjectConfig, EngineError> {
+        let path = self.home.config();
+        if !path.exists() {
+            return Ok(ProjectConfig::default());
+        }
+        Ok(spec::load::parse_yaml(
+            &spec::load::read(&path)?,
+            &path,
+            Some(spec::schema::CONFIG_SCHEMA),
+        )?)
+    }
+
     /// Everything that can be checked before money is spent: prompts render-check, and every
     /// provider the template names can be built (keys, URLs, scripts).
     pub fn preflight(
@@ -247,7 +260,7 @@ impl Engine {
         let budget = crate::budget::BudgetGuard::new(&self.home, &request)?;
         let control = super::control::ControlWatch::start(dir, request.control.clone());
         let notices = control.subscribe();
-        let pass = Reconcile {
+        let mut pass = Reconcile {
             control,
             budget,
             engine: self,
@@ -323,10 +336,9 @@ impl Reconcile<'_> {
     /// Notices artifacts a person changed since the runner wrote them: marks them edited and
     /// commits the new version (the old one is in git already). Downstream phases then see a
     /// different prompt, so their fingerprints no longer match and they run again.
-    fn note_hand_edits(&self) -> Result<(), EngineError> {
-        let mut state = self.dir.read_state()?;
+    fn note_hand_edits(&mut self) -> Result<(), EngineError> {
         let mut edited = Vec::new();
-        for artifact in &mut state.artifacts {
+        for artifact in &mut self.state.artifacts {
             let Ok(content) = self.dir.read_artifact(&artifact.file_path) else {
                 continue;
             };
@@ -340,7 +352,7 @@ impl Reconcile<'_> {
         if edited.is_empty() {
             return Ok(());
         }
-        self.dir.write_state(&state)?;
+        self.dir.write_state(&self.state)?;
         self.commit(&format!("hand edit of {}", edited.join(", ")))
     }
 }

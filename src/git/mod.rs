@@ -2,7 +2,7 @@
 //! base commit, and artifact commits on `refs/autowrkers/executions/<id>`. Nothing here touches
 //! the user's HEAD, index or working files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{
     BranchType, Diff, DiffFormat, DiffOptions, IndexAddOption, Oid, Repository, Signature,
@@ -111,7 +111,39 @@ impl ProjectRepo {
         files: &[(String, Vec<u8>)],
         message: &str,
     ) -> Result<String, GitError> {
+        self.commit_on_ref(id, files, message, false)
+    }
+
+    /// Like [`Self::commit_artifacts`], but keeps every file of the previous commit that
+    /// `files` does not replace (a hand edit of one artifact).
+    pub fn commit_artifacts_update(
+        &self,
+        id: &str,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+    ) -> Result<String, GitError> {
+        self.commit_on_ref(id, files, message, true)
+    }
+
+    fn commit_on_ref(
+        &self,
+        id: &str,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+        keep: bool,
+    ) -> Result<String, GitError> {
+        let refname = execution_ref(id);
+        let parent = self
+            .repo
+            .find_reference(&refname)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
         let mut index = git2::Index::new().ctx("new index")?;
+        if let (true, Some(p)) = (keep, &parent) {
+            index
+                .read_tree(&p.tree().ctx("parent tree")?)
+                .ctx("read parent tree")?;
+        }
         for (path, bytes) in files {
             let blob = self.repo.blob(bytes).ctx("write blob")?;
             index
@@ -133,12 +165,6 @@ impl ProjectRepo {
         }
         let tree_id = index.write_tree_to(&self.repo).ctx("write tree")?;
         let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
-        let refname = execution_ref(id);
-        let parent = self
-            .repo
-            .find_reference(&refname)
-            .ok()
-            .and_then(|r| r.peel_to_commit().ok());
         let sig = signature(&self.repo)?;
         let parents: Vec<&git2::Commit> = parent.iter().collect();
         let oid = self
@@ -187,8 +213,19 @@ impl ProjectRepo {
     }
 }
 
-/// Commits everything in the worktree at `path` on its branch; None when nothing changed.
-pub fn commit_worktree(path: &Path, message: &str) -> Result<Option<String>, GitError> {
+/// Clones the committed files of the repository at `from` into `to`; false when `from` is not a
+/// git repository.
+pub fn clone_committed(from: &Path, to: &Path) -> Result<bool, GitError> {
+    if Repository::open(from).is_err() {
+        return Ok(false);
+    }
+    Repository::clone(&from.to_string_lossy(), to).ctx("clone the project")?;
+    Ok(true)
+}
+
+/// Commits everything in the worktree at `path` on its branch; returns the branch tip (the new
+/// commit, or the old tip when nothing changed).
+pub fn commit_worktree(path: &Path, message: &str) -> Result<String, GitError> {
     let repo = Repository::open(path).ctx("open worktree")?;
     let mut index = repo.index().ctx("worktree index")?;
     index
@@ -203,34 +240,38 @@ pub fn commit_worktree(path: &Path, message: &str) -> Result<Option<String>, Git
         .peel_to_commit()
         .ctx("head commit")?;
     if head.tree_id() == tree_id {
-        return Ok(None);
+        return Ok(head.id().to_string());
     }
     let tree = repo.find_tree(tree_id).ctx("find tree")?;
     let sig = signature(&repo)?;
     let oid = repo
         .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
         .ctx("commit")?;
-    Ok(Some(oid.to_string()))
+    Ok(oid.to_string())
 }
 
-/// Throws away uncommitted changes in the worktree at `path` (an interrupted implementer's half
-/// work), back to its branch tip. Never used on the user's checkout.
-pub fn reset_worktree(path: &Path) -> Result<(), GitError> {
+/// Resets the worktree at `path` (and its branch) to `to` — the code as the implementer must
+/// find it — or to its branch tip when `to` is None, and removes untracked files: an
+/// interrupted or repeated implementer run never builds on its own earlier attempt. Never used
+/// on the user's checkout.
+pub fn reset_worktree(path: &Path, to: Option<&str>) -> Result<(), GitError> {
     let repo = Repository::open(path).ctx("open worktree")?;
-    let head = repo
-        .head()
-        .ctx("head")?
-        .peel_to_commit()
-        .ctx("head commit")?;
-    repo.reset(head.as_object(), git2::ResetType::Hard, None)
+    let target = match to {
+        Some(id) => repo
+            .find_commit(Oid::from_str(id).ctx("parse commit")?)
+            .ctx("find commit")?,
+        None => repo
+            .head()
+            .ctx("head")?
+            .peel_to_commit()
+            .ctx("head commit")?,
+    };
+    repo.reset(target.as_object(), git2::ResetType::Hard, None)
         .ctx("reset")?;
     let statuses = repo.statuses(None).ctx("status")?;
-    let root: PathBuf = path.to_path_buf();
     for entry in statuses.iter() {
-        if entry.status().is_wt_new()
-            && let Some(p) = entry.path()
-        {
-            let full = root.join(p);
+        if let (true, Some(p)) = (entry.status().is_wt_new(), entry.path()) {
+            let full = path.join(p);
             let _ = if full.is_dir() {
                 std::fs::remove_dir_all(&full)
             } else {

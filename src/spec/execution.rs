@@ -179,6 +179,10 @@ pub struct PhaseExecution {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error_message: String,
+    /// For the implementer in a worktree: the commit holding its changes; the next
+    /// iteration's implementer starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// Where the implementer works.

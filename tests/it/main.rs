@@ -2,6 +2,7 @@
 //! binary against a real fake LLM server on 127.0.0.1, in real temp git repositories.
 
 mod bad_input;
+mod commands;
 mod control;
 mod fake_llm;
 mod keys;

@@ -1,0 +1,403 @@
+//! The rest of the CLI through the real binary: artifacts (view, export, edit with $EDITOR),
+//! template management and `template test`, `logs --follow`, completions.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::fake_llm::FakeLlm;
+use crate::pipeline::{project, two_iteration_rules};
+use crate::support::{Project, run};
+
+/// An "editor" that replaces the file it is given with `content`.
+fn editor(dir: &std::path::Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\ncat > \"$1\" <<'AUTOWRKERS_EOF'\n{content}\nAUTOWRKERS_EOF\n"),
+    )
+    .expect("editor");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    for r in rules
+        .iter_mut()
+        .filter(|r| r.model == "implementer" && r.turn == Some(0) && r.contains.is_none())
+    {
+        r.reply = r.reply.clone().held();
+    }
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "Add a --verbose flag",
+        "--template",
+        "pipeline.yaml",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd.spawn().expect("spawn");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("implementer called")
+        .expect("model");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "pause", &id[..8]]);
+    assert_eq!(run(cmd).await.code, 0);
+    server.release_holds();
+    let code = tokio::task::spawn_blocking(move || {
+        let mut c = child;
+        c.wait().expect("wait").code()
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(4), "paused after the implementer");
+
+    // View and export.
+    let mut cmd = p.cmd();
+    cmd.args([
+        "workflow",
+        "artifact",
+        "view",
+        &id[..8],
+        "phase-analysis",
+        "--color",
+        "never",
+    ]);
+    let view = run(cmd).await;
+    assert!(
+        view.stdout.contains("\"summary\": \"add --verbose\""),
+        "{}",
+        view.stdout
+    );
+    let out_file = p.path().join("exported.json");
+    let mut cmd = p.cmd();
+    cmd.args([
+        "workflow",
+        "artifact",
+        "export",
+        &id[..8],
+        "1/phase-analysis",
+        "--output",
+    ])
+    .arg(&out_file);
+    assert_eq!(run(cmd).await.code, 0);
+    assert!(
+        std::fs::read_to_string(&out_file)
+            .expect("exported")
+            .contains("add --verbose")
+    );
+
+    // An invalid edit is refused and changes nothing.
+    let artifact = p.execution().join("artifacts/1/phase-analysis.json");
+    let before = std::fs::read_to_string(&artifact).expect("artifact");
+    let scripts = tempfile::tempdir().expect("scripts");
+    let bad = editor(scripts.path(), "bad.sh", "{\"summary\": 42}");
+    let mut cmd = p.cmd();
+    cmd.env("EDITOR", &bad)
+        .env_remove("VISUAL")
+        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
+        .stdin(Stdio::null());
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("refused") && out.stderr.contains("/summary"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&artifact).expect("artifact"),
+        before
+    );
+
+    // A valid edit is saved and committed; resume re-runs the phases that read it.
+    let good = editor(
+        scripts.path(),
+        "good.sh",
+        "{\"summary\": \"add --verbose, documented\", \"tasks\": [{\"id\": 1, \"title\": \"flag and docs\"}]}",
+    );
+    let mut cmd = p.cmd();
+    cmd.env("EDITOR", &good)
+        .env_remove("VISUAL")
+        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
+        .stdin(Stdio::null());
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = crate::support::git(
+        &p.path(),
+        &[
+            "log",
+            "--format=%s",
+            &format!("refs/autowrkers/executions/{id}"),
+        ],
+    );
+    assert!(
+        log.lines()
+            .next()
+            .expect("commit")
+            .starts_with("hand edit of 1/phase-analysis"),
+        "{log}"
+    );
+
+    let (analyzer, planner, implementer) = (
+        server.calls("analyzer").len(),
+        server.calls("planner").len(),
+        server.calls("implementer").len(),
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        server.calls("analyzer").len(),
+        analyzer,
+        "the edited phase itself is not re-run"
+    );
+    assert_eq!(
+        server.calls("planner").len(),
+        planner + 1,
+        "the planner read the task list: re-run"
+    );
+    assert!(
+        server.calls("implementer").len() > implementer,
+        "the implementer read it too: re-run"
+    );
+    let state = p.state();
+    let edited = state["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["id"] == "1/phase-analysis")
+        .cloned()
+        .expect("artifact");
+    assert_eq!(edited["is_edited"], true);
+    let planner_prompt = server
+        .calls("planner")
+        .last()
+        .expect("planner")
+        .body
+        .to_string();
+    assert!(
+        planner_prompt.contains("add --verbose, documented"),
+        "the new version was used"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn template_management_round_trip() {
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let mut cmd = p.cmd();
+    cmd.args(["template", "create", "--name", "My Pipeline"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let file = p.path().join(".autowrkers/templates/my-pipeline.yaml");
+    assert!(file.is_file());
+    let mut cmd = p.cmd();
+    cmd.args(["template", "list", "--project"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("my-pipeline") && !out.stdout.contains("built-in"),
+        "{}",
+        out.stdout
+    );
+
+    let mut cmd = p.cmd();
+    cmd.args(["template", "set-default", "my-pipeline"]);
+    assert_eq!(run(cmd).await.code, 0);
+    let mut cmd = p.cmd();
+    cmd.args(["template", "list"]);
+    let out = run(cmd).await;
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("my-pipeline"))
+        .expect("row")
+        .to_owned();
+    assert!(row.contains("(default)"), "{row}");
+
+    let exported = p.path().join("out.yaml");
+    let mut cmd = p.cmd();
+    cmd.args(["template", "export", "my-pipeline", "--output"])
+        .arg(&exported);
+    assert_eq!(run(cmd).await.code, 0);
+    let text = std::fs::read_to_string(&exported)
+        .expect("export")
+        .replace("id: my-pipeline", "id: imported")
+        .replace("name: My Pipeline", "name: Imported");
+    std::fs::write(&exported, text).expect("write");
+    let mut cmd = p.cmd();
+    cmd.args(["template", "import"])
+        .arg(&exported)
+        .arg("--global");
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        p.home
+            .path()
+            .join("workflow_templates/imported.yaml")
+            .is_file()
+    );
+
+    let scripts = tempfile::tempdir().expect("scripts");
+    let broken = editor(scripts.path(), "broken.sh", "name: x\nphases: not-a-list");
+    let mut cmd = p.cmd();
+    cmd.env("EDITOR", &broken)
+        .args(["template", "edit", "my-pipeline"])
+        .stdin(Stdio::null());
+    let out = run(cmd).await;
+    assert_eq!(
+        out.code, 2,
+        "an invalid template is not saved: {}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_to_string(&file)
+            .expect("file")
+            .contains("My Pipeline")
+    );
+
+    let mut cmd = p.cmd();
+    cmd.args(["template", "delete", "my-pipeline"]);
+    assert_eq!(run(cmd).await.code, 0);
+    assert!(!file.exists());
+    let mut cmd = p.cmd();
+    cmd.args(["template", "delete", "default_pipeline"]);
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("built in"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn template_test_prints_the_path_taken_at_zero_cost() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = root.join("examples/demo");
+    let files: Vec<(String, String)> = [
+        "greet.sh",
+        "test.sh",
+        "README.md",
+        ".autowrkers/config.yaml",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read_to_string(demo.join(f)).expect("demo file"),
+        )
+    })
+    .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let p = Project::git(&refs);
+    let mut cmd = p.cmd();
+    cmd.args(["template", "test"])
+        .arg(root.join("examples/templates/demo-scripted.yaml"))
+        .arg("--script")
+        .arg(demo.join(".autowrkers/demo-replies.yaml"));
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("iteration 1: Functional Review — did not pass"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("→ iteration 2"),
+        "the rejected review loops: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("outcome: completed after 2 iteration(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !p.path().join(".autowrkers/executions").exists(),
+        "the project itself is untouched"
+    );
+    assert!(!p.home.path().join("ledger").exists(), "nothing is billed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_reattaches_until_the_run_ends() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    for r in rules
+        .iter_mut()
+        .filter(|r| r.model == "analyzer" && r.turn == Some(0))
+    {
+        r.reply = r.reply.clone().held();
+    }
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let runner = cmd.spawn().expect("runner");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("analyzer called")
+        .expect("model");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "logs", "--follow", &id[..8]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let follower = cmd.spawn().expect("follower");
+    server.release_holds();
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output().expect("follow"))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("completed"), "{stdout}");
+    assert!(stdout.contains("iteration 2"), "{stdout}");
+    let code = tokio::task::spawn_blocking(move || {
+        let mut r = runner;
+        r.wait().expect("wait").code()
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_help_texts() {
+    let p = Project::plain(&[]);
+    for shell in ["bash", "zsh", "fish"] {
+        let mut cmd = p.cmd();
+        cmd.args(["completions", shell]);
+        let out = run(cmd).await;
+        assert_eq!(out.code, 0);
+        assert!(
+            out.stdout.contains("autowrkers") && out.stdout.contains("skip-phase"),
+            "{shell}"
+        );
+    }
+    let mut cmd = p.cmd();
+    cmd.arg("--help");
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("Examples:") && out.stdout.contains("Exit codes"),
+        "{}",
+        out.stdout
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["wf", "--help"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("skip-phase") && out.stdout.contains("artifact"),
+        "{}",
+        out.stdout
+    );
+}
