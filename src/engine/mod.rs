@@ -8,6 +8,7 @@ mod estimate;
 pub mod events;
 mod extract;
 mod phase;
+mod record;
 mod setup;
 pub mod transitions;
 
@@ -22,13 +23,13 @@ use std::path::Path;
 use futures_util::future::join_all;
 
 use self::context::prepare;
-use self::phase::{PhaseEnv, PhaseJob, PhaseOutcome, run_phase};
+use self::phase::{PhaseEnv, PhaseJob, run_phase};
+use self::record::completed_event;
 use self::transitions::{Trigger, transition};
-use crate::git::ProjectRepo;
 use crate::prompts::PromptLibrary;
 use crate::spec::{
-    Artifact, Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution,
-    PhaseStatus, WorkflowExecution, WorkflowPhase, WorkflowStatus,
+    Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution, PhaseStatus,
+    WorkflowExecution, WorkflowPhase, WorkflowStatus,
 };
 use crate::store::ExecutionDir;
 use crate::verify::Checks;
@@ -434,231 +435,6 @@ impl Reconcile<'_> {
         }
         Ok(StepEnd::Continue)
     }
-
-    /// Where an implementer run of `iteration` starts: the code the implementer of the latest
-    /// earlier iteration left, else the base commit.
-    fn start_commit(&self, phase: &WorkflowPhase, iteration: u32) -> Option<String> {
-        if phase.role != crate::spec::PhaseRole::Implementer {
-            return None;
-        }
-        self.state
-            .phase_executions
-            .iter()
-            .filter(|r| {
-                r.phase_role == phase.role
-                    && r.iteration < iteration
-                    && r.status == PhaseStatus::Completed
-            })
-            .max_by_key(|r| r.iteration)
-            .and_then(|r| r.commit.clone())
-            .or_else(|| {
-                self.state
-                    .workspace
-                    .as_ref()
-                    .and_then(|w| w.base_commit.clone())
-            })
-    }
-
-    fn upsert(&mut self, run: PhaseExecution) {
-        match self
-            .state
-            .phase_executions
-            .iter_mut()
-            .find(|r| r.id == run.id)
-        {
-            Some(existing) => *existing = run,
-            None => self.state.phase_executions.push(run),
-        }
-    }
-
-    fn record_skip(
-        &mut self,
-        phase: &WorkflowPhase,
-        iteration: u32,
-        why: &str,
-    ) -> Result<(), EngineError> {
-        let mut run = self
-            .state
-            .run(iteration, &phase.id)
-            .cloned()
-            .unwrap_or_else(|| PhaseExecution {
-                id: format!("{iteration}/{}", phase.id),
-                phase_id: phase.id.clone(),
-                phase_name: phase.name.clone(),
-                phase_role: phase.role,
-                provider_used: String::new(),
-                model_used: String::new(),
-                model_served: None,
-                status: PhaseStatus::Skipped,
-                iteration,
-                input_artifact_ids: Vec::new(),
-                output_artifact_id: None,
-                fingerprint: String::new(),
-                tokens: Default::default(),
-                cost_usd: Some(0.0),
-                calls: 0,
-                passed: None,
-                started_at: None,
-                completed_at: None,
-                error_message: String::new(),
-                commit: None,
-            });
-        run.status = PhaseStatus::Skipped;
-        run.passed = None;
-        run.error_message = why.to_owned();
-        run.completed_at = Some(now());
-        self.bus.emit(completed_event(&run, 0, false));
-        self.upsert(run);
-        self.save()
-    }
-
-    /// Stores a finished run: artifact file, state, events, and a commit on the execution's ref.
-    fn record_outcome(
-        &mut self,
-        phase: &WorkflowPhase,
-        iteration: u32,
-        fingerprint: &str,
-        outcome: PhaseOutcome,
-    ) -> Result<(), EngineError> {
-        let run_id = format!("{iteration}/{}", phase.id);
-        let mut artifact_id = None;
-        if let Some(content) = &outcome.artifact {
-            let kind = phase.output_artifact_type;
-            let rel = ExecutionDir::artifact_rel(iteration, &phase.id, kind.extension());
-            self.dir.write_artifact(&rel, content)?;
-            let artifact = Artifact {
-                id: run_id.clone(),
-                phase_execution_id: run_id.clone(),
-                phase_id: phase.id.clone(),
-                artifact_type: kind,
-                iteration,
-                file_path: rel.clone(),
-                sha256: sha256_hex(content.as_bytes()),
-                is_edited: false,
-                created_at: now(),
-            };
-            self.state.artifacts.retain(|a| a.id != artifact.id);
-            self.state.artifacts.push(artifact);
-            artifact_id = Some(run_id.clone());
-            self.bus.emit(EventKind::ArtifactCreated {
-                artifact_id: run_id.clone(),
-                artifact_type: kind,
-                path: rel,
-            });
-        }
-        let tally = &outcome.tally;
-        self.state.total_tokens.add(&tally.usage);
-        match tally.cost_usd {
-            Some(c) => self.state.total_cost_usd += c,
-            None => self.state.cost_incomplete = true,
-        }
-        let mut run = self
-            .state
-            .run(iteration, &phase.id)
-            .cloned()
-            .ok_or(EngineError::NoWorkspace)?;
-        run.status = outcome.status;
-        run.passed = outcome.passed;
-        run.provider_used = outcome.provider_used;
-        run.model_used = outcome.model_used;
-        run.model_served = tally.served_model.clone();
-        run.tokens = tally.usage;
-        run.cost_usd = tally.cost_usd;
-        run.calls = tally.calls;
-        run.output_artifact_id = artifact_id;
-        run.error_message = outcome.error;
-        run.commit = outcome.commit;
-        run.completed_at = Some(now());
-        // Only an accepted run may count as up to date later.
-        run.fingerprint = if outcome.status == PhaseStatus::Completed {
-            fingerprint.to_owned()
-        } else {
-            String::new()
-        };
-        self.bus.emit(completed_event(
-            &run,
-            outcome.duration.as_millis() as u64,
-            false,
-        ));
-        let message = commit_message(&run);
-        self.upsert(run);
-        self.save()?;
-        self.commit(&message)
-    }
-
-    /// Commits the execution's files on its ref (git projects only).
-    pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
-        let Some(repo) = ProjectRepo::open(Path::new(&self.request.project_path)) else {
-            return Ok(());
-        };
-        let files = snapshot(self.dir);
-        repo.commit_artifacts(&self.state.id, &files, message)?;
-        Ok(())
-    }
-}
-
-fn completed_event(run: &PhaseExecution, duration_ms: u64, up_to_date: bool) -> EventKind {
-    EventKind::PhaseCompleted {
-        phase_id: run.phase_id.clone(),
-        phase_name: run.phase_name.clone(),
-        role: run.phase_role,
-        iteration: run.iteration,
-        status: run.status,
-        passed: run.passed,
-        tokens: run.tokens,
-        cost_usd: run.cost_usd,
-        duration_ms,
-        up_to_date,
-        error: run.error_message.clone(),
-    }
-}
-
-fn commit_message(run: &PhaseExecution) -> String {
-    let cost = run
-        .cost_usd
-        .map_or("cost unknown".to_owned(), |c| format!("${c:.4}"));
-    format!(
-        "{} (iteration {}): {:?} via {} {}\n\ntokens: {} in, {} out, {} cached\ncost: {cost}\n",
-        run.phase_name,
-        run.iteration,
-        run.status,
-        run.provider_used,
-        run.model_used,
-        run.tokens.input,
-        run.tokens.output,
-        run.tokens.cached_input
-    )
-}
-
-/// The files committed on the execution's ref: the desired and actual files and artifacts.
-fn snapshot(dir: &ExecutionDir) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    for name in ["execution.yaml", "state.json"] {
-        if let Ok(bytes) = std::fs::read(dir.root().join(name)) {
-            files.push((name.to_owned(), bytes));
-        }
-    }
-    let artifacts = dir.root().join("artifacts");
-    if let Ok(iterations) = std::fs::read_dir(&artifacts) {
-        for it in iterations.filter_map(Result::ok) {
-            for file in std::fs::read_dir(it.path())
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-            {
-                if let Ok(bytes) = std::fs::read(file.path()) {
-                    let rel = format!(
-                        "artifacts/{}/{}",
-                        it.file_name().to_string_lossy(),
-                        file.file_name().to_string_lossy()
-                    );
-                    files.push((rel, bytes));
-                }
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 /// The first 8 characters of an id, as shown to people.
