@@ -4,12 +4,14 @@
 pub mod args;
 mod artifact;
 mod budget;
+mod live;
 mod output;
 mod provider;
 mod run;
 mod template;
 mod template_manage;
 mod template_test;
+mod terminal;
 mod workflow;
 
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! `run`, `resume` and the control commands: they write `execution.yaml`, then reconcile in
 //! the foreground while printing the events.
 
+use std::os::unix::process::CommandExt;
+
 use anyhow::{Context, Result};
 
 use super::args::{IdArgs, OutputArgs, SkipArgs, StartArgs};
@@ -131,6 +133,9 @@ pub enum Control {
 /// leaves the execution resumable.
 async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Result<u8> {
     let (mode, color) = choose(output);
+    if mode == super::output::Mode::Live {
+        return drive_live(dir, color).await;
+    }
     let bus = EventBus::new(dir);
     let printer = tokio::spawn(print_events(bus.subscribe(), mode, color));
     let result = tokio::select! {
@@ -300,4 +305,49 @@ pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
         targets.join(", ")
     );
     Ok(0)
+}
+
+/// On a terminal: the runner works in a detached process of its own (its output goes to
+/// `logs/runner.log`) and the live view follows it; `q` leaves it running.
+async fn drive_live(dir: &ExecutionDir, color: bool) -> Result<u8> {
+    let exe = std::env::current_exe()?;
+    let log = std::fs::File::create(dir.root().join("logs").join("runner.log")).or_else(|_| {
+        std::fs::create_dir_all(dir.root().join("logs"))?;
+        std::fs::File::create(dir.root().join("logs").join("runner.log"))
+    })?;
+    let project = dir.project().map(|p| p.to_path_buf()).unwrap_or_default();
+    let mut child = std::process::Command::new(exe)
+        .args(["resume", "--no-realtime", "--path"])
+        .arg(&project)
+        .arg(dir.id())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: Ctrl-C in this terminal reaches the view, not the runner.
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id();
+    let ending = super::live::watch(dir, pid, color).await?;
+    let id = dir.id();
+    match ending {
+        super::live::Ending::Detached => Ok(0),
+        super::live::Ending::Interrupted => {
+            // Interrupt the runner as Ctrl-C would have: it stops, the execution stays resumable.
+            // SAFETY: signals the runner's own process group, which we created.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGINT);
+            }
+            let _ = child.wait();
+            eprintln!(
+                "interrupted; `autowrkers resume {}` continues where it stopped",
+                short(&id)
+            );
+            Ok(130)
+        }
+        super::live::Ending::Stopped(status) => {
+            let _ = child.wait();
+            hint(dir, status, &id);
+            Ok(status_code(status))
+        }
+    }
 }

@@ -209,6 +209,11 @@ impl FakeLlm {
             .collect()
     }
 
+    /// Held requests are answered now; later ones are still held by their rules.
+    pub fn release_held_now(&self) {
+        self.release.notify_waiters();
+    }
+
     /// Held requests are answered now, and later ones are not held.
     pub fn release_holds(&self) {
         self.shared.lock().expect("lock").release_holds = true;

@@ -7,6 +7,7 @@ mod control;
 mod fake_llm;
 mod keys;
 mod live_control;
+mod live_view;
 mod money;
 mod pipeline;
 mod provider_cli;

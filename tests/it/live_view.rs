@@ -1,0 +1,242 @@
+//! The live view under a real terminal (tmux): the seed's rows are on screen, `p` pauses, and
+//! `q` detaches while the run completes in the background. Waits are on file events (the
+//! pane's output piped to a file, the execution folder), never on a clock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::mpsc;
+
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::pipeline::{project, two_iteration_rules};
+use crate::support::{Project, SECRET};
+
+struct Tmux {
+    socket: String,
+    transcript: PathBuf,
+}
+
+impl Tmux {
+    fn start(p: &Project, command: &str, transcript: &Path) -> Self {
+        let socket = format!("aw-test-{}", uuid_like());
+        let bin = env!("CARGO_BIN_EXE_autowrkers");
+        let shell = format!(
+            "cd {} && env AUTOWRKERS_HOME={} FAKE_LLM_KEY={SECRET} {bin} {command}; echo \"EXIT=$?\" >> {}; sleep 600",
+            p.path().display(),
+            p.home.path().display(),
+            transcript.display()
+        );
+        let tmux = Self {
+            socket,
+            transcript: transcript.to_path_buf(),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "150",
+            "-y",
+            "50",
+            &shell,
+        ]);
+        tmux.run(&[
+            "pipe-pane",
+            "-o",
+            "-t",
+            "t",
+            &format!("cat >> {}", transcript.display()),
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "t", keys]);
+    }
+
+    fn transcript(&self) -> String {
+        std::fs::read_to_string(&self.transcript).unwrap_or_default()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{}-{:?}", std::process::id(), std::thread::current().id())
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+}
+
+/// Wakes on every change under `dir`.
+fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })
+    .expect("watcher");
+    w.watch(dir, notify::RecursiveMode::Recursive)
+        .expect("watch");
+    (w, rx)
+}
+
+async fn until(
+    wake: &mut mpsc::UnboundedReceiver<()>,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) {
+    let ok = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if check() {
+                return;
+            }
+            if wake.recv().await.is_none() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ok.is_ok() && check(), "never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_view_shows_the_rows_pauses_on_p_and_detaches_on_q() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    rules.insert(
+        0,
+        Rule::new(
+            "analyzer",
+            Some(0),
+            Reply::tool("list_files", serde_json::json!({})).held(),
+        )
+        .times(1),
+    );
+    // Iteration 2's implementer call is held too, so the view can be left while it runs.
+    for r in rules.iter_mut().filter(|r| {
+        r.model == "implementer" && r.contains.as_deref() == Some("This is iteration 2")
+    }) {
+        r.reply = r.reply.clone().held();
+    }
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (_w, mut wake) = watch(scratch.path());
+
+    let tmux = Tmux::start(
+        &p,
+        "run --task 'Add a --verbose flag' --template pipeline.yaml",
+        &scratch.path().join("pane.txt"),
+    );
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("analyzer called")
+        .expect("model");
+    until(&mut wake, "the view shows the analysis running", || {
+        tmux.screen().contains("🔄 Phase 1/6: phase-analysis")
+    })
+    .await;
+    let screen = tmux.screen();
+    for expected in [
+        "WORKFLOW: Add a --verbose flag",
+        "Template: test pipeline",
+        "Phase 6/6: phase-verify",
+        "Iteration: 1/3",
+        "[Press 'q' to detach",
+    ] {
+        assert!(
+            screen.contains(expected),
+            "missing {expected:?} in:\n{screen}"
+        );
+    }
+
+    tmux.keys("p");
+    let exec_dir = p.path().join(".autowrkers/executions");
+    let (_w2, mut exec_wake) = watch(&exec_dir);
+    until(&mut exec_wake, "the pause request is written", || {
+        std::fs::read_to_string(p.execution().join("execution.yaml"))
+            .is_ok_and(|t| t.contains("pause: true"))
+    })
+    .await;
+    server.release_held_now();
+    until(&mut wake, "the view ends paused", || {
+        tmux.transcript().contains("EXIT=4")
+    })
+    .await;
+    assert_eq!(p.state()["status"], "paused");
+
+    // Resume in the live view; detach while iteration 2's implementer is called.
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    drop(tmux);
+    let tmux = Tmux::start(
+        &p,
+        &format!("resume {}", &id[..8]),
+        &scratch.path().join("pane2.txt"),
+    );
+    let model = tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("implementer called")
+        .expect("model");
+    assert_eq!(model, "implementer");
+    until(&mut wake, "the view is drawn", || {
+        tmux.screen().contains("Iteration: 2/3")
+    })
+    .await;
+    tmux.keys("q");
+    until(&mut wake, "the view detaches", || {
+        tmux.transcript().contains("EXIT=0")
+    })
+    .await;
+    assert!(
+        tmux.transcript().contains("detached: the run goes on"),
+        "{}",
+        tmux.transcript()
+    );
+    assert_ne!(
+        p.state()["status"],
+        "completed",
+        "detaching does not wait for the run"
+    );
+    server.release_held_now();
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        while p.state()["status"] != "completed" {
+            if exec_wake.recv().await.is_none() {
+                break;
+            }
+        }
+    })
+    .await;
+    let log = std::fs::read_to_string(p.execution().join("logs/runner.log")).unwrap_or_default();
+    assert!(
+        done.is_ok() && p.state()["status"] == "completed",
+        "the detached run did not complete:\n{log}\n{}",
+        p.state()
+    );
+}
