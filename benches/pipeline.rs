@@ -118,6 +118,7 @@ fn orchestration() {
         let template = parse_template(&template(), &root.join("template.yaml")).expect("template");
         let exec = engine
             .create(StartOptions {
+                trigger: autowrkers::spec::TriggerMode::ManualTask,
                 project: root.clone(),
                 task: "bench".into(),
                 template,
@@ -270,6 +271,7 @@ fn streaming_overhead() {
         let engine = Engine::new(Home::at(root.join(".home"))).expect("engine");
         let exec = engine
             .create(StartOptions {
+                trigger: autowrkers::spec::TriggerMode::ManualTask,
                 project: root.clone(),
                 task: "bench".into(),
                 template,

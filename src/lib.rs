@@ -14,4 +14,5 @@ pub mod providers;
 pub mod spec;
 pub mod store;
 pub mod templates;
+pub mod triggers;
 pub mod verify;

@@ -372,9 +372,19 @@ pub struct StartArgs {
     /// The project directory.
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
-    /// What to do.
+    /// A known project by name (the last part of its path) instead of --path.
     #[arg(long)]
-    pub task: String,
+    pub project: Option<String>,
+    /// What to do.
+    #[arg(long, required_unless_present_any = ["analyze", "issue"])]
+    pub task: Option<String>,
+    /// Scan the project and let the analyzer pick the most valuable change (directory scan).
+    #[arg(long, conflicts_with_all = ["task", "issue"])]
+    pub analyze: bool,
+    /// Work on this GitHub issue of the project's repository (`github_repo` in its config, or
+    /// the `origin` remote); GITHUB_TOKEN is used when set.
+    #[arg(long, conflicts_with = "task")]
+    pub issue: Option<u64>,
     /// Template id, name or YAML file (default: the project's, else the built-in pipeline).
     #[arg(long)]
     pub template: Option<String>,

@@ -9,7 +9,7 @@ use super::args::{IdArgs, OutputArgs, SkipArgs, StartArgs};
 use super::output::{choose, print_events};
 use super::status_code;
 use autowrkers::engine::{Engine, EngineError, EventBus, StartOptions, short};
-use autowrkers::spec::{Decision, WorkflowStatus};
+use autowrkers::spec::{Decision, TriggerMode, WorkflowStatus};
 use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home};
 use autowrkers::templates;
 
@@ -24,12 +24,32 @@ Ready-made templates are in examples/templates/ (openai-only.yaml, ollama-local.
 
 /// `run` / `workflow start`.
 pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
-    let project = args
-        .path
+    let path = match &args.project {
+        Some(name) => autowrkers::triggers::project_by_name(&home, name)?,
+        None => args.path.clone(),
+    };
+    let project = path
         .canonicalize()
-        .with_context(|| format!("no such project directory: {}", args.path.display()))?;
+        .with_context(|| format!("no such project directory: {}", path.display()))?;
     let engine = Engine::new(home.clone())?;
     let config = engine.project_config(&project)?;
+    let (trigger, task) = match (&args.task, args.issue) {
+        (Some(task), _) => (TriggerMode::ManualTask, task.clone()),
+        (None, Some(n)) => {
+            let task = autowrkers::triggers::github_issue(
+                engine.http(),
+                &project,
+                config.github_repo.as_deref(),
+                n,
+            )
+            .await?;
+            (TriggerMode::GithubIssue, task)
+        }
+        (None, None) => (
+            TriggerMode::DirectoryScan,
+            autowrkers::triggers::ANALYZE_TASK.to_owned(),
+        ),
+    };
     let found = templates::resolve(
         args.template.as_deref(),
         &project,
@@ -37,7 +57,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         super::template::configured_default(&home, &project).as_deref(),
     )?;
     if args.dry_run {
-        return dry_run(&engine, &found.template, &project, &args.task);
+        return dry_run(&engine, &found.template, &project, &task);
     }
     if let Err(e) = engine.preflight(&found.template, &project) {
         if let EngineError::NotReady(lines) = &e {
@@ -51,8 +71,9 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         return Err(e.into());
     }
     let dir = engine.create(StartOptions {
+        trigger,
         project,
-        task: args.task,
+        task,
         template: found.template,
         template_source: found.source,
         budget: args.budget.or(config.budget_limit),

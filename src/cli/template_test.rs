@@ -75,6 +75,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
     let engine = Engine::new(Home::at(scratch.path().join("home")))?;
     engine.preflight(&template, &copy)?;
     let dir = engine.create(StartOptions {
+        trigger: autowrkers::spec::TriggerMode::ManualTask,
         project: copy,
         task: task.to_owned(),
         template,

@@ -56,6 +56,8 @@ pub enum EngineError {
 pub struct StartOptions {
     /// The project directory.
     pub project: PathBuf,
+    /// How it was started.
+    pub trigger: TriggerMode,
     /// The task.
     pub task: String,
     /// The template to snapshot.
@@ -204,7 +206,7 @@ impl Engine {
         let behavior = opts.template.iteration_behavior;
         let request = ExecutionRequest {
             id: id.clone(),
-            trigger_mode: TriggerMode::ManualTask,
+            trigger_mode: opts.trigger,
             project_path: project.to_string_lossy().into_owned(),
             task_description: opts.task,
             budget_limit: opts.budget.or(opts.template.budget_limit),

@@ -110,9 +110,22 @@ impl HttpClient {
 
     /// GETs a JSON document (model lists).
     pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, ProviderError> {
-        let response = self
-            .client
-            .get(url)
+        self.get_json_with(url, &[]).await
+    }
+
+    /// GETs a JSON document with headers; secret header values are redacted from errors.
+    pub async fn get_json_with(
+        &self,
+        url: &str,
+        headers: &[Header],
+    ) -> Result<serde_json::Value, ProviderError> {
+        let mut request = self.client.get(url);
+        for h in headers {
+            request = match h {
+                Header::Plain(n, v) | Header::Secret(n, v, _) => request.header(*n, v.as_str()),
+            };
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| ProviderError::Transport(without_url(e)))?;

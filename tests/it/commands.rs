@@ -401,3 +401,64 @@ async fn completions_and_help_texts() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_from_a_github_issue_a_directory_scan_or_a_project_name() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(Duration::ZERO)).await;
+    let p = project(&server.url());
+    p.write(
+        ".autowrkers/config.yaml",
+        &format!("{}github_repo: acme/widgets\n", crate::pipeline::CONFIG),
+    );
+    let mut cmd = p.cmd();
+    cmd.env("GITHUB_API_URL", format!("http://{}", server.addr))
+        .env("GITHUB_TOKEN", "ghp-test-token")
+        .args([
+            "run",
+            "--issue",
+            "42",
+            "--template",
+            "pipeline.yaml",
+            "--dry-run",
+        ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("GitHub issue acme/widgets#42: Crash in acme/widgets on empty input"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("auth: Bearer ghp-test-token"),
+        "the token is sent to GitHub"
+    );
+
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--analyze", "--template", "pipeline.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let request = std::fs::read_to_string(p.execution().join("execution.yaml")).expect("request");
+    assert!(
+        request.contains("trigger_mode: directory_scan")
+            && request.contains("Analyze this codebase"),
+        "{request}"
+    );
+
+    // The project is now known by name.
+    let name = p
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let mut cmd = p.cmd();
+    cmd.current_dir(elsewhere.path())
+        .args(["run", "--project", &name, "--task", "again", "--template"])
+        .arg(p.path().join("pipeline.yaml"))
+        .arg("--dry-run");
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("again"), "{}", out.stdout);
+}

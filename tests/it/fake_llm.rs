@@ -184,6 +184,7 @@ impl FakeLlm {
             .route("/api/tags", get(ollama_tags))
             .route("/api/show", post(ollama_show))
             .route("/v1/models", get(openai_models))
+            .route("/repos/{owner}/{repo}/issues/{number}", get(github_issue))
             .with_state(server.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -303,6 +304,20 @@ async fn ollama_show(body: Bytes) -> axum::Json<Value> {
     };
     axum::Json(
         json!({"model_info": {"general.architecture": "qwen2", "qwen2.context_length": ctx}}),
+    )
+}
+
+async fn github_issue(
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> axum::Json<Value> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    axum::Json(
+        json!({"number": number, "title": format!("Crash in {owner}/{repo} on empty input"),
+        "body": format!("Steps: run with no arguments. (auth: {auth})")}),
     )
 }
 
