@@ -22,8 +22,8 @@ pub struct CommandOutcome {
     pub duration: Duration,
 }
 
-/// Kills a process group when dropped (unless disarmed).
-struct GroupGuard(Option<i32>);
+/// Kills a process group when dropped (unless disarmed): a dropped phase never leaves a child.
+pub struct GroupGuard(pub Option<i32>);
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {

@@ -52,6 +52,10 @@ pub trait Meter: Send + Sync {
     fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64>;
     /// Releases the reservation of a call that failed before using any tokens.
     fn release(&self, ticket: Ticket);
+    /// USD left under the tightest budget (None: no budget applies), for CLIs that take a cap.
+    fn remaining(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A reservation held while a call is in flight.
@@ -225,6 +229,15 @@ pub struct PhaseMeter<'a> {
 }
 
 impl Meter for PhaseMeter<'_> {
+    fn remaining(&self) -> Option<f64> {
+        let g = self.guard;
+        let live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+        g.scopes
+            .iter()
+            .map(|s| (s.limit - s.spent_before - live.spent - live.reserved).max(0.0))
+            .reduce(f64::min)
+    }
+
     fn release(&self, ticket: Ticket) {
         let g = self.guard;
         let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use super::events::{EventBus, EventKind};
 use super::extract::json_artifact;
 use crate::agent::{self, Observer, Tally, Toolbox};
+use crate::budget::{BilledCall, Meter};
 use crate::budget::{BudgetExceeded, BudgetGuard, Warning};
 use crate::git::{self, ProjectRepo};
 use crate::keys::Keys;
+use crate::providers::agent_cli::{self, CliRun, Note};
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
 use crate::verify::{self, Checks};
@@ -283,8 +285,15 @@ async fn run_model(
     tally: &mut Tally,
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
-    let provider = providers::build(config, env.project, env.http, env.keys)
-        .map_err(|e| Failure::Provider(e.to_string()))?;
+    // Agent CLIs run their own loop; chat models get ours.
+    let provider = if agent_cli::is_agent_cli(config.provider_type) {
+        None
+    } else {
+        Some(
+            providers::build(config, env.project, env.http, env.keys)
+                .map_err(|e| Failure::Provider(e.to_string()))?,
+        )
+    };
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
         // Uncommitted files can only be an interrupted run's half work: start clean.
@@ -318,21 +327,25 @@ async fn run_model(
     };
     let meter = env.budget.meter(&phase.id, job.iteration, &warn);
     let (text, checked) = loop {
-        let text = agent::converse(
-            provider.as_ref(),
-            &mut request,
-            &toolbox,
-            max_turns,
-            observer,
-            tally,
-            &meter,
-        )
-        .await
-        .map_err(|e| match e {
-            agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
-            agent::AgentError::Budget(b) => Failure::Budget(b),
-            other => Failure::Answer(other.to_string()),
-        })?;
+        let text = if let Some(provider) = &provider {
+            agent::converse(
+                provider.as_ref(),
+                &mut request,
+                &toolbox,
+                max_turns,
+                observer,
+                tally,
+                &meter,
+            )
+            .await
+            .map_err(|e| match e {
+                agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
+                agent::AgentError::Budget(b) => Failure::Budget(b),
+                other => Failure::Answer(other.to_string()),
+            })?
+        } else {
+            cli_answer(job, env, observer, config, &mut request, tally, &meter).await?
+        };
         match check_answer(phase, &text) {
             Ok(checked) => break (text, checked),
             Err(reason) if attempt < phase.max_retries => {
@@ -477,4 +490,72 @@ async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> Phase
         budget: None,
         commit: None,
     }
+}
+
+/// One answer from an agent CLI: it runs its own agent loop in the worktree; we bill what it
+/// reports and turn its events into progress lines. Retry reasons are appended to its prompt.
+async fn cli_answer(
+    job: &PhaseJob<'_>,
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+    config: &ProviderConfig,
+    request: &mut ChatRequest,
+    tally: &mut Tally,
+    meter: &dyn Meter,
+) -> Result<String, Failure> {
+    let retries: Vec<&str> = request
+        .messages
+        .iter()
+        .skip(2)
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .collect();
+    let prompt = if retries.is_empty() {
+        job.prompt.clone()
+    } else {
+        format!("{}\n\n{}", job.prompt, retries.join("\n\n"))
+    };
+    let kind = config.provider_type.as_str();
+    let ticket = meter.before_call(kind, request).map_err(Failure::Budget)?;
+    let run = CliRun {
+        config,
+        workdir: Path::new(&env.workspace.dir),
+        system_prompt: &job.system_prompt,
+        prompt: &prompt,
+        can_edit: job.phase.role == PhaseRole::Implementer,
+        max_budget_usd: meter.remaining(),
+        keys: env.keys,
+    };
+    let on_note = |note: Note| match note {
+        Note::Text(t) => observer.text(&format!("{t}\n")),
+        Note::Tool(t) => observer.note(&t),
+        Note::Raw(t) => observer.log(&format!("{t}\n")),
+    };
+    let result = match agent_cli::run(&run, &on_note).await {
+        Ok(r) => r,
+        Err(e) => {
+            meter.release(ticket);
+            return Err(Failure::Provider(format!("{kind}: {e}")));
+        }
+    };
+    let cost = meter.after_call(
+        ticket,
+        &BilledCall {
+            provider: kind,
+            model: &config.model_name,
+            served: result.served_model.as_deref(),
+            usage: result.usage,
+            reported_usd: result.reported_cost_usd,
+        },
+    );
+    tally.calls += 1;
+    tally.usage.add(&result.usage);
+    tally.cost_usd = tally.cost_usd.zip(cost).map(|(a, b)| a + b);
+    if result.served_model.is_some() {
+        tally.served_model = result.served_model.clone();
+    }
+    request
+        .messages
+        .push(Message::text(Role::Assistant, &result.text));
+    Ok(result.text)
 }

@@ -163,7 +163,14 @@ impl Engine {
             let mut config = Some(&phase.provider_config);
             let mut errors = Vec::new();
             while let Some(c) = config {
-                match providers::build(c, project, &self.http, &self.keys) {
+                let built = if providers::agent_cli::is_agent_cli(c.provider_type) {
+                    providers::agent_cli::check(c)
+                        .map(|_| ())
+                        .map_err(ProviderError::NotConfigured)
+                } else {
+                    providers::build(c, project, &self.http, &self.keys).map(|_| ())
+                };
+                match built {
                     Ok(_) => {
                         errors.clear();
                         break;

@@ -1,6 +1,7 @@
 //! Providers (DESIGN §6): the vendor-neutral chat types, the shared HTTP/streaming layer, each
 //! vendor's client, retries, and the registry that builds one from a phase's `provider_config`.
 
+pub mod agent_cli;
 mod anthropic;
 mod gemini;
 pub mod http;

@@ -197,6 +197,12 @@ fn build_raw(
             })?;
         return Ok(Arc::new(Scripted::load(&project.join(script))?));
     }
+    if super::agent_cli::is_agent_cli(kind) {
+        return Err(ProviderError::NotConfigured(format!(
+            "`{}` is an agent CLI: it runs as a subprocess, not through a chat client",
+            kind.as_str()
+        )));
+    }
     let Some(info) = info(kind) else {
         return Err(ProviderError::NotConfigured(format!(
             "provider_type `{}` is not available in this version; use a chat provider ({})",

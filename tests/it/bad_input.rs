@@ -9,6 +9,7 @@ use crate::support::{Project, git, phase, run};
 fn rule(model: &str, turn: Option<usize>, reply: Reply) -> Rule {
     Rule {
         times: None,
+        tool_results: None,
         model: model.to_owned(),
         turn,
         contains: None,

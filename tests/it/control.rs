@@ -79,6 +79,7 @@ async fn reject_fails_and_cancel_stops_a_paused_run() {
 async fn a_phase_past_its_timeout_fails() {
     let rule = Rule {
         times: None,
+        tool_results: None,
         model: "analyzer".into(),
         turn: None,
         contains: None,
@@ -116,6 +117,7 @@ async fn a_second_runner_is_refused_while_the_first_holds_the_lock() {
         0,
         Rule {
             times: None,
+            tool_results: None,
             model: "analyzer".into(),
             turn: Some(0),
             contains: None,
@@ -152,6 +154,7 @@ async fn a_directory_that_is_not_git_works_in_place() {
     let rules = vec![
         Rule {
             times: None,
+            tool_results: None,
             model: "implementer".into(),
             turn: Some(0),
             contains: None,
@@ -162,6 +165,7 @@ async fn a_directory_that_is_not_git_works_in_place() {
         },
         Rule {
             times: None,
+            tool_results: None,
             model: "implementer".into(),
             turn: None,
             contains: None,
@@ -254,6 +258,7 @@ async fn in_place_edits_the_checkout_and_diffs_from_head() {
     let rules = vec![
         Rule {
             times: None,
+            tool_results: None,
             model: "implementer".into(),
             turn: Some(0),
             contains: None,
@@ -264,6 +269,7 @@ async fn in_place_edits_the_checkout_and_diffs_from_head() {
         },
         Rule {
             times: None,
+            tool_results: None,
             model: "implementer".into(),
             turn: None,
             contains: None,
@@ -313,6 +319,7 @@ async fn a_failing_provider_falls_back_to_the_next() {
     let rules = vec![
         Rule {
             times: None,
+            tool_results: None,
             model: "primary".into(),
             turn: None,
             contains: None,
@@ -320,6 +327,7 @@ async fn a_failing_provider_falls_back_to_the_next() {
         },
         Rule {
             times: None,
+            tool_results: None,
             model: "backup".into(),
             turn: None,
             contains: None,

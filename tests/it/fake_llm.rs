@@ -95,6 +95,9 @@ pub struct Rule {
     pub reply: Reply,
     /// Fault injection only: the rule applies to its first N matches, then steps aside.
     pub times: Option<usize>,
+    /// Matches by the number of tool results in the conversation (agent CLIs add assistant
+    /// messages of their own, so their turns are counted this way).
+    pub tool_results: Option<usize>,
 }
 
 impl Rule {
@@ -105,6 +108,13 @@ impl Rule {
             contains: None,
             reply,
             times: None,
+            tool_results: None,
+        }
+    }
+    pub fn after_tool_results(model: &str, n: usize, reply: Reply) -> Self {
+        Self {
+            tool_results: Some(n),
+            ..Self::new(model, None, reply)
         }
     }
     pub fn times(mut self, n: usize) -> Self {
@@ -120,6 +130,7 @@ pub enum Protocol {
     Anthropic,
     Gemini,
     Ollama,
+    Responses,
 }
 
 /// What the server saw.
@@ -179,6 +190,7 @@ impl FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/v1/responses", post(responses))
             .route("/v1beta/models/{action}", post(gemini))
             .route("/api/chat", post(ollama))
             .route("/api/tags", get(ollama_tags))
@@ -222,15 +234,58 @@ impl FakeLlm {
     }
 }
 
+/// Tool results already in the conversation: how agent CLIs' turns are told apart (they add
+/// assistant messages of their own, so counting those would desynchronise).
+fn tool_results_of(body: &Value, protocol: Protocol) -> usize {
+    let items = |list: &str| body[list].as_array().cloned().unwrap_or_default();
+    let blocks = |m: &Value, key: &str| m[key].as_array().cloned().unwrap_or_default();
+    match protocol {
+        Protocol::Anthropic => items("messages")
+            .iter()
+            .flat_map(|m| blocks(m, "content"))
+            .filter(|b| b["type"] == "tool_result")
+            .count(),
+        Protocol::Gemini => items("contents")
+            .iter()
+            .flat_map(|c| blocks(c, "parts"))
+            .filter(|p| p.get("functionResponse").is_some())
+            .count(),
+        Protocol::Responses => items("input")
+            .iter()
+            .filter(|i| i["type"] == "function_call_output")
+            .count(),
+        Protocol::OpenAi | Protocol::Ollama => items("messages")
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .count(),
+    }
+}
+
 fn turn_of(body: &Value, protocol: Protocol) -> usize {
-    let (list, assistant) = match protocol {
-        Protocol::Gemini => ("contents", "model"),
-        _ => ("messages", "assistant"),
+    let count = |list: &str, pred: &dyn Fn(&Value) -> bool| {
+        body[list]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|x| pred(x)).count())
     };
-    body[list]
-        .as_array()
-        .map(|m| m.iter().filter(|m| m["role"] == assistant).count())
-        .unwrap_or(0)
+    match protocol {
+        Protocol::Gemini => count("contents", &|m| m["role"] == "model"),
+        Protocol::Responses => count("input", &|m| m["type"] == "function_call_output"),
+        _ => count("messages", &|m| m["role"] == "assistant"),
+    }
+}
+
+async fn responses(State(server): State<FakeLlm>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    answer(
+        server,
+        Protocol::Responses,
+        "/v1/responses".into(),
+        model,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn openai(State(server): State<FakeLlm>, headers: HeaderMap, body: Bytes) -> Response {
@@ -345,6 +400,7 @@ async fn answer(
     body: Value,
 ) -> Response {
     let turn = turn_of(&body, protocol);
+    let results = tool_results_of(&body, protocol);
     let text = body.to_string();
     let authorization = key_of(headers);
     let (index, reply, release) = {
@@ -353,6 +409,7 @@ async fn answer(
         let hit = rules.iter().enumerate().position(|(i, r)| {
             r.model == model
                 && r.turn.is_none_or(|t| t == turn)
+                && r.tool_results.is_none_or(|n| n == results)
                 && r.contains
                     .as_ref()
                     .is_none_or(|c| text.contains(c.as_str()))
@@ -421,6 +478,7 @@ async fn answer(
         Protocol::Anthropic => ("text/event-stream", anthropic_events(&reply, &model)),
         Protocol::Gemini => ("text/event-stream", gemini_events(&reply, &model)),
         Protocol::Ollama => ("application/x-ndjson", ollama_lines(&reply, &model)),
+        Protocol::Responses => ("text/event-stream", responses_events(&reply, &model)),
     };
     if reply.garbage {
         events.insert(1, "data: {this is not json\n\n".to_owned());
@@ -620,4 +678,45 @@ pub fn ollama_lines(reply: &Reply, model: &str) -> Vec<String> {
     lines.push(json!({"model": served, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop",
         "prompt_eval_count": reply.prompt_tokens, "eval_count": reply.completion_tokens}));
     lines.into_iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// OpenAI Responses API (what Codex speaks): response.created … response.completed.
+pub fn responses_events(reply: &Reply, model: &str) -> Vec<String> {
+    let ev = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        format!("event: {name}\ndata: {data}\n\n")
+    };
+    let mut out = vec![ev(
+        "response.created",
+        json!({"response": {"id": "resp_1", "model": model}}),
+    )];
+    let mut index = 0;
+    for (i, (name, args)) in reply.tool_calls.iter().enumerate() {
+        let item = json!({"type": "function_call", "id": format!("fc_{i}"), "call_id": format!("call_{i}"), "name": name, "arguments": args.to_string()});
+        out.push(ev(
+            "response.output_item.added",
+            json!({"output_index": index, "item": item}),
+        ));
+        out.push(ev(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        ));
+        index += 1;
+    }
+    if !reply.text.is_empty() {
+        out.push(ev("response.output_item.added", json!({"output_index": index, "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []}})));
+        for p in pieces(&reply.text) {
+            out.push(ev(
+                "response.output_text.delta",
+                json!({"output_index": index, "content_index": 0, "delta": p}),
+            ));
+        }
+        out.push(ev("response.output_item.done", json!({"output_index": index, "item": {"type": "message", "id": "msg_1", "role": "assistant",
+            "content": [{"type": "output_text", "text": reply.text}]}})));
+    }
+    out.push(ev("response.completed", json!({"response": {"id": "resp_1", "model": model, "usage": {
+        "input_tokens": reply.prompt_tokens + reply.cached_tokens, "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+        "output_tokens": reply.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": reply.prompt_tokens + reply.cached_tokens + reply.completion_tokens}}})));
+    out
 }

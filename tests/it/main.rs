@@ -1,6 +1,7 @@
 //! Integration tests, one binary (linking is the slow part). They drive the real `autowrkers`
 //! binary against a real fake LLM server on 127.0.0.1, in real temp git repositories.
 
+mod agent_clis;
 mod bad_input;
 mod commands;
 mod control;

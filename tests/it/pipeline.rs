@@ -14,6 +14,7 @@ pub const CONFIG: &str = "verify:\n  test: sh test.sh\n  timeout_seconds: 60\n";
 fn rule(model: &str, turn: Option<usize>, contains: Option<&str>, reply: Reply) -> Rule {
     Rule {
         times: None,
+        tool_results: None,
         model: model.to_owned(),
         turn,
         contains: contains.map(str::to_owned),

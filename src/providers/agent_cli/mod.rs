@@ -1,0 +1,360 @@
+//! Agent CLIs as phase providers (DESIGN §6): Claude Code, Codex CLI, Gemini CLI and Qwen Code
+//! run as subprocesses in the phase's worktree, non-interactively, in their JSON-streaming
+//! modes, with stdin from /dev/null, a home folder of their own, and the flags that keep them
+//! off other hosts. Their events become our progress lines; their final result the phase
+//! output. A timeout or cancel drops the run, which kills the whole process group.
+
+mod parse;
+
+pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, StreamParser};
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+use super::registry::{base_url, info, key};
+use crate::keys::Keys;
+use crate::process::GroupGuard;
+use crate::spec::{ProviderConfig, ProviderType};
+
+/// True for the provider types that are agent CLIs.
+pub fn is_agent_cli(kind: ProviderType) -> bool {
+    matches!(
+        kind,
+        ProviderType::ClaudeCode
+            | ProviderType::Codex
+            | ProviderType::GeminiCli
+            | ProviderType::QwenCode
+    )
+}
+
+/// One run of an agent CLI.
+pub struct CliRun<'a> {
+    /// The phase's provider config (`extra_params`: `binary`, `args`, `max_turns`).
+    pub config: &'a ProviderConfig,
+    /// The worktree.
+    pub workdir: &'a Path,
+    /// Standing instructions.
+    pub system_prompt: &'a str,
+    /// The task prompt.
+    pub prompt: &'a str,
+    /// Implementer (edits allowed) or read-only role.
+    pub can_edit: bool,
+    /// USD the run may spend, passed as a backstop where the CLI takes one.
+    pub max_budget_usd: Option<f64>,
+    /// Where keys come from.
+    pub keys: &'a Keys,
+}
+
+/// The API a CLI speaks, for its base URL and key.
+fn api_of(kind: ProviderType) -> ProviderType {
+    match kind {
+        ProviderType::ClaudeCode => ProviderType::Anthropic,
+        ProviderType::GeminiCli => ProviderType::GeminiSdk,
+        _ => ProviderType::Openai,
+    }
+}
+
+fn default_binary(kind: ProviderType) -> &'static str {
+    match kind {
+        ProviderType::ClaudeCode => "claude",
+        ProviderType::Codex => "codex",
+        ProviderType::GeminiCli => "gemini",
+        _ => "qwen",
+    }
+}
+
+fn npm_package(kind: ProviderType) -> &'static str {
+    match kind {
+        ProviderType::ClaudeCode => "@anthropic-ai/claude-code",
+        ProviderType::Codex => "@openai/codex",
+        ProviderType::GeminiCli => "@google/gemini-cli",
+        _ => "@qwen-code/qwen-code",
+    }
+}
+
+/// Checks before any call that the CLI of `config` can be started.
+pub fn check(config: &ProviderConfig) -> Result<PathBuf, String> {
+    let kind = config.provider_type;
+    let wanted = config
+        .extra_params
+        .get("binary")
+        .and_then(|v| v.as_str())
+        .unwrap_or(default_binary(kind));
+    let found = if wanted.contains('/') {
+        Some(PathBuf::from(wanted)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(wanted))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.is_file())
+    };
+    found.ok_or_else(|| {
+        format!(
+            "`{}` needs the `{wanted}` CLI: `npm install -g {}`, or set extra_params.binary to its path",
+            kind.as_str(),
+            npm_package(kind)
+        )
+    })
+}
+
+/// The program, its arguments, its environment and its parser.
+struct Plan {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    parser: Box<dyn StreamParser>,
+}
+
+fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
+    let cfg = run.config;
+    let kind = cfg.provider_type;
+    let api = info(api_of(kind)).ok_or("no API data")?;
+    let (url, _) = base_url(&api, Some(cfg));
+    // The CLIs refuse to start without a key, even against a gateway that needs none.
+    let secret = key(&api, Some(cfg), run.keys).map_or_else(
+        || "no-key-configured".to_owned(),
+        |(k, _)| k.expose().to_owned(),
+    );
+    let program = cfg
+        .extra_params
+        .get("binary")
+        .and_then(|v| v.as_str())
+        .map_or_else(|| PathBuf::from(default_binary(kind)), PathBuf::from);
+    let model = cfg.model_name.clone();
+    let prompt = if run.system_prompt.is_empty() {
+        run.prompt.to_owned()
+    } else {
+        format!("{}\n\n{}", run.system_prompt, run.prompt)
+    };
+    let max_turns = cfg.extra_params.get("max_turns").and_then(|v| v.as_u64());
+    let home_s = home.to_string_lossy().into_owned();
+    let mut env = vec![("HOME".to_owned(), home_s.clone())];
+    let mut args: Vec<String> = Vec::new();
+    let parser: Box<dyn StreamParser> = match kind {
+        ProviderType::ClaudeCode => {
+            // Claude's base URL has no /v1.
+            env.push((
+                "ANTHROPIC_BASE_URL".into(),
+                url.trim_end_matches('/').trim_end_matches("/v1").to_owned(),
+            ));
+            env.push(("ANTHROPIC_API_KEY".into(), secret));
+            env.push((
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                "1".into(),
+            ));
+            env.push(("CLAUDE_CODE_MAX_RETRIES".into(), "1".into()));
+            args.extend([
+                "-p".into(),
+                prompt,
+                "--output-format".into(),
+                "stream-json".into(),
+                "--verbose".into(),
+            ]);
+            args.extend([
+                "--no-session-persistence".into(),
+                "--permission-mode".into(),
+            ]);
+            args.push(if run.can_edit { "acceptEdits" } else { "plan" }.into());
+            if !model.is_empty() {
+                args.extend(["--model".into(), model]);
+            }
+            if let Some(n) = max_turns {
+                args.extend(["--max-turns".into(), n.to_string()]);
+            }
+            if let Some(usd) = run.max_budget_usd {
+                args.extend(["--max-budget-usd".into(), format!("{usd:.4}")]);
+            }
+            Box::new(ClaudeLike::new(false))
+        }
+        ProviderType::Codex => {
+            let codex_home = home.join(".codex");
+            std::fs::create_dir_all(&codex_home).map_err(|e| e.to_string())?;
+            env.push((
+                "CODEX_HOME".into(),
+                codex_home.to_string_lossy().into_owned(),
+            ));
+            env.push(("AUTOWRKERS_CODEX_KEY".into(), secret));
+            let base = if url.trim_end_matches('/').ends_with("/v1") {
+                url.trim_end_matches('/').to_owned()
+            } else {
+                format!("{}/v1", url.trim_end_matches('/'))
+            };
+            args.extend([
+                "exec".into(),
+                "--json".into(),
+                "--ephemeral".into(),
+                "--skip-git-repo-check".into(),
+            ]);
+            args.extend(["--disable".into(), "plugins".into(), "-s".into()]);
+            args.push(
+                if run.can_edit {
+                    "workspace-write"
+                } else {
+                    "read-only"
+                }
+                .into(),
+            );
+            args.extend(["-C".into(), run.workdir.to_string_lossy().into_owned()]);
+            if !model.is_empty() {
+                args.extend(["-c".into(), format!("model={model}")]);
+            }
+            args.extend(["-c".into(), "model_provider=autowrkers".into(), "-c".into()]);
+            args.push(format!(
+                "model_providers.autowrkers={{name=\"autowrkers\",base_url=\"{base}\",env_key=\"AUTOWRKERS_CODEX_KEY\",wire_api=\"responses\",request_max_retries=1,stream_max_retries=1}}"
+            ));
+            args.push(prompt);
+            Box::new(Codex::default())
+        }
+        ProviderType::GeminiCli => {
+            let dir = home.join(".gemini");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let settings = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"general":{"enableAutoUpdate":false},"telemetry":{"enabled":false}}"#;
+            std::fs::write(dir.join("settings.json"), settings).map_err(|e| e.to_string())?;
+            env.push(("GEMINI_API_KEY".into(), secret));
+            env.push((
+                "GOOGLE_GEMINI_BASE_URL".into(),
+                url.trim_end_matches('/')
+                    .trim_end_matches("/v1beta")
+                    .to_owned(),
+            ));
+            args.extend([
+                "-p".into(),
+                prompt,
+                "--output-format".into(),
+                "stream-json".into(),
+                "--skip-trust".into(),
+            ]);
+            args.extend([
+                "--approval-mode".into(),
+                if run.can_edit { "auto_edit" } else { "default" }.into(),
+            ]);
+            if !model.is_empty() {
+                // Without -m it first asks a routing model which model to use.
+                args.extend(["-m".into(), model]);
+            }
+            Box::new(GeminiCli::default())
+        }
+        _ => {
+            let base = if url.trim_end_matches('/').ends_with("/v1") {
+                url.clone()
+            } else {
+                format!("{}/v1", url.trim_end_matches('/'))
+            };
+            env.push(("OPENAI_API_KEY".into(), secret));
+            env.push(("OPENAI_BASE_URL".into(), base));
+            env.push(("OPENAI_MODEL".into(), model));
+            args.extend([
+                prompt,
+                "--auth-type".into(),
+                "openai".into(),
+                "--output-format".into(),
+                "stream-json".into(),
+            ]);
+            args.extend([
+                "--approval-mode".into(),
+                if run.can_edit { "auto-edit" } else { "default" }.into(),
+            ]);
+            Box::new(ClaudeLike::new(true))
+        }
+    };
+    for extra in cfg
+        .extra_params
+        .get("args")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(a) = extra.as_str() {
+            args.push(a.to_owned());
+        }
+    }
+    Ok(Plan {
+        program,
+        args,
+        env,
+        parser,
+    })
+}
+
+/// Runs the CLI to the end. `on_note` gets every progress line (and the raw lines for the log);
+/// the error is the CLI's own message when it has one.
+pub async fn run(
+    run: &CliRun<'_>,
+    on_note: &(dyn Fn(Note) + Send + Sync),
+) -> Result<CliResult, String> {
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let Plan {
+        program,
+        args,
+        env,
+        mut parser,
+    } = plan(run, home.path())?;
+    let mut cmd = Command::new(&program);
+    cmd.args(&args)
+        .envs(env)
+        .current_dir(run.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot start {}: {e} (set extra_params.binary)",
+            program.display()
+        )
+    })?;
+    let pid = child.id();
+    // Dropping this future (timeout, cancel) kills the CLI and everything it started.
+    let _guard = GroupGuard(pid.map(|p| p as i32));
+    on_note(Note::Raw(format!(
+        "[{} started, pid {}]",
+        program.display(),
+        pid.unwrap_or(0)
+    )));
+    let stderr = child.stderr.take();
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text).await;
+        }
+        text
+    });
+    if let Some(out) = child.stdout.take() {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            for note in parser.line(&line) {
+                on_note(note);
+            }
+        }
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    let stderr = stderr_task.await.unwrap_or_default();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        on_note(Note::Raw(format!("stderr: {line}")));
+    }
+    parser.finish(status.code()).map_err(|e| {
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect();
+        if tail.is_empty() {
+            e
+        } else {
+            format!(
+                "{e} (stderr: {})",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )
+        }
+    })
+}
