@@ -135,7 +135,7 @@ pub enum ProviderCommand {
         /// Model to ask (default: a cheap one of the provider, or the first detected).
         #[arg(long)]
         model: Option<String>,
-        /// Base URL override.
+        /// Base URL override (for an agent CLI: the path of its binary).
         #[arg(long)]
         url: Option<String>,
     },

@@ -210,6 +210,9 @@ async fn test(
     url: Option<String>,
 ) -> Result<u8> {
     let kind = parse_kind(provider)?;
+    if providers::agent_cli::is_agent_cli(kind) {
+        return test_cli(kind, url.as_deref());
+    }
     let model = model
         .or_else(|| default_test_model(kind, home))
         .ok_or_else(|| {
@@ -268,5 +271,35 @@ async fn detect(home: &Home, provider: &str, url: Option<String>) -> Result<u8> 
             .unwrap_or_else(|| "context ?".to_owned());
         println!("  {:<40} {ctx}", m.id);
     }
+    Ok(0)
+}
+
+/// `provider test` for an agent CLI: is it installed, and does it start (its version)?
+fn test_cli(kind: ProviderType, binary: Option<&str>) -> Result<u8> {
+    let mut cfg = config(kind, None, None);
+    if let Some(b) = binary {
+        cfg.extra_params.insert("binary".into(), b.into());
+    }
+    let path = providers::agent_cli::check(&cfg).map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let out = std::process::Command::new(&path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", path.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        bail!(
+            "{} --version failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    println!(
+        "ok: {} {version} at {} (started in {} ms)",
+        kind.as_str(),
+        path.display(),
+        started.elapsed().as_millis()
+    );
     Ok(0)
 }

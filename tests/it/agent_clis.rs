@@ -21,7 +21,7 @@ const PACKAGES: [&str; 4] = [
 ];
 
 /// The folder holding `claude`, `codex`, `gemini` and `qwen`, installing them once.
-fn cli_bin() -> PathBuf {
+pub fn cli_bin() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = std::env::var_os("AUTOWRKERS_AGENT_CLIS")
@@ -472,5 +472,44 @@ async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
     assert!(
         status.is_empty() || status.contains("State:\tZ"),
         "the CLI ({pid}) outlived its phase:\n{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_test_reports_each_clis_version() {
+    let p = Project::plain(&[]);
+    for (kind, bin) in [
+        ("claude_code", "claude"),
+        ("codex", "codex"),
+        ("gemini_cli", "gemini"),
+        ("qwen_code", "qwen"),
+    ] {
+        let mut cmd = p.cmd();
+        cmd.args(["provider", "test", kind, "--url"])
+            .arg(cli_bin().join(bin));
+        let out = run(cmd).await;
+        assert_eq!(out.code, 0, "{kind}: {}", out.stderr);
+        assert!(
+            out.stdout.starts_with(&format!("ok: {kind} "))
+                && out.stdout.chars().any(|c| c.is_ascii_digit()),
+            "{}",
+            out.stdout
+        );
+    }
+    let mut cmd = p.cmd();
+    cmd.args([
+        "provider",
+        "test",
+        "claude_code",
+        "--url",
+        "/nonexistent/claude",
+    ]);
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("npm install -g @anthropic-ai/claude-code"),
+        "{}",
+        out.stderr
     );
 }

@@ -1,5 +1,5 @@
 //! The seed's default template end to end, every base URL pointed at the fake server: Gemini
-//! analyzes and documents, the implementer edits, the OpenRouter reviewer fails with 500s so
+//! analyzes and documents, Claude Code (the real CLI) implements, the OpenRouter reviewer fails with 500s so
 //! its Ollama fallback answers, Gemini reviews style in parallel, the verifier runs the tests.
 
 use serde_json::json;
@@ -21,6 +21,13 @@ fn rule(model: &str, turn: Option<usize>, contains: &str, reply: Reply) -> Rule 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_default_template_runs_with_the_ollama_fallback() {
     let tasks = "```json\n{\"summary\": \"greet loudly\", \"tasks\": [{\"id\": 1, \"title\": \"shout\"}]}\n```\n/analysis-complete";
+    let p = Project::git(&[
+        ("greet.txt", "hello\n"),
+        ("test.sh", "grep -q HELLO loud.txt\n"),
+        (".autowrkers/config.yaml", "verify:\n  test: sh test.sh\n"),
+    ]);
+    // A new file: Claude Code refuses to overwrite a file it has not read.
+    let greet = p.path().join("loud.txt");
     let (server, _h) = FakeLlm::start(vec![
         rule(
             "gemini-1.5-pro",
@@ -40,27 +47,19 @@ async fn the_seed_default_template_runs_with_the_ollama_fallback() {
             "Role: Planner",
             Reply::text("## Architecture\nOne script.\n/docs-complete"),
         ),
-        rule(
+        Rule::after_tool_results(
             "claude-impl",
-            Some(0),
-            "",
-            Reply::tool(
-                "write_file",
-                json!({"path": "greet.txt", "content": "HELLO\n"}),
-            ),
+            0,
+            Reply::tool("Write", json!({"file_path": greet, "content": "HELLO\n"})),
         ),
-        rule("claude-impl", None, "", Reply::text("Done. /complete")),
+        Rule::after_tool_results("claude-impl", 1, Reply::text("Done. /complete")),
         rule("openai/gpt-4-turbo", None, "", Reply::status(500)),
         rule("codellama:latest", None, "", Reply::text(APPROVE)),
         rule("gemini-1.5-flash", None, "", Reply::text(APPROVE)),
     ])
     .await;
-    let p = Project::git(&[
-        ("greet.txt", "hello\n"),
-        ("test.sh", "grep -q HELLO greet.txt\n"),
-        (".autowrkers/config.yaml", "verify:\n  test: sh test.sh\n"),
-    ]);
-    // The seed's implementer is Claude Code, an agent CLI; here Anthropic's API stands in.
+    // The seed's implementer is the real Claude Code CLI; it runs in place so the absolute path
+    // its Write tool needs is known here.
     let seed = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples/templates/default_pipeline.yaml"),
@@ -68,7 +67,10 @@ async fn the_seed_default_template_runs_with_the_ollama_fallback() {
     .expect("seed");
     let template = seed.replace(
         "provider_type: claude_code\n      model_name: \"\"  # Uses default Claude",
-        "provider_type: anthropic\n      model_name: claude-impl",
+        &format!(
+            "provider_type: claude_code\n      model_name: claude-impl\n      extra_params: {{binary: \"{}\"}}",
+            crate::agent_clis::cli_bin().join("claude").display()
+        ),
     );
     assert_ne!(template, seed);
     p.write("seed.yaml", &template);
@@ -89,6 +91,7 @@ async fn the_seed_default_template_runs_with_the_ollama_fallback() {
             "--template",
             "seed.yaml",
             "--json",
+            "--in-place",
         ]);
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
