@@ -16,6 +16,25 @@ Exit codes: 0 completed, 1 failed or cancelled, 2 usage or validation error,
 3 budget exceeded, 4 paused or awaiting approval, 130 interrupted.
 Files: ~/.autowrkers (or AUTOWRKERS_HOME) and <project>/.autowrkers.";
 
+const WORKFLOW_HELP: &str = "\
+Examples:
+  autowrkers wf status 3f2a                         # ids accept unique prefixes
+  autowrkers wf pause 3f2a   /   autowrkers resume 3f2a
+  autowrkers wf logs 3f2a --follow                  # reattach to a running execution
+  autowrkers wf artifact edit 3f2a phase-analysis   # then `resume` re-runs its readers";
+
+const RUN_HELP: &str = "\
+Examples:
+  autowrkers run --task \"Add a --verbose flag\" --template examples/templates/openai-only.yaml
+  autowrkers run --analyze                          # the analyzer picks the change
+  autowrkers run --issue 42 --budget 5              # a GitHub issue, at most $5
+  autowrkers run --task \"…\" --dry-run             # prompts and a cost estimate, no call
+  autowrkers run --task \"…\" --json > events.ndjson   # CI: one event per line
+
+On a terminal the live view shows the run: q detaches, p pauses, s skips the running phase,
+e expands its output. Exit codes: 0 completed, 1 failed, 2 invalid input, 3 budget exceeded,
+4 paused or awaiting approval, 130 interrupted.";
+
 /// Several LLMs and coding agents working on one code change together.
 #[derive(Debug, Parser)]
 #[command(name = "autowrkers", version, about, after_help = AFTER_HELP, propagate_version = true)]
@@ -29,11 +48,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a workflow on a project (alias of `workflow start`).
+    #[command(after_help = RUN_HELP)]
     Run(StartArgs),
     /// Continue an execution: only phases that are not up to date run.
     Resume(IdArgs),
     /// Executions: start, inspect, control.
-    #[command(subcommand, visible_alias = "wf")]
+    #[command(subcommand, visible_alias = "wf", after_help = WORKFLOW_HELP)]
     Workflow(WorkflowCommand),
     /// Workflow templates: validate, list, show.
     #[command(subcommand)]

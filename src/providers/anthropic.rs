@@ -158,14 +158,7 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
                 ("assistant", blocks)
             }
         };
-        match out.last_mut() {
-            Some(prev) if prev["role"] == role => {
-                if let Some(content) = prev["content"].as_array_mut() {
-                    content.extend(block);
-                }
-            }
-            _ => out.push(json!({"role": role, "content": block})),
-        }
+        super::wire::push_turn(&mut out, role, "content", block);
     }
     out
 }
@@ -179,15 +172,7 @@ struct Accumulator {
 
 impl Accumulator {
     fn cut(&self, e: ProviderError) -> ProviderError {
-        match e {
-            ProviderError::Transport(message) | ProviderError::Protocol(message) => {
-                ProviderError::StreamCut {
-                    message,
-                    partial: self.response.usage,
-                }
-            }
-            other => other,
-        }
+        e.mid_stream(self.response.usage)
     }
 
     /// Applies one event; true at `message_stop`.

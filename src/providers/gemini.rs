@@ -153,14 +153,7 @@ fn wire_contents(messages: &[Message]) -> Vec<Value> {
                 ("model", parts)
             }
         };
-        match out.last_mut() {
-            Some(prev) if prev["role"] == role => {
-                if let Some(p) = prev["parts"].as_array_mut() {
-                    p.extend(parts);
-                }
-            }
-            _ => out.push(json!({"role": role, "parts": parts})),
-        }
+        super::wire::push_turn(&mut out, role, "parts", parts);
     }
     out
 }
@@ -173,15 +166,7 @@ struct Accumulator {
 
 impl Accumulator {
     fn cut(&self, e: ProviderError) -> ProviderError {
-        match e {
-            ProviderError::Transport(message) | ProviderError::Protocol(message) => {
-                ProviderError::StreamCut {
-                    message,
-                    partial: self.response.usage,
-                }
-            }
-            other => other,
-        }
+        e.mid_stream(self.response.usage)
     }
 
     fn absorb(&mut self, chunk: &Value, on_delta: DeltaSink<'_>) -> Result<(), ProviderError> {

@@ -13,6 +13,7 @@ mod retry;
 mod scripted;
 mod secret;
 mod types;
+mod wire;
 
 pub use anthropic::AnthropicMessages;
 pub use gemini::GeminiGenerate;

@@ -214,10 +214,7 @@ impl Accumulator {
 
     /// A stream error, keeping the usage already reported.
     fn cut(&self, e: ProviderError) -> ProviderError {
-        ProviderError::StreamCut {
-            message: e.to_string(),
-            partial: self.response.usage,
-        }
+        e.mid_stream(self.response.usage)
     }
 
     fn finish(mut self) -> Result<ChatResponse, ProviderError> {

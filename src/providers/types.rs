@@ -164,6 +164,17 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// An error met mid-stream: transport and protocol failures become [`Self::StreamCut`],
+    /// keeping the usage reported so far (it is billed even though the call is repeated).
+    pub fn mid_stream(self, partial: TokenUsage) -> Self {
+        match self {
+            Self::Transport(message) | Self::Protocol(message) => {
+                Self::StreamCut { message, partial }
+            }
+            other => other,
+        }
+    }
+
     /// Whether repeating the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -374,3 +374,55 @@ async fn a_failing_provider_falls_back_to_the_next() {
     );
     assert!(out.stdout.contains("falling back"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_behavior_skip_phase_skips_only_skippable_phases() {
+    let bad = Reply::text("no pattern here");
+    let rules = vec![
+        Rule::new("analyzer", None, bad),
+        Rule::new("planner", None, Reply::text("## plan\n/docs-complete")),
+    ];
+    let (server, _h) = FakeLlm::start(rules).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let mut t = "name: x\nfailure_behavior: skip_phase\nphases:\n".to_owned();
+    t += &phase(
+        "p1",
+        "analyzer",
+        "analyzer",
+        &server.url(),
+        ("analyzer_prompt", "task_list", "/analysis-complete"),
+        1,
+        "    max_retries: 0\n",
+    );
+    t += &phase(
+        "p2",
+        "planner",
+        "planner",
+        &server.url(),
+        ("planner_prompt", "codebase_docs", "/docs-complete"),
+        2,
+        "",
+    );
+    p.write("t.yaml", &t);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let state = p.state();
+    assert_eq!(state["phase_executions"][0]["status"], "skipped");
+    assert_eq!(state["phase_executions"][1]["status"], "completed");
+
+    // The same failure in a phase that may not be skipped fails the execution.
+    p.write(
+        "t.yaml",
+        &t.replace(
+            "    max_retries: 0\n",
+            "    max_retries: 0\n    can_skip: false\n",
+        ),
+    );
+    std::fs::remove_dir_all(p.path().join(".autowrkers/executions")).expect("clean");
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    assert_eq!(run(cmd).await.code, 1);
+    assert_eq!(p.state()["status"], "failed");
+}

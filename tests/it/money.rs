@@ -527,3 +527,74 @@ async fn a_provider_reported_cost_is_billed_with_the_table_figure_beside_it() {
     );
     assert_eq!(server.log()[0].body["model"], "openai/gpt-4o");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warning_at_80_percent_and_budget_reset_counts_from_zero() {
+    let rules = vec![
+        Rule {
+            contains: Some("Role: Codebase Analyzer".into()),
+            ..Rule::new("capped", None, billed(TASKS, 80))
+        },
+        Rule {
+            contains: Some("Role: Planner".into()),
+            ..Rule::new("capped", None, billed("plan /done", 80))
+        },
+        Rule::new("capped", None, billed(APPROVE, 80)),
+    ];
+    let (server, _h) = FakeLlm::start(rules).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    price_override(&p);
+    p.write("t.yaml", &three_phase_template(&server.url()));
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "t.yaml",
+        "--budget",
+        "0.2",
+        "--json",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let warning: Value = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .find(|e| e["type"] == "workflow:budget_warning")
+        .expect("a budget warning at 80 %");
+    assert_eq!(warning["scope"], "execution");
+    assert!(warning["spent"].as_f64().expect("spent") >= 0.16 - 1e-6);
+
+    // A project budget reset counts this month's spending from zero again.
+    let mut cmd = p.cmd();
+    cmd.args(["budget", "set", "--scope", "project", "--limit", "5"]);
+    assert_eq!(run(cmd).await.code, 0);
+    let mut cmd = p.cmd();
+    cmd.args(["budget", "reset", "--scope", "project"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut cmd = p.cmd();
+    cmd.args(["budget", "status", "--json"]);
+    let status = run(cmd).await;
+    let project: Value = status
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .find(|v| {
+            v["scope"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("project"))
+        })
+        .expect("project row");
+    assert_eq!(project["spent"], 0.0, "{project}");
+
+    // `workflow list --status` filters.
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "list", "--status", "budget_exceeded", "--json"]);
+    assert_eq!(run(cmd).await.stdout.lines().count(), 1);
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "list", "--status", "completed", "--json"]);
+    assert_eq!(run(cmd).await.stdout.lines().count(), 0);
+}
