@@ -91,9 +91,14 @@ impl Drop for Tmux {
     }
 }
 
+/// A tmux socket name used once: a new server never meets the one a previous test is closing.
 fn uuid_like() -> String {
-    format!("{}-{:?}", std::process::id(), std::thread::current().id())
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Wakes on every change under `dir`.
