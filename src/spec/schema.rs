@@ -71,7 +71,35 @@ fn schema_of<T: JsonSchema>() -> Value {
         .into_generator()
         .into_root_schema_for::<T>();
     // A Schema is a JSON value by construction; converting it cannot fail.
-    serde_json::to_value(&schema).unwrap_or(Value::Null)
+    let mut value = serde_json::to_value(&schema).unwrap_or(Value::Null);
+    simplify_enums(&mut value);
+    value
+}
+
+/// schemars writes a documented unit enum as `oneOf` of one `const` per variant; an `enum`
+/// says the same to editors and lets validation errors list the allowed values
+/// (`"bogus" is not one of ["openai", …]`) instead of "not valid under any of the schemas".
+fn simplify_enums(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let consts: Option<Vec<Value>> =
+                map.get("oneOf").and_then(Value::as_array).and_then(|alts| {
+                    alts.iter()
+                        .map(|a| a.get("const").cloned())
+                        .collect::<Option<Vec<Value>>>()
+                });
+            if let Some(values) = consts {
+                map.remove("oneOf");
+                map.insert("type".into(), Value::String("string".into()));
+                map.insert("enum".into(), Value::Array(values));
+            }
+            for v in map.values_mut() {
+                simplify_enums(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(simplify_enums),
+        _ => {}
+    }
 }
 
 /// Renders a schema as the pretty JSON checked into `schemas/`.
