@@ -133,7 +133,7 @@ pub fn find_execution(
         .collect();
     match matches.len() {
         0 => Err(StoreError::NotFound(prefix.to_owned())),
-        1 => Ok(matches.into_iter().next().expect("one match")),
+        1 => matches.into_iter().next().ok_or_else(|| StoreError::NotFound(prefix.to_owned())),
         _ => {
             if let Some(exact) = matches.iter().find(|d| d.id() == prefix) {
                 return Ok(exact.clone());
