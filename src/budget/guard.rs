@@ -10,7 +10,7 @@ use super::limits::{Budgets, this_month};
 use super::prices::{PriceTable, Pricing};
 use crate::providers::ChatRequest;
 use crate::spec::{ExecutionRequest, TokenUsage};
-use crate::store::{Home, write_atomic};
+use crate::store::Home;
 
 /// Output tokens assumed for a call whose model has no known cap and no `max_tokens`.
 const DEFAULT_MAX_OUTPUT: u64 = 4096;
@@ -208,9 +208,20 @@ impl BudgetGuard {
     }
 
     fn publish_reserved(&self, reserved: f64) {
-        // For `budget status` in other processes: what this runner holds right now.
+        // For `budget status` in other processes: what this runner holds right now. Only worth
+        // writing when a budget applies; a rename without fsync, since the file dies with the
+        // run anyway (syncing it twice per call cost more than the rest of a phase's overhead).
+        if self.scopes.is_empty() {
+            return;
+        }
         let text = serde_json::json!({"reserved": reserved, "pid": std::process::id()}).to_string();
-        let _ = write_atomic(&self.reserved_file, text.as_bytes());
+        let tmp = self.reserved_file.with_extension("tmp");
+        if let Some(dir) = self.reserved_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.reserved_file);
+        }
     }
 }
 

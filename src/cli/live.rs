@@ -280,8 +280,10 @@ pub async fn watch(dir: &ExecutionDir, runner_pid: u32, color: bool) -> Result<E
         notes: Vec::new(),
     };
     let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = wake_tx.send(());
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| autowrkers::store::is_change(&e)) {
+            let _ = wake_tx.send(());
+        }
     })?;
     watcher.watch(dir.root(), notify::RecursiveMode::NonRecursive)?;
     let _keys_mode = KeyMode::enter();

@@ -93,7 +93,7 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             );
             Ok(0)
         }
-        _ => Ok(0),
+        other => bail!("internal: `{other:?}` is not a template management command"),
     }
 }
 

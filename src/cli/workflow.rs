@@ -273,8 +273,10 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
     let path = dir.events_path();
     let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = tx.send(());
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| autowrkers::store::is_change(&e)) {
+            let _ = tx.send(());
+        }
     })?;
     watcher.watch(dir.root(), notify::RecursiveMode::NonRecursive)?;
     let color = super::output::use_color(

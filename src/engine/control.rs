@@ -28,6 +28,9 @@ impl ControlWatch {
         let reader = dir.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
+            if !crate::store::is_change(&event) {
+                return;
+            }
             if !event
                 .paths
                 .iter()

@@ -67,6 +67,15 @@ impl StoreError {
     }
 }
 
+/// True for file events that change something; reads (inotify `IN_ACCESS`/`IN_OPEN`) are not
+/// changes, and reacting to them by reading the file again would feed itself forever.
+pub fn is_change(event: &notify::Event) -> bool {
+    matches!(
+        event.kind,
+        notify::EventKind::Create(_) | notify::EventKind::Modify(_) | notify::EventKind::Remove(_)
+    )
+}
+
 /// The registry of known projects (`~/.autowrkers/projects.yaml`): absolute paths.
 pub fn known_projects(home: &Home) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string(home.projects()) else {
@@ -133,7 +142,10 @@ pub fn find_execution(
         .collect();
     match matches.len() {
         0 => Err(StoreError::NotFound(prefix.to_owned())),
-        1 => matches.into_iter().next().ok_or_else(|| StoreError::NotFound(prefix.to_owned())),
+        1 => matches
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::NotFound(prefix.to_owned())),
         _ => {
             if let Some(exact) = matches.iter().find(|d| d.id() == prefix) {
                 return Ok(exact.clone());

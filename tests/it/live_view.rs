@@ -104,8 +104,10 @@ fn uuid_like() -> String {
 /// Wakes on every change under `dir`.
 fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = tx.send(());
+    let mut w = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| autowrkers::store::is_change(&e)) {
+            let _ = tx.send(());
+        }
     })
     .expect("watcher");
     w.watch(dir, notify::RecursiveMode::Recursive)
