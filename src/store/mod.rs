@@ -157,3 +157,20 @@ pub fn find_execution(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_change;
+    use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind};
+
+    #[test]
+    fn reads_are_not_changes() {
+        let event = |kind| notify::Event::new(kind);
+        assert!(
+            !is_change(&event(EventKind::Access(AccessKind::Any))),
+            "reacting to reads loops forever"
+        );
+        assert!(is_change(&event(EventKind::Create(CreateKind::File))));
+        assert!(is_change(&event(EventKind::Modify(ModifyKind::Any))));
+    }
+}
