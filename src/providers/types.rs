@@ -120,7 +120,9 @@ pub enum ProviderError {
         message: String,
     },
     /// The key is missing, wrong or not allowed: fix the key, do not retry.
-    #[error("authentication failed ({status}): {message}")]
+    #[error(
+        "authentication failed ({status}): {message}; check the key (`autowrkers provider list` shows where it comes from)"
+    )]
     Auth {
         /// 401 or 403.
         status: u16,
@@ -128,7 +130,9 @@ pub enum ProviderError {
         message: String,
     },
     /// The request was refused as malformed: do not retry.
-    #[error("bad request ({status}): {message}")]
+    #[error(
+        "bad request ({status}): {message}; check the model name and the provider settings of the phase"
+    )]
     BadRequest {
         /// The status.
         status: u16,
