@@ -185,11 +185,14 @@ pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOu
     let limit = Duration::from_secs(job.phase.timeout_seconds.max(1));
     let observer = PhaseObserver::new(env, job);
     let config = &job.phase.provider_config;
-    let mut outcome = match tokio::time::timeout(limit, run_inner(job, env, &observer)).await {
+    // Owned here, so the tokens of calls made before a timeout are still recorded.
+    let mut tally = Tally::new();
+    let result = tokio::time::timeout(limit, run_inner(job, env, &observer, &mut tally)).await;
+    let mut outcome = match result {
         Ok(outcome) => outcome,
         // Dropping the phase's future killed its commands' process groups.
         Err(_) => PhaseOutcome::failed(
-            Tally::new(),
+            tally.clone(),
             config,
             format!("timed out after {}s", limit.as_secs()),
         ),
@@ -206,15 +209,15 @@ async fn run_inner(
     job: &PhaseJob<'_>,
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
+    tally: &mut Tally,
 ) -> PhaseOutcome {
     if job.phase.role == PhaseRole::Verifier {
         return run_verifier(env, observer).await;
     }
-    let mut tally = Tally::new();
     let mut errors = Vec::new();
     let mut config = Some(&job.phase.provider_config);
     while let Some(current) = config {
-        match run_model(job, env, observer, current, &mut tally).await {
+        match run_model(job, env, observer, current, tally).await {
             Ok(mut outcome) => {
                 if let Some(served) = tally.served_model.as_deref()
                     && providers::model_mismatch(&current.model_name, served)
@@ -233,13 +236,16 @@ async fn run_inner(
                 if !errors.is_empty() {
                     outcome.error = format!("answered by fallback after: {}", errors.join("; "));
                 }
-                outcome.tally = tally;
+                outcome.tally = tally.clone();
                 return outcome;
             }
-            Err(Failure::Answer(e)) => return PhaseOutcome::failed(tally, current, e),
+            Err(Failure::Answer(e)) => return PhaseOutcome::failed(tally.clone(), current, e),
             Err(Failure::Budget(e)) => {
-                let mut outcome =
-                    PhaseOutcome::failed(tally, current, format!("stopped before a call: {e}"));
+                let mut outcome = PhaseOutcome::failed(
+                    tally.clone(),
+                    current,
+                    format!("stopped before a call: {e}"),
+                );
                 outcome.budget = Some(e);
                 return outcome;
             }
@@ -265,7 +271,7 @@ async fn run_inner(
             }
         }
     }
-    PhaseOutcome::failed(tally, &job.phase.provider_config, errors.join("; "))
+    PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, errors.join("; "))
 }
 
 enum Failure {

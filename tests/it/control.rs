@@ -77,15 +77,16 @@ async fn reject_fails_and_cancel_stops_a_paused_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_phase_past_its_timeout_fails() {
-    let rule = Rule {
-        times: None,
-        tool_results: None,
-        model: "analyzer".into(),
-        turn: None,
-        contains: None,
-        reply: Reply::text("x").held(),
-    };
-    let (server, _h) = FakeLlm::start(vec![rule]).await;
+    // The first call completes (its tokens must be kept); the second never answers.
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new(
+            "analyzer",
+            Some(0),
+            Reply::tool("list_files", serde_json::json!({})),
+        ),
+        Rule::new("analyzer", None, Reply::text("x").held()),
+    ])
+    .await;
     let p = Project::git(&[("a.txt", "a\n")]);
     let t = "name: x\nfailure_behavior: fallback_provider\nphases:\n".to_owned()
         + &phase(
@@ -107,6 +108,11 @@ async fn a_phase_past_its_timeout_fails() {
             .as_str()
             .expect("message")
             .contains("timed out after 1s")
+    );
+    let run0 = &p.state()["phase_executions"][0];
+    assert_eq!(
+        run0["tokens"]["input"], 100,
+        "tokens of the call before the timeout are recorded: {run0}"
     );
 }
 
