@@ -1,5 +1,6 @@
-//! The live view under a real terminal (tmux): the seed's rows are on screen, `p` pauses, and
-//! `q` detaches while the run completes in the background. Waits are on file events (the
+//! The binary under a real terminal (tmux): the live view shows the seed's rows, `p` pauses and
+//! `q` detaches while the run completes in the background; `provider setup` reads keys without
+//! echoing them. Waits are on file events (the
 //! pane's output piped to a file, the execution folder), never on a clock.
 
 use std::path::{Path, PathBuf};
@@ -13,13 +14,13 @@ use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::pipeline::{project, two_iteration_rules};
 use crate::support::{Project, SECRET};
 
-struct Tmux {
+pub struct Tmux {
     socket: String,
     transcript: PathBuf,
 }
 
 impl Tmux {
-    fn start(p: &Project, command: &str, transcript: &Path) -> Self {
+    pub fn start(p: &Project, command: &str, transcript: &Path) -> Self {
         let socket = format!("aw-test-{}", uuid_like());
         let bin = env!("CARGO_BIN_EXE_autowrkers");
         let shell = format!(
@@ -68,15 +69,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "t"])
     }
 
-    fn keys(&self, keys: &str) {
+    pub fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "t", keys]);
     }
 
-    fn transcript(&self) -> String {
+    pub fn transcript(&self) -> String {
         std::fs::read_to_string(&self.transcript).unwrap_or_default()
     }
 }
@@ -102,7 +103,7 @@ fn uuid_like() -> String {
 }
 
 /// Wakes on every change under `dir`.
-fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>) {
+pub fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut w = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
         if e.is_ok_and(|e| autowrkers::store::is_change(&e)) {
@@ -115,7 +116,7 @@ fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>
     (w, rx)
 }
 
-async fn until(
+pub async fn until(
     wake: &mut mpsc::UnboundedReceiver<()>,
     what: &str,
     mut check: impl FnMut() -> bool,
@@ -245,5 +246,50 @@ async fn live_view_shows_the_rows_pauses_on_p_and_detaches_on_q() {
         done.is_ok() && p.state()["status"] == "completed",
         "the detached run did not complete:\n{log}\n{}",
         p.state()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_setup_reads_keys_without_echo_on_a_terminal() {
+    let p = Project::plain(&[]);
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (_w, mut wake) = watch(scratch.path());
+    let tmux = Tmux::start(
+        &p,
+        "provider setup anthropic",
+        &scratch.path().join("pane.txt"),
+    );
+    until(&mut wake, "the prompt", || {
+        tmux.screen()
+            .contains("anthropic key (not set; Enter skips):")
+    })
+    .await;
+    tmux.keys("sk-typed-secret-123");
+    tmux.keys("Enter");
+    until(&mut wake, "setup ends", || {
+        tmux.transcript().contains("EXIT=0")
+    })
+    .await;
+    assert!(
+        !tmux.screen().contains("sk-typed-secret-123"),
+        "the key was echoed:\n{}",
+        tmux.screen()
+    );
+    assert!(
+        tmux.screen().contains("saved anthropic"),
+        "{}",
+        tmux.screen()
+    );
+    let stored = std::fs::read(p.home.path().join("provider_keys.age")).expect("key file");
+    assert!(!String::from_utf8_lossy(&stored).contains("sk-typed-secret-123"));
+    let mut cmd = p.cmd();
+    cmd.args(["provider", "list"]);
+    let out = crate::support::run(cmd).await;
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("anthropic") && l.contains("set (key store)")),
+        "{}",
+        out.stdout
     );
 }
