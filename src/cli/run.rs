@@ -332,10 +332,9 @@ pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
 /// `logs/runner.log`) and the live view follows it; `q` leaves it running.
 async fn drive_live(dir: &ExecutionDir, color: bool) -> Result<u8> {
     let exe = std::env::current_exe()?;
-    let log = std::fs::File::create(dir.root().join("logs").join("runner.log")).or_else(|_| {
-        std::fs::create_dir_all(dir.root().join("logs"))?;
-        std::fs::File::create(dir.root().join("logs").join("runner.log"))
-    })?;
+    let logs = dir.root().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::File::create(logs.join("runner.log"))?;
     let project = dir.project().map(|p| p.to_path_buf()).unwrap_or_default();
     let mut child = std::process::Command::new(exe)
         .args(["resume", "--no-realtime", "--path"])
