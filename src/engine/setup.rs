@@ -114,28 +114,12 @@ impl Engine {
 
     /// Reads `<project>/.autowrkers/config.yaml` (empty when absent).
     pub fn project_config(&self, project: &Path) -> Result<ProjectConfig, EngineError> {
-        let path = ProjectDir::new(project).config();
-        if !path.exists() {
-            return Ok(ProjectConfig::default());
-        }
-        Ok(spec::load::parse_yaml(
-            &spec::load::read(&path)?,
-            &path,
-            Some(spec::schema::CONFIG_SCHEMA),
-        )?)
+        read_config(&ProjectDir::new(project).config())
     }
 
     /// Reads `~/.autowrkers/config.yaml` (empty when absent).
     pub fn global_config(&self) -> Result<ProjectConfig, EngineError> {
-        let path = self.home.config();
-        if !path.exists() {
-            return Ok(ProjectConfig::default());
-        }
-        Ok(spec::load::parse_yaml(
-            &spec::load::read(&path)?,
-            &path,
-            Some(spec::schema::CONFIG_SCHEMA),
-        )?)
+        read_config(&self.home.config())
     }
 
     /// Everything that can be checked before money is spent: prompts render-check, and every
@@ -364,6 +348,18 @@ impl Reconcile<'_> {
         self.dir.write_state(&self.state)?;
         self.commit(&format!("hand edit of {}", edited.join(", ")))
     }
+}
+
+/// A config file checked against its schema; an absent file is the empty config.
+fn read_config(path: &Path) -> Result<ProjectConfig, EngineError> {
+    if !path.exists() {
+        return Ok(ProjectConfig::default());
+    }
+    Ok(spec::load::parse_yaml(
+        &spec::load::read(path)?,
+        path,
+        Some(spec::schema::CONFIG_SCHEMA),
+    )?)
 }
 
 /// A branch-safe slug of the task: lowercase words joined by `-`, at most 40 characters.
