@@ -75,13 +75,7 @@ pub async fn run(cmd: ProviderCommand, home: Home) -> Result<u8> {
                         "{} at {} (detected {})",
                         list.provider, list.url, list.detected_at
                     );
-                    for m in list.models {
-                        let ctx = m
-                            .context_length
-                            .map(|c| format!("{c} tokens"))
-                            .unwrap_or_else(|| "context ?".to_owned());
-                        println!("  {:<40} {ctx}", m.id);
-                    }
+                    print_models(&list.models);
                     Ok(0)
                 }
                 None => bail!(
@@ -264,14 +258,17 @@ async fn detect(home: &Home, provider: &str, url: Option<String>) -> Result<u8> 
     };
     models::save(home, &list)?;
     println!("{} models at {base}:", list.models.len());
-    for m in &list.models {
+    print_models(&list.models);
+    Ok(0)
+}
+
+fn print_models(list: &[models::ModelInfo]) {
+    for m in list {
         let ctx = m
             .context_length
-            .map(|c| format!("{c} tokens"))
-            .unwrap_or_else(|| "context ?".to_owned());
+            .map_or_else(|| "context ?".to_owned(), |c| format!("{c} tokens"));
         println!("  {:<40} {ctx}", m.id);
     }
-    Ok(0)
 }
 
 /// `provider test` for an agent CLI: is it installed, and does it start (its version)?
