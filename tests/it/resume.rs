@@ -87,3 +87,42 @@ async fn sigkill_mid_implementer_then_resume_repeats_no_completed_phase() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_exits_130_and_resume_continues() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    for r in rules
+        .iter_mut()
+        .filter(|r| r.model == "analyzer" && r.turn == Some(0))
+    {
+        r.reply = r.reply.clone().held();
+    }
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("analyzer called")
+        .expect("model");
+    // SAFETY: signals the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted; `autowrkers resume"));
+    assert_eq!(p.state()["status"], "running", "left resumable");
+    server.release_holds();
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(p.state()["status"], "completed");
+}
