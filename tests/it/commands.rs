@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::fake_llm::FakeLlm;
-use crate::pipeline::{project, two_iteration_rules};
+use crate::pipeline::{held_first_call, project, two_iteration_rules};
 use crate::support::{Project, run};
 
 /// An "editor" that replaces the file it is given with `content`.
@@ -23,13 +23,7 @@ fn editor(dir: &std::path::Path, name: &str, content: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
-    let mut rules = two_iteration_rules(Duration::ZERO);
-    for r in rules
-        .iter_mut()
-        .filter(|r| r.model == "implementer" && r.turn == Some(0) && r.contains.is_none())
-    {
-        r.reply = r.reply.clone().held();
-    }
+    let rules = held_first_call("implementer");
     let (server, mut held) = FakeLlm::start(rules).await;
     let p = project(&server.url());
     let mut cmd = p.cmd();
@@ -330,13 +324,7 @@ async fn template_test_prints_the_path_taken_at_zero_cost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_reattaches_until_the_run_ends() {
-    let mut rules = two_iteration_rules(Duration::ZERO);
-    for r in rules
-        .iter_mut()
-        .filter(|r| r.model == "analyzer" && r.turn == Some(0))
-    {
-        r.reply = r.reply.clone().held();
-    }
+    let rules = held_first_call("analyzer");
     let (server, mut held) = FakeLlm::start(rules).await;
     let p = project(&server.url());
     let mut cmd = p.cmd();

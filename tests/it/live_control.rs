@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::pipeline::{project, two_iteration_rules};
+use crate::pipeline::{held_first_call, project};
 use crate::support::{Project, phase, run};
 
 /// Starts `run --json` and streams its events.
@@ -68,20 +68,9 @@ async fn wait_exit(mut child: std::process::Child) -> i32 {
         .expect("join")
 }
 
-fn held_analyzer() -> Vec<Rule> {
-    let mut rules = two_iteration_rules(Duration::ZERO);
-    for r in rules
-        .iter_mut()
-        .filter(|r| r.model == "analyzer" && r.turn == Some(0))
-    {
-        r.reply = r.reply.clone().held();
-    }
-    rules
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_from_another_process_stops_at_the_next_safe_point() {
-    let (server, mut held) = FakeLlm::start(held_analyzer()).await;
+    let (server, mut held) = FakeLlm::start(held_first_call("analyzer")).await;
     let p = project(&server.url());
     let (child, mut events) = start(&p, "pipeline.yaml");
     tokio::time::timeout(Duration::from_secs(120), held.recv())
@@ -198,7 +187,7 @@ async fn cancel_kills_the_running_phase_and_leaves_no_child() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn skip_phase_stops_the_running_phase_and_goes_on() {
-    let (server, mut held) = FakeLlm::start(held_analyzer()).await;
+    let (server, mut held) = FakeLlm::start(held_first_call("analyzer")).await;
     let p = project(&server.url());
     let (child, mut events) = start(&p, "pipeline.yaml");
     tokio::time::timeout(Duration::from_secs(120), held.recv())

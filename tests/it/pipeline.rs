@@ -85,6 +85,18 @@ pub fn two_iteration_rules(review_delay: Duration) -> Vec<Rule> {
     ]
 }
 
+/// [`two_iteration_rules`] with the first call of `model` held until the test releases it.
+pub fn held_first_call(model: &str) -> Vec<Rule> {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    for r in rules
+        .iter_mut()
+        .filter(|r| r.model == model && r.turn == Some(0) && r.contains.is_none())
+    {
+        r.reply = r.reply.clone().held();
+    }
+    rules
+}
+
 pub fn project(url: &str) -> Project {
     let p = Project::git(&[
         ("greet.sh", GREET),

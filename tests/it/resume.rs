@@ -4,18 +4,12 @@
 use std::time::Duration;
 
 use crate::fake_llm::FakeLlm;
-use crate::pipeline::{project, two_iteration_rules};
+use crate::pipeline::{held_first_call, project};
 use crate::support::run;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_implementer_then_resume_repeats_no_completed_phase() {
-    let mut rules = two_iteration_rules(Duration::ZERO);
-    for r in rules
-        .iter_mut()
-        .filter(|r| r.model == "implementer" && r.turn == Some(0) && r.contains.is_none())
-    {
-        r.reply = r.reply.clone().held();
-    }
+    let rules = held_first_call("implementer");
     let (server, mut held) = FakeLlm::start(rules).await;
     let p = project(&server.url());
 
@@ -90,13 +84,7 @@ async fn sigkill_mid_implementer_then_resume_repeats_no_completed_phase() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_exits_130_and_resume_continues() {
-    let mut rules = two_iteration_rules(Duration::ZERO);
-    for r in rules
-        .iter_mut()
-        .filter(|r| r.model == "analyzer" && r.turn == Some(0))
-    {
-        r.reply = r.reply.clone().held();
-    }
+    let rules = held_first_call("analyzer");
     let (server, mut held) = FakeLlm::start(rules).await;
     let p = project(&server.url());
     let mut cmd = p.cmd();
