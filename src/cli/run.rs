@@ -54,7 +54,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         args.template.as_deref(),
         &project,
         &home,
-        super::template::configured_default(&home, &project).as_deref(),
+        engine.configured_default(&project)?.as_deref(),
     )?;
     if args.dry_run {
         return dry_run(&engine, &found.template, &project, &task);

@@ -45,7 +45,7 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
         } => {
             let project = path.canonicalize()?;
             let (found, errors) = templates::list(&project, &home);
-            let configured = configured_default(&home, &project);
+            let configured = Engine::new(home.clone())?.configured_default(&project)?;
             for f in found {
                 if (global && f.scope != "global") || (only_project && f.scope != "project") {
                     continue;
@@ -78,16 +78,6 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
         } => super::template_test::run(&file, &script, &path, &task),
         other => super::template_manage::run(other, home),
     }
-}
-
-/// The default template configured for `project` (project config, then global config).
-pub fn configured_default(home: &Home, project: &std::path::Path) -> Option<String> {
-    let engine = Engine::new(home.clone()).ok()?;
-    let project_default = engine
-        .project_config(project)
-        .ok()
-        .and_then(|c| c.default_template);
-    project_default.or_else(|| engine.global_config().ok().and_then(|c| c.default_template))
 }
 
 /// `schema`: writes (or checks) `schemas/*.schema.json`.

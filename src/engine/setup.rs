@@ -117,6 +117,15 @@ impl Engine {
         read_config(&ProjectDir::new(project).config())
     }
 
+    /// The default template configured for `project`: its config's `default_template`, else
+    /// the global config's.
+    pub fn configured_default(&self, project: &Path) -> Result<Option<String>, EngineError> {
+        match self.project_config(project)?.default_template {
+            Some(t) => Ok(Some(t)),
+            None => Ok(self.global_config()?.default_template),
+        }
+    }
+
     /// Reads `~/.autowrkers/config.yaml` (empty when absent).
     pub fn global_config(&self) -> Result<ProjectConfig, EngineError> {
         read_config(&self.home.config())
