@@ -365,18 +365,9 @@ async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
         &format!("http://{}", server.addr),
         "claude",
     ) + &fallback;
-    p.write("t.yaml", &implementer_template(&block, ""));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "x",
-        "--template",
-        "t.yaml",
-        "--in-place",
-        "--json",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .run_template(&implementer_template(&block, ""), &["--in-place", "--json"])
+        .await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let run0 = &p.state()["phase_executions"][0];
     assert_eq!(run0["model_used"], "backup");
@@ -416,10 +407,7 @@ async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
             "claude"
         )
     );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml", "--in-place"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &["--in-place"]).await;
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
         !p.path().join("evil.txt").exists(),

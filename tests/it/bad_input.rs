@@ -64,10 +64,7 @@ async fn unknown_artifact_in_a_prompt_fails_before_any_call() {
         1,
         "",
     );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("`artifact:tasklist`"), "{}", out.stderr);
     assert!(server.log().is_empty(), "no call may be made");
@@ -127,10 +124,7 @@ async fn invalid_json_is_retried_with_the_reason() {
     ])
     .await;
     let p = Project::git(&[("a.txt", "a\n")]);
-    p.write("t.yaml", &analyzer_only(&server.url(), ""));
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&analyzer_only(&server.url(), ""), &[]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let calls = server.calls("analyzer");
     assert_eq!(calls.len(), 2);
@@ -238,10 +232,7 @@ async fn tool_calls_cannot_leave_the_worktree() {
         1,
         "",
     );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let second = &server.calls("implementer")[1];
     let tool_results: Vec<String> = second.body["messages"]

@@ -98,10 +98,7 @@ async fn a_phase_past_its_timeout_fails() {
             1,
             "    timeout_seconds: 1\n",
         );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         p.state()["message"]
@@ -190,10 +187,7 @@ async fn a_directory_that_is_not_git_works_in_place() {
             1,
             "",
         );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         std::fs::read_to_string(p.path().join("new.txt")).expect("written in place"),
@@ -295,10 +289,7 @@ async fn in_place_edits_the_checkout_and_diffs_from_head() {
             1,
             "",
         );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml", "--in-place"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &["--in-place"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
@@ -362,10 +353,7 @@ async fn a_failing_provider_falls_back_to_the_next() {
                 "      extra_params: {{api_key_env: FAKE_LLM_KEY, retry_base_ms: 10}}\n{fallback}"
             ),
         );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         server.calls("primary").len(),
@@ -409,10 +397,7 @@ async fn failure_behavior_skip_phase_skips_only_skippable_phases() {
         2,
         "",
     );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &[]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let state = p.state();
     assert_eq!(state["phase_executions"][0]["status"], "skipped");

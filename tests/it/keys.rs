@@ -181,10 +181,7 @@ async fn an_echoed_key_never_reaches_files_events_or_errors() {
             1,
             "",
         );
-    p.write("t.yaml", &t);
-    let mut cmd = p.cmd();
-    cmd.args(["run", "--task", "x", "--template", "t.yaml", "--json"]);
-    let out = run(cmd).await;
+    let out = p.run_template(&t, &["--json"]).await;
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(server.calls("gpt-x").len(), 1, "401 is not retried");
     assert!(

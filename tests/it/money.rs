@@ -182,18 +182,9 @@ async fn a_hard_cap_stops_before_the_call_and_resume_continues() {
     let (server, _h) = FakeLlm::start(capped_rules()).await;
     let p = Project::git(&[("a.txt", "a\n")]);
     price_override(&p);
-    p.write("t.yaml", &three_phase_template(&server.url()));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "x",
-        "--template",
-        "t.yaml",
-        "--budget",
-        "0.2",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .run_template(&three_phase_template(&server.url()), &["--budget", "0.2"])
+        .await;
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         server.log().len(),
@@ -292,18 +283,9 @@ async fn parallel_reviewers_near_the_limit_never_overspend_together() {
         3,
         "    parallel_with: ra\n",
     );
-    p.write("t.yaml", &with_max_tokens(t));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "x",
-        "--template",
-        "t.yaml",
-        "--budget",
-        "0.2",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .run_template(&with_max_tokens(t), &["--budget", "0.2"])
+        .await;
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     // $0.06 spent; each reviewer reserves $0.10; only one fits under $0.20.
     assert_eq!(
@@ -414,18 +396,9 @@ async fn an_unknown_price_is_shown_as_unknown_and_other_budgets_still_hold() {
         2,
         "",
     );
-    p.write("t.yaml", &with_max_tokens(t));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "x",
-        "--template",
-        "t.yaml",
-        "--budget",
-        "0.05",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .run_template(&with_max_tokens(t), &["--budget", "0.05"])
+        .await;
     assert_eq!(
         out.code, 3,
         "the priced phase needs $0.10 > $0.05: {}\n{}",
@@ -544,19 +517,12 @@ async fn a_warning_at_80_percent_and_budget_reset_counts_from_zero() {
     let (server, _h) = FakeLlm::start(rules).await;
     let p = Project::git(&[("a.txt", "a\n")]);
     price_override(&p);
-    p.write("t.yaml", &three_phase_template(&server.url()));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "x",
-        "--template",
-        "t.yaml",
-        "--budget",
-        "0.2",
-        "--json",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .run_template(
+            &three_phase_template(&server.url()),
+            &["--budget", "0.2", "--json"],
+        )
+        .await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     let warning: Value = out
         .stdout

@@ -77,6 +77,15 @@ impl Project {
         cmd
     }
 
+    /// Writes `template` as `t.yaml` and runs `run --task x --template t.yaml` with `args`.
+    pub async fn run_template(&self, template: &str, args: &[&str]) -> Ran {
+        self.write("t.yaml", template);
+        let mut cmd = self.cmd();
+        cmd.args(["run", "--task", "x", "--template", "t.yaml"])
+            .args(args);
+        run(cmd).await
+    }
+
     /// The only execution folder of the project.
     pub fn execution(&self) -> PathBuf {
         let dir = self.path().join(".autowrkers/executions");
