@@ -11,6 +11,7 @@ pub mod keys;
 pub mod process;
 pub mod prompts;
 pub mod providers;
+pub mod sandbox;
 pub mod spec;
 pub mod store;
 pub mod templates;

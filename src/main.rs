@@ -4,5 +4,9 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // The sandbox helper must start before any thread does.
+    if let Some(code) = autowrkers::sandbox::helper::main_if_helper() {
+        return std::process::ExitCode::from(code);
+    }
     cli::main()
 }

@@ -2,12 +2,13 @@
 //! `run_command`. A timeout, a cancel or a dropped future kills the whole group, so a phase
 //! never leaves a child running.
 
-use std::path::Path;
+use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+
+use crate::sandbox::Sandbox;
 
 /// What a finished (or killed) command left.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,18 +44,17 @@ pub fn kill_group(pgid: i32) {
     }
 }
 
-/// Runs `command` with `sh -c` in `dir`, stdin from /dev/null, for at most `timeout`.
+/// Runs `command` with `sh -c` in the sandbox's worktree, with its clean environment and
+/// walls, stdin from /dev/null, for at most `timeout`.
 pub async fn run_shell(
     command: &str,
-    dir: &Path,
+    sandbox: &Sandbox,
     timeout: Duration,
     cap: usize,
 ) -> std::io::Result<CommandOutcome> {
     let started = Instant::now();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
+    let mut child = sandbox
+        .command(OsStr::new("sh"), &["-c".into(), command.into()], &[])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

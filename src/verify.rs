@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::process::run_shell;
+use crate::sandbox::Sandbox;
 use crate::spec::{CheckResult, VerificationReport, VerifyConfig};
 
 const OUTPUT_TAIL: usize = 4000;
@@ -107,13 +108,13 @@ fn detect(dir: &Path) -> (String, Vec<(&'static str, String)>) {
 /// Runs every check in `dir`, in order, and reports. No checks at all is not a pass.
 pub async fn run(
     checks: &Checks,
-    dir: &Path,
+    sandbox: &Sandbox,
     mut on_progress: impl FnMut(&str),
 ) -> VerificationReport {
     let mut results = Vec::new();
     for (name, command) in &checks.commands {
         on_progress(&format!("$ {command}"));
-        let result = match run_shell(command, dir, checks.timeout, OUTPUT_TAIL).await {
+        let result = match run_shell(command, sandbox, checks.timeout, OUTPUT_TAIL).await {
             Ok(o) => CheckResult {
                 name: (*name).to_owned(),
                 command: command.clone(),
@@ -196,7 +197,17 @@ mod tests {
             commands: vec![],
             timeout: Duration::from_secs(5),
         };
-        let report = run(&none, dir.path(), |_| {}).await;
+        // The helper binary is not this test's: the walls are tested through the binary.
+        let sandbox = crate::sandbox::Sandbox::new(&crate::sandbox::SandboxSpec {
+            mode: crate::sandbox::SandboxMode::FullAccess,
+            workdir: dir.path().to_path_buf(),
+            network: false,
+            pass_env: vec![],
+            read_paths: vec![],
+            protected: vec![],
+        })
+        .expect("sandbox");
+        let report = run(&none, &sandbox, |_| {}).await;
         assert!(!report.passed && report.note.is_some());
         let checks = Checks {
             source: "config".into(),
@@ -206,7 +217,7 @@ mod tests {
             ],
             timeout: Duration::from_secs(5),
         };
-        let report = run(&checks, dir.path(), |_| {}).await;
+        let report = run(&checks, &sandbox, |_| {}).await;
         assert!(!report.passed);
         assert_eq!(report.checks[1].exit_code, Some(3));
         assert!(report.checks[1].output_tail.contains("boom"));

@@ -1,5 +1,7 @@
 //! Keeps every path a tool touches inside the worktree: no `..`, no absolute path outside it,
-//! no symlink that leads out. A refusal is a tool error the model reads, never a crash.
+//! no symlink that leads out, nothing at or under a `.git` (the repository's plumbing and
+//! config are never a model's to read or write). A refusal is a tool error the model reads,
+//! never a crash.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -33,6 +35,11 @@ pub fn confine(root: &Path, requested: &str) -> Result<PathBuf, String> {
             }
             Component::CurDir | Component::Normal(_) => {}
         }
+    }
+    if crate::sandbox::is_git_path(&relative) {
+        return Err(format!(
+            "`{requested}`: `.git` is off limits; the runner commits your changes itself"
+        ));
     }
     let joined = root.join(&relative);
     // Follow symlinks on the part that exists: a link pointing outside is an escape.
@@ -70,6 +77,9 @@ mod tests {
         assert!(confine(&root, "../../etc/passwd").is_err());
         assert!(confine(&root, "/etc/passwd").is_err());
         assert!(confine(&root, "src/../../x").is_err());
+        assert!(confine(&root, ".git").is_err());
+        assert!(confine(&root, "sub/.git/hooks/post-commit").is_err());
+        assert!(confine(&root, &root.join(".git/config").to_string_lossy()).is_err());
         assert_eq!(
             confine(&root, "src/new/file.rs").expect("ok"),
             root.join("src/new/file.rs")

@@ -61,7 +61,7 @@ pub trait Observer: Send + Sync {
 pub async fn converse(
     provider: &dyn ChatProvider,
     request: &mut ChatRequest,
-    toolbox: &Toolbox,
+    toolbox: &Toolbox<'_>,
     max_turns: u32,
     observer: &dyn Observer,
     tally: &mut Tally,

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::confine::confine;
 use crate::process::run_shell;
 use crate::providers::ToolSpec;
+use crate::sandbox::Sandbox;
 
 const MAX_READ: usize = 100_000;
 const MAX_LIST: usize = 500;
@@ -25,17 +26,20 @@ const SKIP_DIRS: [&str; 5] = [
 ];
 
 /// The tools of one phase, bound to its worktree.
-pub struct Toolbox {
+pub struct Toolbox<'s> {
     root: PathBuf,
+    sandbox: Option<&'s Sandbox>,
     can_edit: bool,
     command_timeout: Duration,
 }
 
-impl Toolbox {
-    /// Tools for `root`; `can_edit` adds write_file, edit_file and run_command.
-    pub fn new(root: &Path, can_edit: bool) -> std::io::Result<Self> {
+impl<'s> Toolbox<'s> {
+    /// Tools for `root`; `can_edit` adds write_file and edit_file, and run_command when a
+    /// sandbox is given to run commands in.
+    pub fn new(root: &Path, can_edit: bool, sandbox: Option<&'s Sandbox>) -> std::io::Result<Self> {
         Ok(Self {
             root: root.canonicalize()?,
+            sandbox,
             can_edit,
             command_timeout: Duration::from_secs(300),
         })
@@ -154,7 +158,8 @@ impl Toolbox {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        std::fs::write(&path, &a.content).map_err(|e| format!("cannot write {}: {e}", a.path))?;
+        replace_file(&path, a.content.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", a.path))?;
         Ok(format!(
             "wrote {} ({} bytes)",
             self.relative(&path),
@@ -175,8 +180,8 @@ impl Toolbox {
                 a.path
             )),
             1 => {
-                std::fs::write(&path, text.replacen(&a.search, &a.replace, 1))
-                    .map_err(|e| e.to_string())?;
+                replace_file(&path, text.replacen(&a.search, &a.replace, 1).as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", a.path))?;
                 Ok(format!("edited {}", self.relative(&path)))
             }
             n => Err(format!(
@@ -187,9 +192,12 @@ impl Toolbox {
     }
 
     async fn run_command(&self, a: CommandArgs) -> Result<String, String> {
+        let sandbox = self
+            .sandbox
+            .ok_or("`run_command` is not available: this phase has no sandbox")?;
         let outcome = run_shell(
             &a.command,
-            &self.root,
+            sandbox,
             self.command_timeout,
             COMMAND_OUTPUT_CAP,
         )
@@ -207,6 +215,22 @@ impl Toolbox {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// Writes `bytes` to a new file beside `path` and renames it over `path`: a hard link or a
+/// special file at `path` is replaced, never written through. Keeps an existing file's mode.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".autowrkers-write-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: serde_json::Value) -> Result<T, String> {

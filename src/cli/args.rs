@@ -3,7 +3,20 @@
 
 use std::path::PathBuf;
 
+use autowrkers::spec::SandboxMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `--sandbox` values: the template's spelling, so one word works in both places.
+fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
+    match s {
+        "read-only" => Ok(SandboxMode::ReadOnly),
+        "workspace-write" => Ok(SandboxMode::WorkspaceWrite),
+        "full-access" => Ok(SandboxMode::FullAccess),
+        other => Err(format!(
+            "`{other}` is not a sandbox mode: use read-only, workspace-write or full-access"
+        )),
+    }
+}
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -414,6 +427,11 @@ pub struct StartArgs {
     /// Change the user's checkout instead of a worktree on a new branch.
     #[arg(long)]
     pub in_place: bool,
+    /// Sandbox of every command a model causes, for all phases: `read-only`,
+    /// `workspace-write` or `full-access` (no sandbox). Default: per phase, `workspace-write`
+    /// for the implementer and verifier, `read-only` for the others.
+    #[arg(long, value_name = "MODE", value_parser = parse_sandbox)]
+    pub sandbox: Option<SandboxMode>,
     /// Pause for approval between iterations (`iteration_behavior: configurable`).
     #[arg(long)]
     pub interactive: bool,

@@ -78,6 +78,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         template_source: found.source,
         budget: args.budget.or(config.budget_limit),
         in_place: args.in_place,
+        sandbox: args.sandbox,
         interactive: args.interactive,
     })?;
     if !args.output.json {

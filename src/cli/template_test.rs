@@ -82,6 +82,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
         template_source: file.to_string_lossy().into_owned(),
         budget: None,
         in_place: false,
+        sandbox: None,
         interactive: false,
     })?;
     let bus = EventBus::new(&dir);

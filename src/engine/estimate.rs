@@ -59,6 +59,7 @@ impl Engine {
             iteration_behavior: template.iteration_behavior,
             interactive_mode: false,
             in_place: false,
+            sandbox: None,
             created_at: String::new(),
             control: ControlRequests::default(),
         };
@@ -98,7 +99,7 @@ impl Engine {
                     continue;
                 }
                 let prepared = prepare(&request, &state, &nowhere, &prompts, &checks, phase, 1)?;
-                let tools: usize = Toolbox::new(project, phase.role == PhaseRole::Implementer)
+                let tools: usize = Toolbox::new(project, phase.role == PhaseRole::Implementer, None)
                     .map(|t| {
                         t.specs()
                             .iter()

@@ -9,6 +9,7 @@ pub mod events;
 mod extract;
 mod phase;
 mod record;
+mod sandboxing;
 mod setup;
 pub mod transitions;
 
@@ -47,6 +48,7 @@ pub(crate) struct Reconcile<'a> {
     pub state: WorkflowExecution,
     pub prompts: PromptLibrary,
     pub checks: Checks,
+    pub sandbox: sandboxing::SandboxBase,
     pub budget: crate::budget::BudgetGuard,
     pub control: control::ControlWatch,
 }
@@ -322,6 +324,7 @@ impl Reconcile<'_> {
             keys: &self.engine.keys,
             budget: &self.budget,
             checks: &self.checks,
+            sandbox: &self.sandbox,
             log_dir: &log_dir,
         };
         let job_list: Vec<PhaseJob<'_>> = jobs

@@ -17,6 +17,8 @@ use crate::keys::Keys;
 use crate::providers::agent_cli::{self, CliRun, Note};
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
+use super::sandboxing::SandboxBase;
+use crate::sandbox::Sandbox;
 use crate::verify::{self, Checks};
 
 const DEFAULT_MAX_TURNS: u32 = 40;
@@ -41,6 +43,7 @@ pub(crate) struct PhaseEnv<'a> {
     pub keys: &'a Keys,
     pub budget: &'a BudgetGuard,
     pub checks: &'a Checks,
+    pub sandbox: &'a SandboxBase,
     pub log_dir: &'a Path,
 }
 
@@ -211,13 +214,25 @@ async fn run_inner(
     observer: &PhaseObserver<'_>,
     tally: &mut Tally,
 ) -> PhaseOutcome {
+    let sandbox = match env
+        .sandbox
+        .spec_for(job.phase, Path::new(&env.workspace.dir))
+        .map(|spec| Sandbox::new(&spec))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string()),
+    };
+    if let Some(s) = &sandbox {
+        observer.note(&format!("sandbox: {}", s.mode().as_str()));
+    }
     if job.phase.role == PhaseRole::Verifier {
-        return run_verifier(env, observer).await;
+        return run_verifier(env, observer, sandbox.as_ref(), &job.phase.provider_config).await;
     }
     let mut errors = Vec::new();
     let mut config = Some(&job.phase.provider_config);
     while let Some(current) = config {
-        match run_model(job, env, observer, current, tally).await {
+        match run_model(job, env, observer, current, tally, sandbox.as_ref()).await {
             Ok(mut outcome) => {
                 if let Some(served) = tally.served_model.as_deref()
                     && providers::model_mismatch(&current.model_name, served)
@@ -289,6 +304,7 @@ async fn run_model(
     observer: &PhaseObserver<'_>,
     config: &ProviderConfig,
     tally: &mut Tally,
+    sandbox: Option<&Sandbox>,
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
     // Agent CLIs run their own loop; chat models get ours.
@@ -303,10 +319,15 @@ async fn run_model(
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
         // Uncommitted files can only be an interrupted run's half work: start clean.
-        git::reset_worktree(Path::new(&env.workspace.dir), job.start_commit.as_deref())
-            .map_err(|e| Failure::Answer(e.to_string()))?;
+        ProjectRepo::open(env.project)
+            .ok_or_else(|| Failure::Answer("the project is no longer a git repository".into()))
+            .and_then(|repo| {
+                let wt = repo.worktree_repo(Path::new(&env.workspace.dir));
+                wt.and_then(|wt| git::reset_worktree(&wt, job.start_commit.as_deref()))
+                    .map_err(|e| Failure::Answer(e.to_string()))
+            })?;
     }
-    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer)
+    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
         .map_err(|e| Failure::Answer(e.to_string()))?;
     let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
     let max_turns = param("max_turns").map_or(DEFAULT_MAX_TURNS, |n| n as u32);
@@ -461,7 +482,8 @@ fn code_diff(
     let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
     if env.in_worktree {
         let message = format!("autowrkers: {} (iteration {iteration})", phase.name);
-        let tip = git::commit_worktree(dir, &message).map_err(|e| e.to_string())?;
+        let wt = repo.worktree_repo(dir).map_err(|e| e.to_string())?;
+        let tip = git::commit_worktree(&wt, &message).map_err(|e| e.to_string())?;
         Ok((
             repo.diff_from(base, Some(dir)).map_err(|e| e.to_string())?,
             Some(tip),
@@ -471,11 +493,20 @@ fn code_diff(
     }
 }
 
-async fn run_verifier(env: &PhaseEnv<'_>, observer: &PhaseObserver<'_>) -> PhaseOutcome {
-    let report = verify::run(env.checks, Path::new(&env.workspace.dir), |line| {
-        observer.note(line)
-    })
-    .await;
+async fn run_verifier(
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+    sandbox: Option<&Sandbox>,
+    config: &ProviderConfig,
+) -> PhaseOutcome {
+    let Some(sandbox) = sandbox else {
+        return PhaseOutcome::failed(
+            Tally::new(),
+            config,
+            "the verifier has no sandbox".to_owned(),
+        );
+    };
+    let report = verify::run(env.checks, sandbox, |line| observer.note(line)).await;
     let passed = report.passed;
     PhaseOutcome {
         status: PhaseStatus::Completed,

@@ -12,7 +12,7 @@ use crate::prompts::{PromptError, PromptLibrary};
 use crate::providers::{self, HttpClient, ProviderError};
 use crate::spec::{
     self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType,
-    SpecError, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
+    SandboxMode, SpecError, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
 };
 use crate::store::{
     self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError,
@@ -68,6 +68,8 @@ pub struct StartOptions {
     pub budget: Option<f64>,
     /// Work in the user's checkout.
     pub in_place: bool,
+    /// `--sandbox`: the sandbox of every phase, over the template's.
+    pub sandbox: Option<SandboxMode>,
     /// A person watches (decides `configurable` iteration behaviour).
     pub interactive: bool,
 }
@@ -215,6 +217,7 @@ impl Engine {
             iteration_behavior: behavior,
             interactive_mode: opts.interactive && behavior == IterationBehavior::Configurable,
             in_place: opts.in_place,
+            sandbox: opts.sandbox,
             created_at: now(),
             control: ControlRequests::default(),
         };
@@ -269,6 +272,7 @@ impl Engine {
             dir,
             bus,
             prompts: self.prompts(&project),
+            sandbox: super::sandboxing::SandboxBase::new(&request, &config, self.home.root()),
             request,
             state,
             checks,

@@ -54,6 +54,35 @@ impl ProjectRepo {
         (!repo.is_bare()).then_some(Self { repo })
     }
 
+    /// The repository of the worktree at `path`, found through the project's own records
+    /// (`.git/worktrees/*/gitdir`), never through the worktree's `.git` file, which a model
+    /// could have rewritten to point at the user's checkout.
+    pub fn worktree_repo(&self, path: &Path) -> Result<Repository, GitError> {
+        let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let names = self.repo.worktrees().ctx("list worktrees")?;
+        for name in names.iter().flatten() {
+            let Ok(wt) = self.repo.find_worktree(name) else {
+                continue;
+            };
+            let at = wt.path().canonicalize().unwrap_or_else(|_| wt.path().to_path_buf());
+            if at == want {
+                let repo = Repository::open_from_worktree(&wt).ctx("open worktree")?;
+                let workdir = repo.workdir().map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()));
+                if workdir.as_deref() != Some(want.as_path()) {
+                    return Err(GitError {
+                        action: format!("open worktree {}", path.display()),
+                        source: git2::Error::from_str("its recorded work folder differs"),
+                    });
+                }
+                return Ok(repo);
+            }
+        }
+        Err(GitError {
+            action: format!("open worktree {}", path.display()),
+            source: git2::Error::from_str("the project records no worktree there"),
+        })
+    }
+
     /// The commit HEAD points to; None for a repository without commits.
     pub fn head_commit(&self) -> Option<String> {
         self.repo
@@ -189,7 +218,7 @@ impl ProjectRepo {
             .show_untracked_content(true);
         match worktree {
             Some(path) => {
-                let wt = Repository::open(path).ctx("open worktree")?;
+                let wt = self.worktree_repo(path)?;
                 let tip = wt
                     .head()
                     .ctx("worktree head")?
@@ -223,10 +252,9 @@ pub fn clone_committed(from: &Path, to: &Path) -> Result<bool, GitError> {
     Ok(true)
 }
 
-/// Commits everything in the worktree at `path` on its branch; returns the branch tip (the new
-/// commit, or the old tip when nothing changed).
-pub fn commit_worktree(path: &Path, message: &str) -> Result<String, GitError> {
-    let repo = Repository::open(path).ctx("open worktree")?;
+/// Commits everything in the worktree `repo` (from [`ProjectRepo::worktree_repo`]) on its
+/// branch; returns the branch tip (the new commit, or the old tip when nothing changed).
+pub fn commit_worktree(repo: &Repository, message: &str) -> Result<String, GitError> {
     let mut index = repo.index().ctx("worktree index")?;
     index
         .add_all(["*"], IndexAddOption::DEFAULT, None)
@@ -243,7 +271,7 @@ pub fn commit_worktree(path: &Path, message: &str) -> Result<String, GitError> {
         return Ok(head.id().to_string());
     }
     let tree = repo.find_tree(tree_id).ctx("find tree")?;
-    let sig = signature(&repo)?;
+    let sig = signature(repo)?;
     let oid = repo
         .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
         .ctx("commit")?;
@@ -254,8 +282,11 @@ pub fn commit_worktree(path: &Path, message: &str) -> Result<String, GitError> {
 /// find it — or to its branch tip when `to` is None, and removes untracked files: an
 /// interrupted or repeated implementer run never builds on its own earlier attempt. Never used
 /// on the user's checkout.
-pub fn reset_worktree(path: &Path, to: Option<&str>) -> Result<(), GitError> {
-    let repo = Repository::open(path).ctx("open worktree")?;
+pub fn reset_worktree(repo: &Repository, to: Option<&str>) -> Result<(), GitError> {
+    let path = repo.workdir().ok_or_else(|| GitError {
+        action: "reset worktree".to_owned(),
+        source: git2::Error::from_str("it has no work folder"),
+    })?;
     let target = match to {
         Some(id) => repo
             .find_commit(Oid::from_str(id).ctx("parse commit")?)

@@ -52,4 +52,11 @@ pub struct ProjectConfig {
     /// `owner/name` of the project's GitHub repository.
     #[serde(default)]
     pub github_repo: Option<String>,
+    /// Environment variables passed by name to every sandboxed command of the project (the
+    /// verifier's checks, `run_command`, agent CLIs), on top of the allow-list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+    /// Extra folders sandboxed commands may read (toolchains outside the usual places).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandbox_read_paths: Vec<String>,
 }

@@ -69,6 +69,9 @@ pub struct ExecutionRequest {
     /// Implement in the user's checkout instead of a worktree.
     #[serde(default)]
     pub in_place: bool,
+    /// `run --sandbox`: the sandbox of every phase of this execution, over the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::spec::SandboxMode>,
     /// When the execution was created.
     pub created_at: String,
     /// Control requests from `pause`, `cancel`, `skip-phase`, `approve`, `reject`.

@@ -20,7 +20,7 @@ pub use load::{Problem, SpecError};
 pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};
 pub use template::{
     ArtifactType, FailureBehavior, IterationBehavior, PhaseRole, PhaseStatus, ProviderConfig,
-    ProviderType, TriggerMode, WorkflowPhase, WorkflowStatus, WorkflowTemplate,
+    ProviderType, SandboxMode, TriggerMode, WorkflowPhase, WorkflowStatus, WorkflowTemplate,
 };
 
 use std::path::Path;

@@ -197,6 +197,39 @@ impl ArtifactType {
     }
 }
 
+/// What the commands a phase causes may touch (DESIGN §12), in the style of Codex CLI's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Read the worktree and the system; write only a private temp folder.
+    ReadOnly,
+    /// Also write the worktree (never its `.git`).
+    WorkspaceWrite,
+    /// No sandbox: commands run with the runner's own rights. An explicit opt-in.
+    FullAccess,
+}
+
+impl SandboxMode {
+    /// The name used in templates and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read-only",
+            Self::WorkspaceWrite => "workspace-write",
+            Self::FullAccess => "full-access",
+        }
+    }
+
+    /// The mode a role gets when its phase names none: implementers and the verifier (whose
+    /// build and test commands write build output) may write the worktree, every other role
+    /// only reads.
+    pub fn default_for(role: PhaseRole) -> Self {
+        match role {
+            PhaseRole::Implementer | PhaseRole::Verifier => Self::WorkspaceWrite,
+            _ => Self::ReadOnly,
+        }
+    }
+}
+
 /// Whether a failed review or verification iterates on its own or waits for a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -363,6 +396,19 @@ pub struct WorkflowPhase {
     /// Position in the pipeline; phases run in ascending order.
     #[serde(default)]
     pub order: i64,
+    /// The sandbox of the commands this phase causes (`run_command`, the verifier's checks,
+    /// agent CLIs): `read-only`, `workspace-write` or `full-access`. Default: `workspace-write`
+    /// for the implementer and verifier, `read-only` for every other role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
+    /// Lets sandboxed commands use the network (off by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox_network: bool,
+    /// Environment variables passed by name to the commands of this phase, on top of the
+    /// allow-list (PATH, LANG, LC_*, TERM, TZ). A name holding KEY, TOKEN, SECRET or PASSWORD
+    /// is passed only when named here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
 }
 
 fn default_max_iterations() -> u32 {

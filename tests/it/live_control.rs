@@ -130,7 +130,8 @@ async fn cancel_kills_the_running_phase_and_leaves_no_child() {
                 &server.url(),
                 ("implementer_prompt", "code_diff", "/complete"),
                 1,
-                "",
+                // The command writes its pid outside the worktree, where a sandbox forbids it.
+                "    sandbox: full-access\n",
             )),
     );
 

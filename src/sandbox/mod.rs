@@ -1,0 +1,190 @@
+//! The sandbox of every command a model causes (DESIGN §12): `run_command`, the verifier's
+//! checks and agent CLIs. A [`Sandbox`] is built per phase run; each command it starts gets a
+//! clean environment (see [`env`]) and, unless the mode is `full-access`, runs through this
+//! binary's own helper (`autowrkers __sandbox`, see [`helper`]), which enters new user, mount
+//! and (without network) network namespaces, hides the repository's `.git`, and applies
+//! Landlock rules before it executes the command. Where the kernel cannot do that, the phase
+//! fails closed with a message naming `--sandbox full-access`.
+
+mod env;
+pub mod helper;
+mod paths;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::spec::SandboxMode;
+pub use env::clean_env;
+
+/// The first argument that turns this binary into the sandbox helper.
+pub const HELPER_ARG: &str = "__sandbox";
+
+/// Why a sandbox cannot be set up here.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The kernel refused namespaces or Landlock.
+    #[error(
+        "the {mode} sandbox cannot start on this machine ({reason}); run with `--sandbox full-access` to run this phase's commands without a sandbox"
+    )]
+    Unavailable {
+        /// The mode that was asked for.
+        mode: &'static str,
+        /// What the helper reported.
+        reason: String,
+    },
+    /// The private scratch folder could not be made.
+    #[error("cannot make the sandbox's private folder: {0}")]
+    Scratch(#[from] std::io::Error),
+}
+
+/// What a phase's commands may touch, as the reconciler resolved it.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The mode.
+    pub mode: SandboxMode,
+    /// The worktree (or the user's checkout with `--in-place`).
+    pub workdir: PathBuf,
+    /// Whether commands may use the network.
+    pub network: bool,
+    /// Variables passed by name, on top of the allow-list.
+    pub pass_env: Vec<String>,
+    /// Extra folders commands may read.
+    pub read_paths: Vec<PathBuf>,
+    /// Folders that must stay unreadable even when under a readable one: the user's project
+    /// (its `.git` and uncommitted files) and the autowrkers home.
+    pub protected: Vec<PathBuf>,
+}
+
+/// The policy handed to the helper process on its command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Policy {
+    pub mode: SandboxMode,
+    pub workdir: PathBuf,
+    pub scratch: PathBuf,
+    pub network: bool,
+    pub readable: Vec<PathBuf>,
+}
+
+/// One phase run's sandbox: a private HOME and TMPDIR (removed when dropped), the clean
+/// environment, and the policy its commands run under.
+#[derive(Debug)]
+pub struct Sandbox {
+    policy: Policy,
+    env: Vec<(OsString, OsString)>,
+    helper: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// Prepares the sandbox of `spec`; fails (closed) when its mode cannot be enforced here.
+    pub fn new(spec: &SandboxSpec) -> Result<Self, SandboxError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("autowrkers-sandbox-")
+            .tempdir()?;
+        let root = scratch.path().canonicalize()?;
+        std::fs::create_dir_all(root.join("home"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let env = clean_env(&root.join("home"), &root.join("tmp"), &spec.pass_env);
+        let mut protected = spec.protected.clone();
+        protected.extend(paths::always_protected());
+        let mut extra = spec.read_paths.clone();
+        extra.extend(paths::toolchains(&env));
+        let policy = Policy {
+            mode: spec.mode,
+            workdir: spec.workdir.canonicalize()?,
+            scratch: root,
+            network: spec.network,
+            readable: paths::readable_roots(&protected, &extra),
+        };
+        let sandbox = Self {
+            policy,
+            env,
+            helper: helper_binary(),
+            _scratch: scratch,
+        };
+        if sandbox.policy.mode != SandboxMode::FullAccess {
+            probe(&sandbox)?;
+        }
+        Ok(sandbox)
+    }
+
+    /// The mode its commands run in.
+    pub fn mode(&self) -> SandboxMode {
+        self.policy.mode
+    }
+
+    /// The private HOME of its commands.
+    pub fn home(&self) -> PathBuf {
+        self.policy.scratch.join("home")
+    }
+
+    /// A command for `program` with `args`, in the worktree, with the clean environment plus
+    /// `extra_env` (an agent CLI's own key), inside the sandbox unless the mode is full-access.
+    pub fn command(
+        &self,
+        program: &OsStr,
+        args: &[OsString],
+        extra_env: &[(String, String)],
+    ) -> tokio::process::Command {
+        let mut cmd = if self.policy.mode == SandboxMode::FullAccess {
+            tokio::process::Command::new(program)
+        } else {
+            let mut c = tokio::process::Command::new(&self.helper);
+            c.arg(HELPER_ARG)
+                .arg(serde_json::to_string(&self.policy).unwrap_or_default())
+                .arg(program);
+            c
+        };
+        cmd.args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.policy.workdir);
+        cmd
+    }
+}
+
+/// The binary that holds the helper: this one, or `AUTOWRKERS_SANDBOX_HELPER` when the library
+/// runs inside another program (its unit tests).
+fn helper_binary() -> PathBuf {
+    std::env::var_os("AUTOWRKERS_SANDBOX_HELPER")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("autowrkers"))
+}
+
+/// Checks once per process that the kernel can enforce a sandbox, by running `true` in one.
+fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = RESULT.get_or_init(|| {
+        let mut cmd = std::process::Command::new(&sandbox.helper);
+        cmd.arg(HELPER_ARG)
+            .arg(serde_json::to_string(&sandbox.policy).unwrap_or_default())
+            .arg("true")
+            .env_clear()
+            .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&sandbox.policy.workdir)
+            .stdin(std::process::Stdio::null());
+        match cmd.output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            Err(e) => Err(format!("cannot start {}: {e}", sandbox.helper.display())),
+        }
+    });
+    result
+        .clone()
+        .map_err(|reason| SandboxError::Unavailable {
+            mode: sandbox.policy.mode.as_str(),
+            reason,
+        })
+}
+
+/// True when `path` is `.git` or lies under a `.git` at any depth: nothing a model writes may
+/// land there, in a worktree or in the user's checkout.
+pub fn is_git_path(path: &Path) -> bool {
+    path.components()
+        .any(|c| c.as_os_str() == OsStr::new(".git"))
+}
