@@ -166,7 +166,7 @@ fn edit(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<u8> {
             }
         }
     };
-    let target = dir.root().join(&a.file_path);
+    let target = dir.artifact_path(&a.file_path)?;
     write_atomic(&target, edited.as_bytes())?;
     if let Some(repo) = dir.project().and_then(ProjectRepo::open) {
         let mut files = vec![(a.file_path.clone(), edited.clone().into_bytes())];

@@ -120,7 +120,28 @@ impl ExecutionDir {
 
     /// Reads an artifact by its relative path.
     pub fn read_artifact(&self, rel: &str) -> Result<String, StoreError> {
-        read(&self.root.join(rel))
+        read(&self.artifact_path(rel)?)
+    }
+
+    /// The file of an artifact recorded as `rel`; only `artifacts/…` inside this folder, with
+    /// no `..`, no absolute path and no symlink leading out (a tampered `state.json` must not
+    /// make `artifact view` read, or `artifact edit` write, any other file).
+    pub fn artifact_path(&self, rel: &str) -> Result<PathBuf, StoreError> {
+        let outside = || StoreError::OutsideArtifacts(rel.to_owned());
+        let path = Path::new(rel);
+        let plain = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || !path.starts_with("artifacts") {
+            return Err(outside());
+        }
+        let full = self.root.join(path);
+        if let (Ok(real), Ok(base)) = (full.canonicalize(), self.root.join("artifacts").canonicalize())
+            && !real.starts_with(&base)
+        {
+            return Err(outside());
+        }
+        Ok(full)
     }
 }
 

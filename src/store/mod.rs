@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The sled index failed; callers fall back to the files.
     #[error("index: {0}")]
     Index(#[from] sled::Error),
+    /// A path recorded in `state.json` leads outside the execution's `artifacts/` folder.
+    #[error("{0}: an artifact path must stay inside the execution's artifacts/ folder; state.json was changed by hand")]
+    OutsideArtifacts(String),
     /// No execution matches.
     #[error("no execution matches `{0}` (see `autowrkers workflow list`)")]
     NotFound(String),

