@@ -99,14 +99,15 @@ impl Engine {
                     continue;
                 }
                 let prepared = prepare(&request, &state, &nowhere, &prompts, &checks, phase, 1)?;
-                let tools: usize = Toolbox::new(project, phase.role == PhaseRole::Implementer, None)
-                    .map(|t| {
-                        t.specs()
-                            .iter()
-                            .map(|s| s.description.len() + s.parameters.to_string().len())
-                            .sum()
-                    })
-                    .unwrap_or(0);
+                let tools: usize =
+                    Toolbox::new(project, phase.role == PhaseRole::Implementer, None)
+                        .map(|t| {
+                            t.specs()
+                                .iter()
+                                .map(|s| s.description.len() + s.parameters.to_string().len())
+                                .sum()
+                        })
+                        .unwrap_or(0);
                 let prompt_tokens =
                     ((prepared.system_prompt.len() + prepared.prompt.len() + tools) / 3) as u64;
                 let pricing = prices.pricing(cfg.provider_type.as_str(), &cfg.model_name);

@@ -93,7 +93,7 @@ impl Reconcile<'_> {
     }
 
     /// Runs until the execution is terminal, paused or waiting.
-    pub async fn run(mut self) -> Result<WorkflowStatus, EngineError> {
+    pub async fn run(&mut self) -> Result<WorkflowStatus, EngineError> {
         loop {
             if self.at_safe_point()? {
                 return Ok(self.state.status);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{EventBus, EventKind};
 use super::extract::json_artifact;
+use super::sandboxing::SandboxBase;
 use crate::agent::{self, Observer, Tally, Toolbox};
 use crate::budget::{BilledCall, Meter};
 use crate::budget::{BudgetExceeded, BudgetGuard, Warning};
@@ -16,9 +17,8 @@ use crate::git::{self, ProjectRepo};
 use crate::keys::Keys;
 use crate::providers::agent_cli::{self, CliRun, Note};
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
-use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
-use super::sandboxing::SandboxBase;
 use crate::sandbox::Sandbox;
+use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
 use crate::verify::{self, Checks};
 
 const DEFAULT_MAX_TURNS: u32 = 40;
@@ -221,7 +221,9 @@ async fn run_inner(
         .transpose()
     {
         Ok(s) => s,
-        Err(e) => return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string()),
+        Err(e) => {
+            return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string());
+        }
     };
     if let Some(s) = &sandbox {
         observer.note(&format!("sandbox: {}", s.mode().as_str()));

@@ -160,6 +160,7 @@ impl Reconcile<'_> {
         let message = commit_message(&run);
         self.upsert(run);
         self.save()?;
+        crate::store::crash_point("before-ref-commit");
         self.commit(&message)
     }
 

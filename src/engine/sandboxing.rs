@@ -54,7 +54,8 @@ impl SandboxBase {
             uses_cli |= agent_cli::is_agent_cli(c.provider_type);
             chain = c.fallback_provider.as_deref();
         }
-        let commands = uses_cli || matches!(phase.role, PhaseRole::Implementer | PhaseRole::Verifier);
+        let commands =
+            uses_cli || matches!(phase.role, PhaseRole::Implementer | PhaseRole::Verifier);
         commands.then(|| SandboxSpec {
             mode: self.mode_of(phase),
             workdir: workdir.to_path_buf(),

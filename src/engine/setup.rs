@@ -233,9 +233,15 @@ impl Engine {
         bus: &EventBus,
     ) -> Result<WorkflowStatus, EngineError> {
         let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
+        // A runner killed at any instant left at most temp files and git locks: clear them.
+        store::clean_temp_files(dir.root());
         let request = dir.read_request()?;
         let mut state = dir.read_state()?;
         let project = PathBuf::from(&request.project_path);
+        if let (Some(ws), Some(repo)) = (&state.workspace, ProjectRepo::open(&project)) {
+            let worktree = ws.branch.as_ref().map(|_| Path::new(&ws.dir));
+            repo.clear_stale_locks(&request.id, ws.branch.as_deref(), worktree);
+        }
         let config = self.project_config(&project)?;
         let resumed = state.status != WorkflowStatus::Pending;
         if state.workspace.is_none() {
@@ -278,10 +284,16 @@ impl Engine {
             checks,
         };
         pass.note_hand_edits()?;
+        // state.json saved but its commit lost to a kill: commit it now (a no-op otherwise).
+        pass.commit("autowrkers: state recorded before an interruption")?;
         let status = tokio::select! {
             status = pass.run() => status,
             never = super::control::announce(notices, bus) => match never {},
         };
+        if let Ok(s) = &status {
+            // The ref's tip always tells how the execution stands.
+            pass.commit(&format!("autowrkers: {}", s.as_str()))?;
+        }
         self.index(dir);
         status
     }

@@ -64,10 +64,15 @@ impl ProjectRepo {
             let Ok(wt) = self.repo.find_worktree(name) else {
                 continue;
             };
-            let at = wt.path().canonicalize().unwrap_or_else(|_| wt.path().to_path_buf());
+            let at = wt
+                .path()
+                .canonicalize()
+                .unwrap_or_else(|_| wt.path().to_path_buf());
             if at == want {
                 let repo = Repository::open_from_worktree(&wt).ctx("open worktree")?;
-                let workdir = repo.workdir().map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()));
+                let workdir = repo
+                    .workdir()
+                    .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()));
                 if workdir.as_deref() != Some(want.as_path()) {
                     return Err(GitError {
                         action: format!("open worktree {}", path.display()),
@@ -81,6 +86,31 @@ impl ProjectRepo {
             action: format!("open worktree {}", path.display()),
             source: git2::Error::from_str("the project records no worktree there"),
         })
+    }
+
+    /// Removes the lock files a killed runner left on this execution's git state: its ref,
+    /// its branch, and its worktree's index and HEAD. Only the execution's own files: the
+    /// user's index and refs are never the runner's to unlock. Call with the execution's lock
+    /// held. Returns the files removed.
+    pub fn clear_stale_locks(
+        &self,
+        id: &str,
+        branch: Option<&str>,
+        worktree: Option<&Path>,
+    ) -> Vec<std::path::PathBuf> {
+        let common = self.repo.commondir().to_path_buf();
+        let mut candidates = vec![common.join(format!("{}.lock", execution_ref(id)))];
+        if let Some(b) = branch {
+            candidates.push(common.join(format!("refs/heads/{b}.lock")));
+        }
+        if let Some(wt) = worktree.and_then(|w| self.worktree_repo(w).ok()) {
+            candidates.push(wt.path().join("index.lock"));
+            candidates.push(wt.path().join("HEAD.lock"));
+        }
+        candidates
+            .into_iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .collect()
     }
 
     /// The commit HEAD points to; None for a repository without commits.
@@ -124,6 +154,13 @@ impl ProjectRepo {
                 source: git2::Error::from_str(&e.to_string()),
             })?;
         }
+        // libgit2 fails when two runs create the repository's first worktree at once: make
+        // the shared folder first (create_dir_all tolerates a racing creator).
+        let shared = self.repo.commondir().join("worktrees");
+        std::fs::create_dir_all(&shared).map_err(|e| GitError {
+            action: format!("create {}", shared.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        })?;
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(branch_ref.get()));
         self.repo
@@ -193,6 +230,12 @@ impl ProjectRepo {
                 .ctx("stage artifact")?;
         }
         let tree_id = index.write_tree_to(&self.repo).ctx("write tree")?;
+        if let Some(p) = &parent
+            && p.tree_id() == tree_id
+        {
+            // Already committed (a resume re-committing after a crash found nothing missing).
+            return Ok(p.id().to_string());
+        }
         let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
         let sig = signature(&self.repo)?;
         let parents: Vec<&git2::Commit> = parent.iter().collect();

@@ -101,7 +101,10 @@ mod tests {
         assert!(!names.contains(&"OPENAI_API_KEY".to_owned()));
         assert!(!names.contains(&"DB_PASSWORD".to_owned()));
         assert!(!names.contains(&"RANDOM_VAR".to_owned()));
-        let home = env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone());
+        let home = env
+            .iter()
+            .find(|(k, _)| k == "HOME")
+            .map(|(_, v)| v.clone());
         assert_eq!(home, Some(OsString::from("/p/home")));
     }
 }

@@ -209,15 +209,24 @@ fn restrict(policy: &Policy) -> Result<(), String> {
     let status = ruleset
         .create()
         .map_err(err)?
-        .add_rules(path_beneath_rules(&policy.readable, AccessFs::from_read(abi)))
+        .add_rules(path_beneath_rules(
+            &policy.readable,
+            AccessFs::from_read(abi),
+        ))
         .map_err(err)?
         .add_rules(path_beneath_rules([&policy.workdir], workdir_access))
         .map_err(err)?
-        .add_rules(path_beneath_rules([&policy.scratch], AccessFs::from_all(abi)))
+        .add_rules(path_beneath_rules(
+            [&policy.scratch],
+            AccessFs::from_all(abi),
+        ))
         .map_err(err)?
         .add_rules(path_beneath_rules(DEVICES, AccessFs::from_all(abi)))
         .map_err(err)?
-        .add_rules(path_beneath_rules(["/dev/shm", "/dev/pts"], AccessFs::from_all(abi)))
+        .add_rules(path_beneath_rules(
+            ["/dev/shm", "/dev/pts"],
+            AccessFs::from_all(abi),
+        ))
         .map_err(err)?
         .restrict_self()
         .map_err(err)?;

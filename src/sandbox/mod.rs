@@ -174,12 +174,10 @@ fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
             Err(e) => Err(format!("cannot start {}: {e}", sandbox.helper.display())),
         }
     });
-    result
-        .clone()
-        .map_err(|reason| SandboxError::Unavailable {
-            mode: sandbox.policy.mode.as_str(),
-            reason,
-        })
+    result.clone().map_err(|reason| SandboxError::Unavailable {
+        mode: sandbox.policy.mode.as_str(),
+        reason,
+    })
 }
 
 /// True when `path` is `.git` or lies under a `.git` at any depth: nothing a model writes may

@@ -16,7 +16,9 @@ pub fn always_protected() -> Vec<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         out.push(PathBuf::from(home));
     }
-    out.into_iter().map(|p| p.canonicalize().unwrap_or(p)).collect()
+    out.into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect()
 }
 
 /// Toolchain folders named by the clean environment (CARGO_HOME, RUSTUP_HOME) and the PATH
@@ -80,7 +82,10 @@ mod tests {
         let secret = root.join("secret");
         std::fs::create_dir_all(secret.join("inner")).expect("mkdir");
         std::fs::create_dir_all(root.join("open")).expect("mkdir");
-        let roots = readable_roots(&[PathBuf::from("/tmp"), secret.clone()], &[root.join("open")]);
+        let roots = readable_roots(
+            &[PathBuf::from("/tmp"), secret.clone()],
+            &[root.join("open")],
+        );
         assert!(roots.iter().all(|r| !secret.starts_with(r)), "{roots:?}");
         assert!(roots.contains(&root.join("open")));
         assert!(roots.contains(&PathBuf::from("/usr")));

@@ -18,12 +18,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
     }
+    crash_point(&format!("temp:{name}"));
     fs::rename(&tmp, path)?;
     // The rename itself is durable only once the folder is synced.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temp files that killed writers left in `dir` and its subfolders (`.NAME.PID.tmp`
+/// whose PID is no longer alive); returns how many. Call with the execution's lock held.
+pub fn clean_temp_files(dir: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += clean_temp_files(&path);
+            continue;
+        }
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let pid = stem.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid
+            .is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if pid.is_some() && !alive && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// A named instant at which the crash tests kill the process: when `AUTOWRKERS_CRASH_AT` is
+/// `NAME#N`, the process aborts on the spot (as a `kill -9` there would stop it) the N-th time
+/// it passes `NAME`. Costs one cached environment lookup otherwise.
+pub fn crash_point(name: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static AT: std::sync::OnceLock<Option<(String, u32)>> = std::sync::OnceLock::new();
+    static PASSED: AtomicU32 = AtomicU32::new(0);
+    let at = AT.get_or_init(|| {
+        let spec = std::env::var("AUTOWRKERS_CRASH_AT").ok()?;
+        let (point, n) = spec.rsplit_once('#').unwrap_or((&spec, "1"));
+        Some((point.to_owned(), n.parse().unwrap_or(1)))
+    });
+    if let Some((point, n)) = at
+        && point == name
+        && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        std::process::abort();
+    }
 }
 
 /// Appends one line (a newline is added) with a single `write` on an `O_APPEND` file, so

@@ -136,8 +136,10 @@ impl ExecutionDir {
             return Err(outside());
         }
         let full = self.root.join(path);
-        if let (Ok(real), Ok(base)) = (full.canonicalize(), self.root.join("artifacts").canonicalize())
-            && !real.starts_with(&base)
+        if let (Ok(real), Ok(base)) = (
+            full.canonicalize(),
+            self.root.join("artifacts").canonicalize(),
+        ) && !real.starts_with(&base)
         {
             return Err(outside());
         }

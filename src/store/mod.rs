@@ -7,7 +7,7 @@ mod index;
 mod lock;
 mod paths;
 
-pub use atomic::{append_line, write_atomic};
+pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index};
 pub use lock::{ExecutionLock, LockError};
@@ -46,7 +46,9 @@ pub enum StoreError {
     #[error("index: {0}")]
     Index(#[from] sled::Error),
     /// A path recorded in `state.json` leads outside the execution's `artifacts/` folder.
-    #[error("{0}: an artifact path must stay inside the execution's artifacts/ folder; state.json was changed by hand")]
+    #[error(
+        "{0}: an artifact path must stay inside the execution's artifacts/ folder; state.json was changed by hand"
+    )]
     OutsideArtifacts(String),
     /// No execution matches.
     #[error("no execution matches `{0}` (see `autowrkers workflow list`)")]

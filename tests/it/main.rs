@@ -5,6 +5,7 @@ mod agent_clis;
 mod bad_input;
 mod commands;
 mod control;
+mod crash;
 mod fake_llm;
 mod keys;
 mod live_control;

@@ -70,7 +70,10 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
                     "write_file",
                     json!({"path": ".git", "content": format!("gitdir: {}\n", user_git.display())}),
                 ),
-                ("write_file", json!({"path": "a.txt", "content": "changed\n"})),
+                (
+                    "write_file",
+                    json!({"path": "a.txt", "content": "changed\n"}),
+                ),
                 ("run_command", json!({"command": command})),
             ]),
         ),
@@ -91,13 +94,22 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     let results = tool_results(&server);
     assert!(results[0].contains("off limits"), "{}", results[0]);
     assert_eq!(git(&p.path(), &["rev-parse", "main"]), head_before);
-    assert_eq!(git(&p.path(), &["status", "--porcelain", "--untracked-files=no"]), "");
+    assert_eq!(
+        git(
+            &p.path(),
+            &["status", "--porcelain", "--untracked-files=no"]
+        ),
+        ""
+    );
     // The work landed on the execution's own branch.
     let branch = p.state()["workspace"]["branch"]
         .as_str()
         .expect("branch")
         .to_owned();
-    assert_eq!(git(&p.path(), &["show", &format!("{branch}:a.txt")]), "changed\n");
+    assert_eq!(
+        git(&p.path(), &["show", &format!("{branch}:a.txt")]),
+        "changed\n"
+    );
 
     // 2. No key reached the command, hence not the model, the branch or the artifacts.
     let env_txt = git(&p.path(), &["show", &format!("{branch}:env.txt")]);
@@ -109,7 +121,10 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
         assert_nowhere(&record.body.to_string(), "a request to the model");
     }
     for (path, bytes) in all_files(&p.execution()) {
-        assert_nowhere(&String::from_utf8_lossy(&bytes), &path.display().to_string());
+        assert_nowhere(
+            &String::from_utf8_lossy(&bytes),
+            &path.display().to_string(),
+        );
     }
 
     // 3. Nothing outside the worktree was written, and the network was closed.
@@ -160,9 +175,16 @@ async fn in_place_the_repository_and_hard_links_are_safe() {
         std::fs::read(p.path().join(".git/config")).expect("config"),
         config_before
     );
-    assert!(!results[2].contains("[core]"), "read .git/config: {}", results[2]);
+    assert!(
+        !results[2].contains("[core]"),
+        "read .git/config: {}",
+        results[2]
+    );
     // The link was replaced, not written through.
-    assert_eq!(std::fs::read_to_string(&target).expect("target"), "outside\n");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "outside\n"
+    );
     assert_eq!(
         std::fs::read_to_string(p.path().join("linked.txt")).expect("linked"),
         "model\n"
@@ -184,8 +206,13 @@ async fn a_sandbox_the_kernel_cannot_build_fails_closed() {
     p.write("t.yaml", &implementer_only(&server.url(), ""));
     let mut cmd = p.cmd();
     // A helper that cannot set anything up stands for a kernel without namespaces/Landlock.
-    cmd.env("AUTOWRKERS_SANDBOX_HELPER", "/bin/false")
-        .args(["run", "--task", "x", "--template", "t.yaml"]);
+    cmd.env("AUTOWRKERS_SANDBOX_HELPER", "/bin/false").args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "t.yaml",
+    ]);
     let out = run(cmd).await;
     assert_ne!(out.code, 0);
     let state = p.state();
@@ -193,7 +220,10 @@ async fn a_sandbox_the_kernel_cannot_build_fails_closed() {
         .as_str()
         .unwrap_or_default();
     assert!(error.contains("--sandbox full-access"), "{state}");
-    assert!(server.calls("implementer").is_empty(), "no model call before the sandbox");
+    assert!(
+        server.calls("implementer").is_empty(),
+        "no model call before the sandbox"
+    );
 
     // With the explicit opt-in the same run completes.
     let mut cmd = p.cmd();
@@ -219,7 +249,9 @@ async fn artifact_view_refuses_a_tampered_path() {
     )])
     .await;
     let p = Project::git(&[("a.txt", "a\n")]);
-    let out = p.run_template(&implementer_only(&server.url(), ""), &[]).await;
+    let out = p
+        .run_template(&implementer_only(&server.url(), ""), &[])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let state_path = p.execution().join("state.json");
     let mut state: Value =

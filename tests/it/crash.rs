@@ -1,0 +1,181 @@
+//! A kill at any instant is survivable: the runner is aborted at named instants (each temp
+//! write of state.json, between saving a phase run and committing it), and left git locks and
+//! temp files behind it; `resume` finishes every time, and the ref's tip tells the outcome.
+
+use std::os::unix::process::ExitStatusExt;
+
+use serde_json::{Value, json};
+
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::support::{Project, git, phase, run};
+
+fn rules() -> Vec<Rule> {
+    // Chosen by the tool results in the conversation, so a repeated call gets the same reply.
+    vec![
+        Rule::after_tool_results(
+            "implementer",
+            0,
+            Reply::tool("write_file", json!({"path": "a.txt", "content": "b\n"})),
+        ),
+        Rule::after_tool_results("implementer", 1, Reply::text("/complete")),
+    ]
+}
+
+fn crashable_project(url: &str) -> Project {
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            "verify:\n  test: \"grep -q b a.txt\"\n",
+        ),
+    ]);
+    let mut t = "name: x\nphases:\n".to_owned();
+    t += &phase(
+        "impl",
+        "implementer",
+        "implementer",
+        url,
+        ("implementer_prompt", "code_diff", "/complete"),
+        1,
+        "",
+    );
+    t += "  - id: verify\n    name: verify\n    role: verifier\n    provider_config: {provider_type: none}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: 2\n";
+    p.write("t.yaml", &t);
+    p
+}
+
+fn ref_tip_state(p: &Project, id: &str) -> Value {
+    let text = git(
+        &p.path(),
+        &[
+            "show",
+            &format!("refs/autowrkers/executions/{id}:state.json"),
+        ],
+    );
+    serde_json::from_str(&text).expect("state.json on the ref")
+}
+
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    crate::support::all_files(dir)
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
+        .filter(|p| p.ends_with(".tmp"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_at_every_instant_is_resumed_to_completion() {
+    let (server, _h) = FakeLlm::start(rules()).await;
+    let points: Vec<String> = (1..=8)
+        .map(|n| format!("temp:state.json#{n}"))
+        .chain((1..=2).map(|n| format!("before-ref-commit#{n}")))
+        .collect();
+    let mut crashed = 0;
+    for point in &points {
+        let p = crashable_project(&server.url());
+        let mut cmd = p.cmd();
+        cmd.env("AUTOWRKERS_CRASH_AT", point)
+            .args(["run", "--task", "x", "--template", "t.yaml"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
+            .await
+            .expect("join");
+        if out.status.signal().is_some() {
+            crashed += 1;
+        } else {
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{point}: neither crashed nor completed"
+            );
+            continue;
+        }
+        // The folder is named by the id: state.json may not exist yet.
+        let execution = p.execution();
+        let id = execution
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let mut cmd = p.cmd();
+        cmd.args(["resume", &id[..8]]);
+        let out = run(cmd).await;
+        assert_eq!(out.code, 0, "{point}: {}\n{}", out.stdout, out.stderr);
+        let state = p.state();
+        assert_eq!(state["status"], "completed", "{point}");
+        assert_eq!(
+            ref_tip_state(&p, &id),
+            state,
+            "{point}: the ref's tip is the state"
+        );
+        assert!(temp_files(&p.execution()).is_empty(), "{point}");
+        let branch = state["workspace"]["branch"].as_str().expect("branch");
+        assert_eq!(git(&p.path(), &["show", &format!("{branch}:a.txt")]), "b\n");
+    }
+    assert!(
+        crashed >= 8,
+        "only {crashed} of {} instants were reached",
+        points.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
+    let (server, _h) = FakeLlm::start(rules()).await;
+    let p = crashable_project(&server.url());
+    let mut cmd = p.cmd();
+    // Killed after the implementer's run was saved, before its commit.
+    cmd.env("AUTOWRKERS_CRASH_AT", "before-ref-commit#1").args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "t.yaml",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
+        .await
+        .expect("join");
+    assert!(out.status.signal().is_some(), "crashed");
+    let state = p.state();
+    let id = state["id"].as_str().expect("id").to_owned();
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["phase_executions"][0]["status"], "completed");
+    assert_ne!(ref_tip_state(&p, &id), state, "the commit was lost");
+
+    // What kills during git writes and atomic writes leave behind.
+    let git_dir = p.path().join(".git");
+    let branch = state["workspace"]["branch"].as_str().expect("branch");
+    let short = &id[..8];
+    let locks = [
+        git_dir.join(format!("refs/autowrkers/executions/{id}.lock")),
+        git_dir.join(format!("refs/heads/{branch}.lock")),
+        git_dir.join(format!("worktrees/autowrkers-{short}/index.lock")),
+    ];
+    for lock in &locks {
+        std::fs::write(lock, "").expect("plant lock");
+    }
+    let stale_tmp = p.execution().join(".state.json.999999999.tmp");
+    std::fs::write(&stale_tmp, "{").expect("plant temp");
+
+    let mut cmd = p.cmd();
+    cmd.args(["resume", short]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for lock in &locks {
+        assert!(!lock.exists(), "{} left", lock.display());
+    }
+    assert!(!stale_tmp.exists());
+    let log = git(
+        &p.path(),
+        &[
+            "log",
+            "--format=%s",
+            &format!("refs/autowrkers/executions/{id}"),
+        ],
+    );
+    assert!(
+        log.contains("state recorded before an interruption"),
+        "{log}"
+    );
+    assert!(log.starts_with("autowrkers: completed"), "{log}");
+    assert_eq!(ref_tip_state(&p, &id)["status"], "completed");
+}
