@@ -42,10 +42,14 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         Some(id) => store::find_execution(&home, Some(&args.path), id)?,
         None => newest(&home, &args.path)?,
     };
-    let request = dir.read_request()?;
     let state = dir.read_state()?;
+    // A broken hand edit must not hide the execution: show the state and the problem.
+    let (request, problem) = match dir.read_request() {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     if args.json {
-        let value = serde_json::json!({"execution": request, "state": state});
+        let value = serde_json::json!({"execution": request, "state": state, "problem": problem});
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
     }
@@ -58,23 +62,29 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         ));
     }
     println!("execution  {}", state.id);
-    println!("task       {}", request.task_description);
-    println!("project    {}", request.project_path);
-    println!(
-        "template   {} ({})",
-        request.template.name, request.template_source
-    );
+    if let Some(request) = &request {
+        println!("task       {}", request.task_description);
+        println!("project    {}", request.project_path);
+        println!(
+            "template   {} ({})",
+            request.template.name, request.template_source
+        );
+    }
     println!("status     {status}");
-    println!(
-        "iteration  {}/{}",
-        state.iteration, request.template.max_iterations
-    );
+    let max = request
+        .as_ref()
+        .map_or("?".to_owned(), |r| r.template.max_iterations.to_string());
+    println!("iteration  {}/{max}", state.iteration);
     if let Some(ws) = &state.workspace {
         let branch = ws.branch.as_deref().unwrap_or("(in place)");
         println!("workspace  {} on {branch}", ws.dir);
     }
     if !state.message.is_empty() {
         println!("message    {}", state.message);
+    }
+    if let Some(problem) = &problem {
+        println!("problem    {problem}");
+        println!("           (a runner keeps the last valid execution.yaml; fix the file)");
     }
     println!();
     let iterations: Vec<u32> = {
@@ -120,7 +130,7 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         state.total_tokens.cached_input,
         state.artifacts.len()
     );
-    if let Some(limit) = request.budget_limit {
+    if let Some(limit) = request.as_ref().and_then(|r| r.budget_limit) {
         let unknown = if state.cost_incomplete {
             " (some costs unknown: not counted)"
         } else {

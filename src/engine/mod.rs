@@ -51,6 +51,8 @@ pub(crate) struct Reconcile<'a> {
     pub sandbox: sandboxing::SandboxBase,
     pub budget: crate::budget::BudgetGuard,
     pub control: control::ControlWatch,
+    /// The last problem reported about a hand edit of `execution.yaml`.
+    pub bad_edit: Option<String>,
 }
 
 /// What a step decided.
@@ -75,7 +77,11 @@ impl Reconcile<'_> {
 
     /// Re-reads the control requests; returns true when the pass must stop here.
     fn at_safe_point(&mut self) -> Result<bool, EngineError> {
-        self.request.control = self.dir.read_request()?.control;
+        match self.dir.read_request() {
+            Ok(request) => self.request.control = request.control,
+            // A hand edit that broke the file: keep the last valid requests, say where.
+            Err(e) => self.report_bad_edit(&e.to_string()),
+        }
         if self.request.control.cancel && !self.state.status.is_terminal() {
             self.set_status(Trigger::Cancel)?;
             self.bus.emit(EventKind::Cancelled {});
@@ -90,6 +96,19 @@ impl Reconcile<'_> {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Tells once per distinct problem that `execution.yaml` cannot be read, with file, line
+    /// and column, and that the last valid version still applies.
+    fn report_bad_edit(&mut self, problem: &str) {
+        if self.bad_edit.as_deref() == Some(problem) {
+            return;
+        }
+        self.bad_edit = Some(problem.to_owned());
+        self.bus.emit(EventKind::ControlNoticed {
+            request: "invalid-edit".to_owned(),
+            detail: format!("{problem}; keeping the last valid execution.yaml"),
+        });
     }
 
     /// Runs until the execution is terminal, paused or waiting.

@@ -282,6 +282,7 @@ impl Engine {
             request,
             state,
             checks,
+            bad_edit: None,
         };
         pass.note_hand_edits()?;
         // state.json saved but its commit lost to a kill: commit it now (a no-op otherwise).

@@ -215,3 +215,35 @@ async fn skip_phase_stops_the_running_phase_and_goes_on() {
         "the skipped phase was not called again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_hand_edit_is_reported_and_the_run_goes_on() {
+    let (server, mut held) = FakeLlm::start(held_first_call("analyzer")).await;
+    let p = project(&server.url());
+    let (child, mut events) = start(&p, "pipeline.yaml");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("analyzer called")
+        .expect("model");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let request = p.execution().join("execution.yaml");
+    let mut text = std::fs::read_to_string(&request).expect("execution.yaml");
+    text.push_str("control: [unclosed\n");
+    std::fs::write(&request, text).expect("break it");
+    server.release_holds();
+    let notice = wait_for(&mut events, "bad edit reported", |e| {
+        e["type"] == "workflow:control" && e["request"] == "invalid-edit"
+    })
+    .await;
+    let detail = notice["detail"].as_str().expect("detail");
+    assert!(detail.contains("execution.yaml:"), "{detail}");
+    assert!(detail.contains("keeping the last valid"), "{detail}");
+    assert_eq!(wait_exit(child).await, 0, "the run went on to completion");
+    assert_eq!(p.state()["status"], "completed");
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "status", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("problem    "), "{}", out.stdout);
+    assert!(out.stdout.contains("execution.yaml:"), "{}", out.stdout);
+}
