@@ -38,10 +38,10 @@ impl ExecutionLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let mut written = String::new();
+                let _ = file.read_to_string(&mut written);
                 return Err(LockError::Held {
-                    holder: holder.trim().to_owned(),
+                    holder: describe_holder(&file, written.trim()),
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
@@ -60,6 +60,45 @@ impl ExecutionLock {
         };
         matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
     }
+}
+
+/// "pid N on HOST": the kernel's word on who holds the lock (`/proc/locks`), with the host the
+/// holder wrote. The file alone can be empty for an instant while the holder rewrites it.
+fn describe_holder(file: &File, written: &str) -> String {
+    let Some(pid) = lock_holder_pid(file) else {
+        return if written.is_empty() {
+            "a process that has not said its pid yet".to_owned()
+        } else {
+            written.to_owned()
+        };
+    };
+    if written.starts_with(&format!("pid {pid} ")) {
+        written.to_owned()
+    } else {
+        format!("pid {pid}")
+    }
+}
+
+/// The pid holding a `flock` on `file`, from `/proc/locks` (matched by device and inode).
+fn lock_holder_pid(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" in field 1.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let mut id = fields.get(5)?.split(':');
+        let maj = u32::from_str_radix(id.next()?, 16).ok()?;
+        let min = u32::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        (maj == major && min == minor && ino == meta.ino())
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 fn hostname() -> String {

@@ -91,7 +91,31 @@ pub fn known_projects(home: &Home) -> Vec<PathBuf> {
 
 /// Adds a project to the registry (no-op when known).
 pub fn register_project(home: &Home, project: &Path) -> Result<(), StoreError> {
-    let mut projects = known_projects(home);
+    // Runs starting together in several projects each read, add and write: one at a time.
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::create_dir_all(home.root()).map_err(io(home.root()))?;
+    let lock_path = home.root().join("projects.yaml.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    lock.lock().map_err(io(&lock_path))?;
+    let mut projects = match std::fs::read_to_string(home.projects()) {
+        Ok(text) => serde_yaml::from_str::<Vec<PathBuf>>(&text).map_err(|e| {
+            // Never replace a file the user may have edited: say what is wrong instead.
+            io(&home.projects())(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a YAML list of project paths ({e}); fix or remove it"),
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(&home.projects())(e)),
+    };
     if projects.iter().any(|p| p == project) {
         return Ok(());
     }

@@ -4,6 +4,7 @@
 mod agent_clis;
 mod bad_input;
 mod commands;
+mod concurrency;
 mod control;
 mod crash;
 mod fake_llm;

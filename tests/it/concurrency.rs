@@ -1,0 +1,129 @@
+//! Runs started together: the registry of known projects, worktrees in one repository, and the
+//! execution lock's refusal, each shared by several real processes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::pipeline::{held_first_call, project};
+use crate::support::{Project, git, phase, run};
+
+fn quick_template(url: &str) -> String {
+    "name: x\nphases:\n".to_owned()
+        + &phase(
+            "impl",
+            "implementer",
+            "implementer",
+            url,
+            ("implementer_prompt", "code_diff", "/complete"),
+            1,
+            "",
+        )
+}
+
+/// Starts every command at once and returns their exit codes and stderr.
+async fn all_at_once(cmds: Vec<std::process::Command>) -> Vec<(i32, String)> {
+    let children: Vec<std::process::Child> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().expect("wait");
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .collect()
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_first_runs_in_eight_projects_register_all_eight() {
+    let (server, _h) =
+        FakeLlm::start(vec![Rule::new("implementer", None, Reply::text("/complete"))]).await;
+    let shared_home = tempfile::tempdir().expect("home");
+    let projects: Vec<Project> = (0..8).map(|_| Project::git(&[("a.txt", "a\n")])).collect();
+    let cmds = projects
+        .iter()
+        .map(|p| {
+            p.write("t.yaml", &quick_template(&server.url()));
+            let mut cmd = p.cmd();
+            cmd.env("AUTOWRKERS_HOME", shared_home.path())
+                .args(["run", "--task", "x", "--template", "t.yaml"]);
+            cmd
+        })
+        .collect();
+    for (code, stderr) in all_at_once(cmds).await {
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let registry =
+        std::fs::read_to_string(shared_home.path().join("projects.yaml")).expect("projects.yaml");
+    for p in &projects {
+        assert!(
+            registry.contains(&*p.path().to_string_lossy()),
+            "{} missing from:\n{registry}",
+            p.path().display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_started_together_in_one_project_each_get_their_worktree() {
+    let (server, _h) =
+        FakeLlm::start(vec![Rule::new("implementer", None, Reply::text("/complete"))]).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &quick_template(&server.url()));
+    let cmds = (0..4)
+        .map(|i| {
+            let mut cmd = p.cmd();
+            cmd.args(["run", "--task", &format!("task {i}"), "--template", "t.yaml"]);
+            cmd
+        })
+        .collect();
+    for (code, stderr) in all_at_once(cmds).await {
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let branches = git(&p.path(), &["branch", "--list", "autowrkers/*"]);
+    assert_eq!(branches.lines().count(), 4, "{branches}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_refusal_names_the_holder_even_while_it_rewrites_the_file() {
+    let (server, mut held) = FakeLlm::start(held_first_call("analyzer")).await;
+    let p = project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "t", "--template", "pipeline.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    tokio::time::timeout(Duration::from_secs(120), held.recv())
+        .await
+        .expect("analyzer called")
+        .expect("model");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    // The instant between the holder's truncate and its write of "pid N on HOST".
+    std::fs::write(p.execution().join("lock"), "").expect("empty the lock file");
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        out.stderr
+    );
+    server.release_holds();
+    let code = tokio::task::spawn_blocking(move || child.wait().expect("wait").code())
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0));
+}
