@@ -46,7 +46,8 @@ fn error_code(err: &anyhow::Error) -> u8 {
             EngineError::Spec(_)
             | EngineError::Prompt(_)
             | EngineError::Prompts(_)
-            | EngineError::NotReady(_) => 2,
+            | EngineError::NotReady(_)
+            | EngineError::Project(_) => 2,
             EngineError::Store(s) => store_code(s),
             _ => 1,
         };

@@ -46,6 +46,9 @@ pub enum EngineError {
     /// A bug: a transition outside Appendix B.
     #[error(transparent)]
     Transition(#[from] IllegalTransition),
+    /// The project folder cannot be worked on as it is; the text says what to do.
+    #[error("{0}")]
+    Project(String),
     /// A bug: a phase ran before the workspace was set up.
     #[error("internal: the workspace is not set up")]
     NoWorkspace,
@@ -196,6 +199,7 @@ impl Engine {
             path: opts.project.clone(),
             source: e,
         })?;
+        check_project(&project, opts.in_place)?;
         let id = uuid::Uuid::new_v4().to_string();
         let pdir = ProjectDir::new(&project);
         let dir = ExecutionDir::new(pdir.execution(&id));
@@ -373,6 +377,21 @@ impl Reconcile<'_> {
         }
         self.dir.write_state(&self.state)?;
         self.commit(&format!("hand edit of {}", edited.join(", ")))
+    }
+}
+
+/// Refuses, before anything is written or spent, a bare repository (no files to change) and a
+/// repository without commits unless `--in-place` (its implementer branch needs a base).
+fn check_project(project: &Path, in_place: bool) -> Result<(), EngineError> {
+    let shown = project.display();
+    match crate::git::repo_kind(project) {
+        crate::git::RepoKind::Bare => Err(EngineError::Project(format!(
+            "{shown} is a bare git repository: it has no working files to change; run in a clone of it (`git clone {shown} work`, then `autowrkers run --path work …`)"
+        ))),
+        crate::git::RepoKind::NoCommits if !in_place => Err(EngineError::Project(format!(
+            "{shown} is a git repository with no commits: the implementer's branch needs a base commit; commit once (`git commit --allow-empty -m init`), or pass `--in-place` to edit your files in place"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -285,6 +285,33 @@ impl ProjectRepo {
     }
 }
 
+/// What kind of folder a project is, for git's purposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// Not the top of a git repository: worked on as a plain folder.
+    NotGit,
+    /// A bare repository: no working files.
+    Bare,
+    /// A repository whose HEAD has no commit yet.
+    NoCommits,
+    /// A repository with a commit to branch from.
+    Usable,
+}
+
+/// Tells what `path` is: plain folder, bare repository, repository without commits, or usable.
+pub fn repo_kind(path: &Path) -> RepoKind {
+    let Ok(repo) = Repository::open(path) else {
+        return RepoKind::NotGit;
+    };
+    if repo.is_bare() {
+        return RepoKind::Bare;
+    }
+    match repo.head().ok().and_then(|h| h.peel_to_commit().ok()) {
+        Some(_) => RepoKind::Usable,
+        None => RepoKind::NoCommits,
+    }
+}
+
 /// Clones the committed files of the repository at `from` into `to`; false when `from` is not a
 /// git repository.
 pub fn clone_committed(from: &Path, to: &Path) -> Result<bool, GitError> {

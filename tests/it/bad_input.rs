@@ -251,3 +251,42 @@ async fn tool_calls_cannot_leave_the_worktree() {
     let outside = p.path().parent().expect("parent").join("outside.txt");
     assert!(!outside.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_without_commits_or_a_bare_one_is_refused_before_any_call() {
+    let (server, _h) = FakeLlm::start(vec![rule(
+        "implementer",
+        None,
+        Reply::tool("write_file", json!({"path": "a.txt", "content": "model\n"})),
+    )])
+    .await;
+    let mut t = "name: x\nphases:\n".to_owned();
+    t += &phase(
+        "impl",
+        "implementer",
+        "implementer",
+        &server.url(),
+        ("implementer_prompt", "code_diff", "/complete"),
+        1,
+        "",
+    );
+    // No commits: the user's file would have been edited in place.
+    let p = Project::plain(&[("a.txt", "mine\n")]);
+    git(&p.path(), &["init", "-q"]);
+    let out = p.run_template(&t, &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no commits"), "{}", out.stderr);
+    assert!(out.stderr.contains("--in-place"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(p.path().join("a.txt")).expect("a"), "mine\n");
+
+    // Bare: no working files at all.
+    let bare = Project::plain(&[]);
+    git(&bare.path(), &["init", "-q", "--bare"]);
+    bare.write("t.yaml", &t);
+    let mut cmd = bare.cmd();
+    cmd.args(["run", "--path", ".", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("bare git repository"), "{}", out.stderr);
+    assert!(server.log().is_empty(), "no model was called");
+}
