@@ -2,11 +2,13 @@
 //! phases that are not up to date, and moves the status through the seed's Appendix B until
 //! the execution is terminal, paused or awaiting approval.
 
+mod agent_phase;
 mod context;
 mod control;
 mod estimate;
 pub mod events;
 mod extract;
+mod observer;
 mod phase;
 mod record;
 mod sandboxing;

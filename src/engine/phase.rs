@@ -2,20 +2,19 @@
 //! and the fallback chain), or the verifier's commands. The reconciler decides *whether* to run
 //! it; this module only runs it and reports.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::agent_phase::cli_answer;
 use super::events::{EventBus, EventKind};
 use super::extract::json_artifact;
+use super::observer::PhaseObserver;
 use super::sandboxing::SandboxBase;
-use crate::agent::{self, Observer, Tally, Toolbox};
-use crate::budget::{BilledCall, Meter};
+use crate::agent::{self, Tally, Toolbox};
 use crate::budget::{BudgetExceeded, BudgetGuard, Warning};
 use crate::git::{self, ProjectRepo};
 use crate::keys::Keys;
-use crate::providers::agent_cli::{self, CliRun, Note};
+use crate::providers::agent_cli;
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
@@ -77,108 +76,6 @@ impl PhaseOutcome {
             budget: None,
             commit: None,
         }
-    }
-}
-
-/// Streams a phase's output to its log file and as progress events, one line at a time.
-struct PhaseObserver<'a> {
-    bus: &'a EventBus,
-    phase_id: String,
-    iteration: u32,
-    log: Mutex<Option<std::fs::File>>,
-    line: Mutex<String>,
-    touched: Mutex<Vec<String>>,
-}
-
-impl<'a> PhaseObserver<'a> {
-    fn new(env: &PhaseEnv<'a>, job: &PhaseJob<'_>) -> Self {
-        let _ = std::fs::create_dir_all(env.log_dir);
-        let path = env
-            .log_dir
-            .join(format!("{}.{}.log", job.phase.id, job.iteration));
-        Self {
-            bus: env.bus,
-            phase_id: job.phase.id.clone(),
-            iteration: job.iteration,
-            log: Mutex::new(std::fs::File::create(path).ok()),
-            line: Mutex::new(String::new()),
-            touched: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn log(&self, text: &str) {
-        if let Ok(mut log) = self.log.lock()
-            && let Some(f) = log.as_mut()
-        {
-            let _ = f.write_all(text.as_bytes());
-        }
-    }
-
-    fn progress(&self, text: &str) {
-        let text = text.trim_end();
-        if text.trim().is_empty() {
-            return;
-        }
-        self.bus.emit(EventKind::PhaseProgress {
-            phase_id: self.phase_id.clone(),
-            iteration: self.iteration,
-            text: text.to_owned(),
-        });
-    }
-
-    fn flush(&self) {
-        let rest = self
-            .line
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default();
-        self.progress(&rest);
-    }
-
-    fn note(&self, text: &str) {
-        self.flush();
-        self.log(&format!("\n{text}\n"));
-        self.progress(text);
-    }
-}
-
-impl Observer for PhaseObserver<'_> {
-    fn text(&self, delta: &str) {
-        self.log(delta);
-        let lines: Vec<String> = match self.line.lock() {
-            Ok(mut buf) => {
-                buf.push_str(delta);
-                let mut done = Vec::new();
-                while let Some(n) = buf.find('\n') {
-                    done.push(buf[..n].to_owned());
-                    buf.drain(..=n);
-                }
-                done
-            }
-            Err(_) => Vec::new(),
-        };
-        for line in lines {
-            self.progress(&line);
-        }
-    }
-
-    fn tool(&self, name: &str, arguments: &str, result: &Result<String, String>) {
-        let args: serde_json::Value = serde_json::from_str(arguments).unwrap_or_default();
-        let target = ["path", "command", "pattern"]
-            .iter()
-            .find_map(|k| args.get(*k).and_then(|v| v.as_str()))
-            .unwrap_or("");
-        if matches!(name, "write_file" | "edit_file")
-            && result.is_ok()
-            && let Ok(mut t) = self.touched.lock()
-        {
-            t.push(target.to_owned());
-        }
-        let verdict = match result {
-            Ok(_) => String::new(),
-            Err(e) => format!(" — refused: {e}"),
-        };
-        self.note(&format!("> {name} {target}{verdict}"));
     }
 }
 
@@ -291,7 +188,7 @@ async fn run_inner(
     PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, errors.join("; "))
 }
 
-enum Failure {
+pub(super) enum Failure {
     /// The provider could not answer: the fallback may.
     Provider(String),
     /// The model answered, but never acceptably.
@@ -373,7 +270,16 @@ async fn run_model(
                 other => Failure::Answer(other.to_string()),
             })?
         } else {
-            cli_answer(job, env, observer, config, &mut request, tally, &meter).await?
+            cli_answer(
+                job,
+                env,
+                observer,
+                (config, sandbox),
+                &mut request,
+                tally,
+                &meter,
+            )
+            .await?
         };
         match check_answer(phase, &text) {
             Ok(checked) => break (text, checked),
@@ -529,72 +435,4 @@ async fn run_verifier(
         budget: None,
         commit: None,
     }
-}
-
-/// One answer from an agent CLI: it runs its own agent loop in the worktree; we bill what it
-/// reports and turn its events into progress lines. Retry reasons are appended to its prompt.
-async fn cli_answer(
-    job: &PhaseJob<'_>,
-    env: &PhaseEnv<'_>,
-    observer: &PhaseObserver<'_>,
-    config: &ProviderConfig,
-    request: &mut ChatRequest,
-    tally: &mut Tally,
-    meter: &dyn Meter,
-) -> Result<String, Failure> {
-    let retries: Vec<&str> = request
-        .messages
-        .iter()
-        .skip(2)
-        .filter(|m| m.role == Role::User)
-        .map(|m| m.content.as_str())
-        .collect();
-    let prompt = if retries.is_empty() {
-        job.prompt.clone()
-    } else {
-        format!("{}\n\n{}", job.prompt, retries.join("\n\n"))
-    };
-    let kind = config.provider_type.as_str();
-    let ticket = meter.before_call(kind, request).map_err(Failure::Budget)?;
-    let run = CliRun {
-        config,
-        workdir: Path::new(&env.workspace.dir),
-        system_prompt: &job.system_prompt,
-        prompt: &prompt,
-        can_edit: job.phase.role == PhaseRole::Implementer,
-        max_budget_usd: meter.remaining(),
-        keys: env.keys,
-    };
-    let on_note = |note: Note| match note {
-        Note::Text(t) => observer.text(&format!("{t}\n")),
-        Note::Tool(t) => observer.note(&t),
-        Note::Raw(t) => observer.log(&format!("{t}\n")),
-    };
-    let result = match agent_cli::run(&run, &on_note).await {
-        Ok(r) => r,
-        Err(e) => {
-            meter.release(ticket);
-            return Err(Failure::Provider(format!("{kind}: {e}")));
-        }
-    };
-    let cost = meter.after_call(
-        ticket,
-        &BilledCall {
-            provider: kind,
-            model: &config.model_name,
-            served: result.served_model.as_deref(),
-            usage: result.usage,
-            reported_usd: result.reported_cost_usd,
-        },
-    );
-    tally.calls += 1;
-    tally.usage.add(&result.usage);
-    tally.cost_usd = tally.cost_usd.zip(cost).map(|(a, b)| a + b);
-    if result.served_model.is_some() {
-        tally.served_model = result.served_model.clone();
-    }
-    request
-        .messages
-        .push(Message::text(Role::Assistant, &result.text));
-    Ok(result.text)
 }

@@ -20,8 +20,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-    path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, path_beneath_rules,
 };
 
 use super::{HELPER_ARG, Policy, SandboxMode};
@@ -81,7 +81,7 @@ fn enter(policy: &Policy) -> Result<(), String> {
     // SAFETY: getuid/getgid only read the process's credentials.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
-    if !policy.network {
+    if !policy.network && policy.connect_ports.is_empty() {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: unshare(2) changes only this (single-threaded) process's namespaces.
@@ -227,6 +227,15 @@ fn restrict(policy: &Policy) -> Result<(), String> {
             ["/dev/shm", "/dev/pts"],
             AccessFs::from_all(abi),
         ))
+        .map_err(err)?
+        // Port rules only mean something while TCP is handled (network off).
+        .add_rules(
+            policy
+                .connect_ports
+                .iter()
+                .filter(|_| !policy.network)
+                .map(|p| Ok::<_, landlock::RulesetError>(NetPort::new(*p, AccessNet::ConnectTcp))),
+        )
         .map_err(err)?
         .restrict_self()
         .map_err(err)?;

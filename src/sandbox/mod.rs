@@ -66,6 +66,21 @@ pub(crate) struct Policy {
     pub scratch: PathBuf,
     pub network: bool,
     pub readable: Vec<PathBuf>,
+    /// TCP ports a command may connect to while the network is otherwise off (an agent CLI's
+    /// API). Loopback-only worlds cannot reach them, so these keep the host's network.
+    #[serde(default)]
+    pub connect_ports: Vec<u16>,
+}
+
+/// What one command adds to its phase's sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Extra<'a> {
+    /// Variables on top of the clean environment (an agent CLI's own key and base URL).
+    pub env: &'a [(String, String)],
+    /// TCP ports it may connect to (an agent CLI's API).
+    pub connect_ports: &'a [u16],
+    /// Folders it may also read (an agent CLI's installation).
+    pub read_paths: &'a [PathBuf],
 }
 
 /// One phase run's sandbox: a private HOME and TMPDIR (removed when dropped), the clean
@@ -98,6 +113,7 @@ impl Sandbox {
             scratch: root,
             network: spec.network,
             readable: paths::readable_roots(&protected, &extra),
+            connect_ports: Vec::new(),
         };
         let sandbox = Self {
             policy,
@@ -121,27 +137,40 @@ impl Sandbox {
         self.policy.scratch.join("home")
     }
 
-    /// A command for `program` with `args`, in the worktree, with the clean environment plus
-    /// `extra_env` (an agent CLI's own key), inside the sandbox unless the mode is full-access.
-    pub fn command(
+    /// A command for `program` with `args`, in the worktree, with the clean environment,
+    /// inside the sandbox unless the mode is full-access.
+    pub fn command(&self, program: &OsStr, args: &[OsString]) -> tokio::process::Command {
+        self.command_with(program, args, &Extra::default())
+    }
+
+    /// Like [`Self::command`], with what this one command adds (see [`Extra`]).
+    pub fn command_with(
         &self,
         program: &OsStr,
         args: &[OsString],
-        extra_env: &[(String, String)],
+        extra: &Extra<'_>,
     ) -> tokio::process::Command {
         let mut cmd = if self.policy.mode == SandboxMode::FullAccess {
             tokio::process::Command::new(program)
         } else {
+            let mut policy = self.policy.clone();
+            policy.connect_ports.extend_from_slice(extra.connect_ports);
+            policy.readable.extend(
+                extra
+                    .read_paths
+                    .iter()
+                    .filter_map(|p| p.canonicalize().ok()),
+            );
             let mut c = tokio::process::Command::new(&self.helper);
             c.arg(HELPER_ARG)
-                .arg(serde_json::to_string(&self.policy).unwrap_or_default())
+                .arg(serde_json::to_string(&policy).unwrap_or_default())
                 .arg(program);
             c
         };
         cmd.args(args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .envs(extra.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.policy.workdir);
         cmd
     }

@@ -209,9 +209,16 @@ async fn codex_edits_a_file_and_its_tokens_are_priced() {
     )
     .await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let logs: Vec<String> = crate::support::all_files(&p.execution().join("logs"))
+        .into_iter()
+        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+        .collect();
     assert_eq!(
-        std::fs::read_to_string(p.path().join("made.txt")).expect("made"),
-        "by codex\n"
+        std::fs::read_to_string(p.path().join("made.txt"))
+            .ok()
+            .as_deref(),
+        Some("by codex\n"),
+        "{logs:?}"
     );
     assert!(
         server

@@ -277,7 +277,10 @@ async fn a_repository_without_commits_or_a_bare_one_is_refused_before_any_call()
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no commits"), "{}", out.stderr);
     assert!(out.stderr.contains("--in-place"), "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(p.path().join("a.txt")).expect("a"), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
+        "mine\n"
+    );
 
     // Bare: no working files at all.
     let bare = Project::plain(&[]);

@@ -48,8 +48,12 @@ async fn all_at_once(cmds: Vec<std::process::Command>) -> Vec<(i32, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_first_runs_in_eight_projects_register_all_eight() {
-    let (server, _h) =
-        FakeLlm::start(vec![Rule::new("implementer", None, Reply::text("/complete"))]).await;
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
     let shared_home = tempfile::tempdir().expect("home");
     let projects: Vec<Project> = (0..8).map(|_| Project::git(&[("a.txt", "a\n")])).collect();
     let cmds = projects
@@ -57,8 +61,13 @@ async fn eight_first_runs_in_eight_projects_register_all_eight() {
         .map(|p| {
             p.write("t.yaml", &quick_template(&server.url()));
             let mut cmd = p.cmd();
-            cmd.env("AUTOWRKERS_HOME", shared_home.path())
-                .args(["run", "--task", "x", "--template", "t.yaml"]);
+            cmd.env("AUTOWRKERS_HOME", shared_home.path()).args([
+                "run",
+                "--task",
+                "x",
+                "--template",
+                "t.yaml",
+            ]);
             cmd
         })
         .collect();
@@ -78,14 +87,24 @@ async fn eight_first_runs_in_eight_projects_register_all_eight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_started_together_in_one_project_each_get_their_worktree() {
-    let (server, _h) =
-        FakeLlm::start(vec![Rule::new("implementer", None, Reply::text("/complete"))]).await;
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
     let p = Project::git(&[("a.txt", "a\n")]);
     p.write("t.yaml", &quick_template(&server.url()));
     let cmds = (0..4)
         .map(|i| {
             let mut cmd = p.cmd();
-            cmd.args(["run", "--task", &format!("task {i}"), "--template", "t.yaml"]);
+            cmd.args([
+                "run",
+                "--task",
+                &format!("task {i}"),
+                "--template",
+                "t.yaml",
+            ]);
             cmd
         })
         .collect();

@@ -266,3 +266,50 @@ async fn artifact_view_refuses_a_tampered_path() {
     assert!(!out.stdout.contains("root:"), "{}", out.stdout);
     assert!(out.stderr.contains("artifacts/"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cli_gets_its_prompt_on_stdin_and_only_its_own_key() {
+    // A stand-in for the `claude` binary: it records what it was given, then reports as
+    // Claude Code does. The real CLIs are driven in agent_clis.rs.
+    let bin = tempfile::tempdir().expect("bin");
+    let script = bin.path().join("claude");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat > prompt.txt\nenv | cut -d= -f1 | sort > cli-env.txt\necho \"$*\" > cli-args.txt\n\
+         echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done /complete\",\"total_cost_usd\":0.001,\"usage\":{\"input_tokens\":10,\"output_tokens\":5},\"permission_denials\":[]}'\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    // A prompt above Linux's 128 KiB limit for one argument.
+    let big = "lorem ipsum ".repeat(16_000);
+    let template = format!(
+        "name: x\nphases:\n  - id: impl\n    name: impl\n    role: implementer\n    provider_config:\n      provider_type: claude_code\n      model_name: claude-fake\n      api_url: http://127.0.0.1:9\n      extra_params: {{binary: \"{}\", api_key_env: FAKE_LLM_KEY}}\n    prompt_template: \"{big}END-OF-PROMPT\"\n    output_artifact_type: code_diff\n    success_pattern: /complete\n    order: 1\n",
+        script.display()
+    );
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &template);
+    let mut cmd = p.cmd();
+    cmd.env("OPENAI_API_KEY", OPENAI_MARK)
+        .env("GITHUB_TOKEN", GITHUB_MARK)
+        .args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let branch = p.state()["workspace"]["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+    let show = |f: &str| git(&p.path(), &["show", &format!("{branch}:{f}")]);
+    let prompt = show("prompt.txt");
+    assert!(prompt.len() > 128 * 1024, "{} bytes", prompt.len());
+    assert!(prompt.contains("END-OF-PROMPT"));
+    assert!(!show("cli-args.txt").contains("lorem"), "prompt in argv");
+    let names: Vec<String> = show("cli-env.txt").lines().map(str::to_owned).collect();
+    assert!(names.contains(&"ANTHROPIC_API_KEY".to_owned()), "{names:?}");
+    for other in ["OPENAI_API_KEY", "GITHUB_TOKEN", "FAKE_LLM_KEY"] {
+        assert!(
+            !names.contains(&other.to_owned()),
+            "{other} reached the CLI"
+        );
+    }
+}

@@ -8,15 +8,16 @@ mod parse;
 
 pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, StreamParser};
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::registry::{base_url, info, key};
 use crate::keys::Keys;
 use crate::process::GroupGuard;
+use crate::sandbox::{Extra, Sandbox, SandboxMode};
 use crate::spec::{ProviderConfig, ProviderType};
 
 /// True for the provider types that are agent CLIs.
@@ -34,6 +35,9 @@ pub fn is_agent_cli(kind: ProviderType) -> bool {
 pub struct CliRun<'a> {
     /// The phase's provider config (`extra_params`: `binary`, `args`, `max_turns`).
     pub config: &'a ProviderConfig,
+    /// The phase's sandbox: the CLI and every tool it runs stay inside it, with a clean
+    /// environment plus this CLI's own key.
+    pub sandbox: &'a Sandbox,
     /// The worktree.
     pub workdir: &'a Path,
     /// Standing instructions.
@@ -105,11 +109,43 @@ pub fn check(config: &ProviderConfig) -> Result<PathBuf, String> {
     })
 }
 
-/// The program, its arguments, its environment and its parser.
+/// `program` as a full path (looked up on PATH when it is a bare name), so the sandbox can let
+/// its installation be read.
+fn resolve(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_default()
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+/// The folder a CLI is installed in: the outermost `node_modules` above its real path (npm
+/// packages load their siblings and native binaries from there), else its own folder.
+fn install_root(program: &Path) -> PathBuf {
+    let real = program
+        .canonicalize()
+        .unwrap_or_else(|_| program.to_path_buf());
+    real.ancestors()
+        .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+        .last()
+        .or_else(|| real.parent())
+        .map_or_else(|| real.clone(), Path::to_path_buf)
+}
+
+/// The program, its arguments, its environment, its prompt (sent on stdin, never in argv:
+/// Linux caps one argument at 128 KiB, and argv is visible to every process) and its parser.
 struct Plan {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    prompt: String,
+    api_port: Option<u16>,
     parser: Box<dyn StreamParser>,
 }
 
@@ -118,6 +154,9 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
     let kind = cfg.provider_type;
     let api = info(api_of(kind)).ok_or("no API data")?;
     let (url, _) = base_url(&api, Some(cfg));
+    let api_port = reqwest::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.port_or_known_default());
     // The CLIs refuse to start without a key, even against a gateway that needs none.
     let secret = key(&api, Some(cfg), run.keys).map_or_else(
         || "no-key-configured".to_owned(),
@@ -151,9 +190,9 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
                 "1".into(),
             ));
             env.push(("CLAUDE_CODE_MAX_RETRIES".into(), "1".into()));
+            // `-p` without a prompt argument reads the prompt from stdin.
             args.extend([
                 "-p".into(),
-                prompt,
                 "--output-format".into(),
                 "stream-json".into(),
                 "--verbose".into(),
@@ -194,8 +233,12 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
                 "--skip-git-repo-check".into(),
             ]);
             args.extend(["--disable".into(), "plugins".into(), "-s".into()]);
+            // Codex's own Linux sandbox cannot nest inside ours; ours holds the same walls
+            // (and more), so inside it Codex runs its commands directly.
             args.push(
-                if run.can_edit {
+                if run.sandbox.mode() != SandboxMode::FullAccess {
+                    "danger-full-access"
+                } else if run.can_edit {
                     "workspace-write"
                 } else {
                     "read-only"
@@ -210,7 +253,8 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
             args.push(format!(
                 "model_providers.autowrkers={{name=\"autowrkers\",base_url=\"{base}\",env_key=\"AUTOWRKERS_CODEX_KEY\",wire_api=\"responses\",request_max_retries=1,stream_max_retries=1}}"
             ));
-            args.push(prompt);
+            // `-` reads the prompt from stdin.
+            args.push("-".into());
             Box::new(Codex::default())
         }
         ProviderType::GeminiCli => {
@@ -225,9 +269,8 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
                     .trim_end_matches("/v1beta")
                     .to_owned(),
             ));
+            // Without a prompt argument and with stdin not a terminal, it reads stdin.
             args.extend([
-                "-p".into(),
-                prompt,
                 "--output-format".into(),
                 "stream-json".into(),
                 "--skip-trust".into(),
@@ -252,7 +295,6 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
             env.push(("OPENAI_BASE_URL".into(), base));
             env.push(("OPENAI_MODEL".into(), model));
             args.extend([
-                prompt,
                 "--auth-type".into(),
                 "openai".into(),
                 "--output-format".into(),
@@ -280,6 +322,8 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
         program,
         args,
         env,
+        prompt,
+        api_port,
         parser,
     })
 }
@@ -290,18 +334,26 @@ pub async fn run(
     run: &CliRun<'_>,
     on_note: &(dyn Fn(Note) + Send + Sync),
 ) -> Result<CliResult, String> {
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let home = run.sandbox.home();
     let Plan {
         program,
         args,
         env,
+        prompt,
+        api_port,
         mut parser,
-    } = plan(run, home.path())?;
-    let mut cmd = Command::new(&program);
-    cmd.args(&args)
-        .envs(env)
-        .current_dir(run.workdir)
-        .stdin(Stdio::null())
+    } = plan(run, &home)?;
+    let program = resolve(&program);
+    let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+    let install = install_root(&program);
+    let ports: Vec<u16> = api_port.into_iter().collect();
+    let extra = Extra {
+        env: &env,
+        connect_ports: &ports,
+        read_paths: std::slice::from_ref(&install),
+    };
+    let mut cmd = run.sandbox.command_with(program.as_os_str(), &args, &extra);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -315,6 +367,13 @@ pub async fn run(
     let pid = child.id();
     // Dropping this future (timeout, cancel) kills the CLI and everything it started.
     let _guard = GroupGuard(pid.map(|p| p as i32));
+    if let Some(mut stdin) = child.stdin.take() {
+        // Written from its own task: a CLI that streams before reading all of its prompt must
+        // not deadlock against us. Closing stdin is the end of the prompt.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(prompt.as_bytes()).await;
+        });
+    }
     on_note(Note::Raw(format!(
         "[{} started, pid {}]",
         program.display(),
