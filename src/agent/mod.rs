@@ -7,6 +7,10 @@ mod tools;
 pub use confine::confine;
 pub use tools::Toolbox;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
 use crate::budget::{BilledCall, BudgetExceeded, Meter};
 use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
 use crate::spec::TokenUsage;
@@ -46,6 +50,11 @@ pub enum AgentError {
     /// The model kept calling tools past the limit.
     #[error("the model used all {0} turns without a final answer")]
     TurnLimit(u32),
+    /// A reply streamed past the artifact limit and was stopped.
+    #[error(
+        "the reply passed {0} bytes and was stopped (output_limits.artifact_bytes in .autowrkers/config.yaml); its cost is unknown"
+    )]
+    ReplyTooLong(u64),
 }
 
 /// What the loop reports as it goes (for progress events and the phase log).
@@ -54,6 +63,10 @@ pub trait Observer: Send + Sync {
     fn text(&self, delta: &str);
     /// A tool call and how it went.
     fn tool(&self, name: &str, arguments: &str, result: &Result<String, String>);
+    /// The most bytes one reply may stream before it is stopped; None for no limit.
+    fn reply_limit(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Runs the loop on `request.messages`, appending every assistant and tool message to it, and
@@ -67,10 +80,42 @@ pub async fn converse(
     tally: &mut Tally,
     meter: &dyn Meter,
 ) -> Result<String, AgentError> {
-    let on_delta = |d: &str| observer.text(d);
+    let limit = observer.reply_limit().unwrap_or(u64::MAX);
     for _ in 0..max_turns {
+        let seen = AtomicU64::new(0);
+        let over = Notify::new();
+        let on_delta = |d: &str| {
+            observer.text(d);
+            if seen.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64 > limit {
+                over.notify_one();
+            }
+        };
         let ticket = meter.before_call(provider.name(), request)?;
-        let result = provider.chat(request, &on_delta).await;
+        let result = tokio::select! {
+            r = provider.chat(request, &on_delta) => r,
+            () = over.notified() => {
+                // Dropping the call closes the stream: what it spent is unknown, so bill
+                // a lower bound (the output seen, ~4 bytes a token) and mark the cost unknown.
+                let usage = TokenUsage {
+                    output: seen.load(Ordering::Relaxed) / 4,
+                    ..TokenUsage::default()
+                };
+                meter.after_call(
+                    ticket,
+                    &BilledCall {
+                        provider: provider.name(),
+                        model: &request.model,
+                        served: None,
+                        usage,
+                        reported_usd: None,
+                    },
+                );
+                tally.usage.add(&usage);
+                tally.cost_usd = None;
+                tally.calls += 1;
+                return Err(AgentError::ReplyTooLong(limit));
+            }
+        };
         let (usage, reported, served) = match &result {
             Ok(r) => (r.usage, r.reported_cost_usd, r.served_model.as_deref()),
             // Tokens streamed before a cut are billed by the provider: count them.

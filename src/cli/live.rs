@@ -69,7 +69,7 @@ impl View {
                 self.output.clear();
             }
             EventKind::PhaseProgress { text, .. } => {
-                self.output.push(text.clone());
+                self.output.extend(text.lines().map(str::to_owned));
                 let keep = EXPANDED_LINES * 4;
                 if self.output.len() > keep {
                     self.output.drain(..self.output.len() - keep);

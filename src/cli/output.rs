@@ -114,7 +114,11 @@ pub fn describe(event: &Event, color: bool) -> Option<String> {
                 icon(PhaseStatus::Running)
             )
         }
-        EventKind::PhaseProgress { text, .. } => format!("  │ {text}"),
+        EventKind::PhaseProgress { text, .. } => text
+            .lines()
+            .map(|l| format!("  │ {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         EventKind::PhaseCompleted {
             phase_name,
             role,
@@ -263,7 +267,8 @@ async fn live(mut rx: UnboundedReceiver<Event>, color: bool) {
             }
             EventKind::PhaseProgress { phase_id, text, .. } => {
                 if let Some(bar) = bars.get(phase_id) {
-                    let short: String = text.chars().take(100).collect();
+                    let last = text.lines().last().unwrap_or_default();
+                    let short: String = last.chars().take(100).collect();
                     bar.set_message(short);
                 }
             }

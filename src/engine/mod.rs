@@ -51,6 +51,7 @@ pub(crate) struct Reconcile<'a> {
     pub prompts: PromptLibrary,
     pub checks: Checks,
     pub sandbox: sandboxing::SandboxBase,
+    pub limits: crate::spec::OutputLimits,
     pub budget: crate::budget::BudgetGuard,
     pub control: control::ControlWatch,
     /// The last problem reported about a hand edit of `execution.yaml`.
@@ -346,6 +347,7 @@ impl Reconcile<'_> {
             budget: &self.budget,
             checks: &self.checks,
             sandbox: &self.sandbox,
+            limits: &self.limits,
             log_dir: &log_dir,
         };
         let job_list: Vec<PhaseJob<'_>> = jobs

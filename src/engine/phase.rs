@@ -17,7 +17,9 @@ use crate::keys::Keys;
 use crate::providers::agent_cli;
 use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
 use crate::sandbox::Sandbox;
-use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace};
+use crate::spec::{
+    ArtifactType, OutputLimits, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace,
+};
 use crate::verify::{self, Checks};
 
 const DEFAULT_MAX_TURNS: u32 = 40;
@@ -43,6 +45,7 @@ pub(crate) struct PhaseEnv<'a> {
     pub budget: &'a BudgetGuard,
     pub checks: &'a Checks,
     pub sandbox: &'a SandboxBase,
+    pub limits: &'a OutputLimits,
     pub log_dir: &'a Path,
 }
 
@@ -97,6 +100,17 @@ pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOu
             format!("timed out after {}s", limit.as_secs()),
         ),
     };
+    if let Some(size) = outcome.artifact.as_ref().map(|a| a.len() as u64)
+        && size > env.limits.artifact_bytes
+    {
+        outcome.artifact = None;
+        outcome.status = PhaseStatus::Failed;
+        outcome.passed = None;
+        outcome.error = format!(
+            "its artifact is {size} bytes, over the limit of {} (output_limits.artifact_bytes in .autowrkers/config.yaml)",
+            env.limits.artifact_bytes
+        );
+    }
     observer.flush();
     if !outcome.error.is_empty() {
         observer.log(&format!("\nerror: {}\n", outcome.error));

@@ -283,6 +283,7 @@ impl Engine {
             bus,
             prompts: self.prompts(&project),
             sandbox: super::sandboxing::SandboxBase::new(&request, &config, self.home.root()),
+            limits: config.output_limits.unwrap_or_default(),
             request,
             state,
             checks,

@@ -36,6 +36,50 @@ impl Default for VerifyConfig {
     }
 }
 
+/// Bounds on what one phase may produce, so a runaway reply cannot fill the disk, the terminal
+/// or the memory. Each cut is marked where it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLimits {
+    /// Largest artifact (a model's answer, a diff, a report); a bigger one fails the phase,
+    /// and a model reply is stopped as soon as it passes this size.
+    #[serde(default = "default_artifact_bytes")]
+    pub artifact_bytes: u64,
+    /// Largest phase log; the rest is dropped with a marker.
+    #[serde(default = "default_log_bytes")]
+    pub log_bytes: u64,
+    /// Largest text of one progress event; longer text keeps its end, with a marker.
+    #[serde(default = "default_event_bytes")]
+    pub event_bytes: u64,
+    /// Streamed text is gathered into one progress event per this many milliseconds.
+    #[serde(default = "default_coalesce_ms")]
+    pub coalesce_ms: u64,
+}
+
+fn default_artifact_bytes() -> u64 {
+    8 << 20
+}
+fn default_log_bytes() -> u64 {
+    16 << 20
+}
+fn default_event_bytes() -> u64 {
+    4096
+}
+fn default_coalesce_ms() -> u64 {
+    100
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self {
+            artifact_bytes: default_artifact_bytes(),
+            log_bytes: default_log_bytes(),
+            event_bytes: default_event_bytes(),
+            coalesce_ms: default_coalesce_ms(),
+        }
+    }
+}
+
 /// Settings of a project, or the global defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +100,9 @@ pub struct ProjectConfig {
     /// verifier's checks, `run_command`, agent CLIs), on top of the allow-list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
+    /// Bounds on a phase's artifacts, log and progress events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_limits: Option<OutputLimits>,
     /// Extra folders sandboxed commands may read (toolchains outside the usual places).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sandbox_read_paths: Vec<String>,

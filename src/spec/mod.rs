@@ -11,7 +11,7 @@ pub mod reports;
 pub mod schema;
 pub mod template;
 
-pub use config::{ProjectConfig, VerifyConfig};
+pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
 pub use execution::{
     Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage,
     WorkflowExecution, Workspace,

@@ -3,6 +3,7 @@
 
 mod agent_clis;
 mod bad_input;
+mod bounds;
 mod commands;
 mod concurrency;
 mod control;
