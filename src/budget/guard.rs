@@ -1,13 +1,15 @@
 //! The budget guard (DESIGN §7): before every model call — parallel ones included — it reserves
 //! the call's worst case (estimated prompt tokens × input price + the output cap × output price)
 //! against every budget that applies; a call that does not fit is never made. After the call
-//! the reservation is replaced by the actual cost, which is written to the ledger.
+//! the reservation is replaced by the actual cost, which is written to the ledger. Project and
+//! global budgets count what other live runners spend and hold (see `shared`).
 
 use std::sync::Mutex;
 
 use super::ledger::{Ledger, LedgerEntry, execution_key, global_key, project_key};
 use super::limits::{Budgets, this_month};
 use super::prices::{PriceTable, Pricing};
+use super::shared::{Cursor, Others, Shared};
 use crate::providers::ChatRequest;
 use crate::spec::{ExecutionRequest, TokenUsage};
 use crate::store::Home;
@@ -84,11 +86,25 @@ struct Scope {
     spent_before: f64,
 }
 
+impl Scope {
+    /// The part of the other runners' figure that counts against this scope.
+    fn of(&self, others: &Others) -> f64 {
+        match self.name {
+            "project" => others.project,
+            "global" => others.global,
+            _ => 0.0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Live {
     spent: f64,
     reserved: f64,
     warned: Vec<&'static str>,
+    /// What other runners billed since this guard summed the ledger.
+    others_spent: Others,
+    cursor: Cursor,
 }
 
 /// The budgets of one reconcile pass of one execution.
@@ -99,7 +115,7 @@ pub struct BudgetGuard {
     project: String,
     scopes: Vec<Scope>,
     live: Mutex<Live>,
-    reserved_file: std::path::PathBuf,
+    shared: Shared,
 }
 
 impl BudgetGuard {
@@ -110,11 +126,20 @@ impl BudgetGuard {
         let ledger = Ledger::new(home);
         let month = this_month();
         let mut scopes = Vec::new();
+        let shared = Shared::new(
+            &home.root().join("ledger"),
+            &request.id,
+            &request.project_path,
+        );
+        let mut live = Live::default();
         let needs_totals = request.budget_limit.is_some()
             || budgets.global.limit.is_some()
             || budgets.project(&request.project_path).limit.is_some();
         if needs_totals {
+            // Under the lock, so no other runner's line falls between the sum and the cursor.
+            let _lock = shared.lock();
             let totals = ledger.totals();
+            live.cursor = shared.cursor_at_end(&month);
             if let Some(limit) = request.budget_limit {
                 scopes.push(Scope {
                     name: "execution",
@@ -142,16 +167,12 @@ impl BudgetGuard {
         }
         Ok(Self {
             prices,
-            reserved_file: home
-                .root()
-                .join("ledger")
-                .join("reserved")
-                .join(&request.id),
+            shared,
             ledger,
             execution: request.id.clone(),
             project: request.project_path.clone(),
             scopes,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(live),
         })
     }
 
@@ -208,26 +229,16 @@ impl BudgetGuard {
     }
 
     fn publish_reserved(&self, reserved: f64) {
-        // For `budget status` in other processes: what this runner holds right now. Only worth
-        // writing when a budget applies; a rename without fsync, since the file dies with the
-        // run anyway (syncing it twice per call cost more than the rest of a phase's overhead).
-        if self.scopes.is_empty() {
-            return;
-        }
-        let text = serde_json::json!({"reserved": reserved, "pid": std::process::id()}).to_string();
-        let tmp = self.reserved_file.with_extension("tmp");
-        if let Some(dir) = self.reserved_file.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.reserved_file);
+        // For the other runners and `budget status`: only worth writing when a budget applies.
+        if !self.scopes.is_empty() {
+            self.shared.publish(reserved);
         }
     }
 }
 
 impl Drop for BudgetGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.reserved_file);
+        self.shared.withdraw();
     }
 }
 
@@ -245,12 +256,16 @@ impl Meter for PhaseMeter<'_> {
         let live = g.live.lock().unwrap_or_else(|e| e.into_inner());
         g.scopes
             .iter()
-            .map(|s| (s.limit - s.spent_before - live.spent - live.reserved).max(0.0))
+            .map(|s| {
+                let others = s.of(&live.others_spent);
+                (s.limit - s.spent_before - others - live.spent - live.reserved).max(0.0)
+            })
             .reduce(f64::min)
     }
 
     fn release(&self, ticket: Ticket) {
         let g = self.guard;
+        let _lock = (!g.scopes.is_empty()).then(|| g.shared.lock());
         let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
         live.reserved = (live.reserved - ticket.reserved).max(0.0);
         g.publish_reserved(live.reserved);
@@ -262,15 +277,25 @@ impl Meter for PhaseMeter<'_> {
             // Unknown price: nothing to reserve; the cost shows as unknown.
             return Ok(Ticket { reserved: 0.0 });
         };
+        if g.scopes.is_empty() {
+            return Ok(Ticket { reserved: 0.0 });
+        }
+        // Check and reserve as one step across every runner on this machine.
+        let _lock = g.shared.lock();
         let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = &mut *live;
+        g.shared
+            .catch_up(&mut live.cursor, &this_month(), &mut live.others_spent);
+        let held = g.shared.others_reserved();
         for s in &g.scopes {
-            let spent = s.spent_before + live.spent;
-            if spent + live.reserved + needed > s.limit + 1e-12 {
+            let spent = s.spent_before + s.of(&live.others_spent) + live.spent;
+            let reserved = live.reserved + s.of(&held);
+            if spent + reserved + needed > s.limit + 1e-12 {
                 return Err(BudgetExceeded {
                     scope: s.name.to_owned(),
                     limit: s.limit,
                     spent,
-                    reserved: live.reserved,
+                    reserved,
                     needed,
                 });
             }
@@ -308,6 +333,7 @@ impl Meter for PhaseMeter<'_> {
             table_usd: if source == "provider" { table } else { None },
             price_source: source.to_owned(),
         };
+        let _lock = (!g.scopes.is_empty()).then(|| g.shared.lock());
         // The ledger is a record: a full disk must not lose the work of the call.
         let _ = g.ledger.append(&entry);
         let mut warnings = Vec::new();
@@ -317,7 +343,7 @@ impl Meter for PhaseMeter<'_> {
             live.spent += usd.unwrap_or(0.0);
             g.publish_reserved(live.reserved);
             for s in &g.scopes {
-                let spent = s.spent_before + live.spent;
+                let spent = s.spent_before + s.of(&live.others_spent) + live.spent;
                 if spent >= 0.8 * s.limit && !live.warned.contains(&s.name) {
                     live.warned.push(s.name);
                     warnings.push(Warning {

@@ -5,6 +5,7 @@ mod guard;
 pub mod ledger;
 pub mod limits;
 pub mod prices;
+mod shared;
 
 pub use guard::{
     BilledCall, BudgetExceeded, BudgetGuard, Meter, PhaseMeter, Ticket, Unmetered, Warning,

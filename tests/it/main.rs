@@ -13,6 +13,7 @@ mod keys;
 mod live_control;
 mod live_view;
 mod money;
+mod money_shared;
 mod pipeline;
 mod provider_cli;
 mod providers;

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::support::{Project, git, phase, run};
 
-const TASKS: &str = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done";
+pub const TASKS: &str = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done";
 const APPROVE: &str = "```json\n{\"approved\": true, \"summary\": \"ok\"}\n```\n/done";
 
 /// A reply that bills `completion` output tokens and 100 prompt tokens.
-fn billed(text: &str, completion: u64) -> Reply {
+pub fn billed(text: &str, completion: u64) -> Reply {
     let mut r = Reply::text(text);
     (r.prompt_tokens, r.completion_tokens) = (100, completion);
     r
@@ -18,7 +18,7 @@ fn billed(text: &str, completion: u64) -> Reply {
 
 /// Prices where output dominates: $0.001 a token, capped at 100 tokens a call, so every call
 /// reserves $0.10 and a 60-token answer costs $0.06.
-fn price_override(p: &Project) {
+pub fn price_override(p: &Project) {
     std::fs::write(
         p.home.path().join("pricing.yaml"),
         "models:\n  capped: {input: 0.001, output: 1000, max_output: 100}\n",
@@ -26,7 +26,7 @@ fn price_override(p: &Project) {
     .expect("pricing");
 }
 
-fn ledger_lines(p: &Project) -> Vec<Value> {
+pub fn ledger_lines(p: &Project) -> Vec<Value> {
     let dir = p.home.path().join("ledger");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -49,7 +49,7 @@ fn extra(max_tokens: bool) -> String {
     }
 }
 
-fn with_max_tokens(t: String) -> String {
+pub fn with_max_tokens(t: String) -> String {
     t.replace(
         "      extra_params: {api_key_env: FAKE_LLM_KEY}\n",
         &extra(true),

@@ -190,7 +190,8 @@ async fn default_shaped_pipeline_iterates_and_completes() {
     let id = state["id"].as_str().expect("id");
     let reference = format!("refs/autowrkers/executions/{id}");
     let count = git(&p.path(), &["rev-list", "--count", &reference]);
-    assert_eq!(count.trim(), "10");
+    // One commit per phase run, and the last one records the final status.
+    assert_eq!(count.trim(), "11");
     let committed = git(
         &p.path(),
         &[
