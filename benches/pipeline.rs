@@ -125,6 +125,7 @@ fn orchestration() {
                 template_source: "bench".into(),
                 budget: None,
                 in_place: false,
+                sandbox: None,
                 interactive: false,
             })
             .expect("create");
@@ -278,6 +279,7 @@ fn streaming_overhead() {
                 template_source: "bench".into(),
                 budget: None,
                 in_place: true,
+                sandbox: None,
                 interactive: false,
             })
             .expect("create");
@@ -380,6 +382,14 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // The in-process runs start their sandboxed commands through the real binary's helper.
+    // SAFETY: set before any thread of this process starts.
+    unsafe {
+        std::env::set_var(
+            "AUTOWRKERS_SANDBOX_HELPER",
+            env!("CARGO_BIN_EXE_autowrkers"),
+        )
+    };
     peak_rss();
     help_latency();
     orchestration();

@@ -290,8 +290,10 @@ impl Engine {
             bad_edit: None,
         };
         pass.note_hand_edits()?;
-        // state.json saved but its commit lost to a kill: commit it now (a no-op otherwise).
-        pass.commit("autowrkers: state recorded before an interruption")?;
+        if resumed {
+            // state.json saved but its commit lost to a kill: commit it now (a no-op otherwise).
+            pass.commit("autowrkers: state recorded before an interruption")?;
+        }
         let status = tokio::select! {
             status = pass.run() => status,
             never = super::control::announce(notices, bus) => match never {},

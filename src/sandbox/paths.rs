@@ -59,7 +59,7 @@ fn allow_except(dir: &Path, protected: &[PathBuf], out: &mut Vec<PathBuf>, depth
     };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        if protected.iter().any(|p| *p == path) {
+        if protected.contains(&path) {
             continue;
         }
         let holds_protected = protected.iter().any(|p| p.starts_with(&path));

@@ -123,8 +123,8 @@ async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
     let (server, _h) = FakeLlm::start(rules()).await;
     let p = crashable_project(&server.url());
     let mut cmd = p.cmd();
-    // Killed after the implementer's run was saved, before its commit.
-    cmd.env("AUTOWRKERS_CRASH_AT", "before-ref-commit#1").args([
+    // Killed after the verifier's run was saved, before its commit.
+    cmd.env("AUTOWRKERS_CRASH_AT", "before-ref-commit#2").args([
         "run",
         "--task",
         "x",
@@ -138,7 +138,7 @@ async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
     let state = p.state();
     let id = state["id"].as_str().expect("id").to_owned();
     assert_eq!(state["status"], "running");
-    assert_eq!(state["phase_executions"][0]["status"], "completed");
+    assert_eq!(state["phase_executions"][1]["status"], "completed");
     assert_ne!(ref_tip_state(&p, &id), state, "the commit was lost");
 
     // What kills during git writes and atomic writes leave behind.
