@@ -40,3 +40,14 @@ fn example_templates_load_and_the_default_is_the_seeds() {
         Some("codellama:latest")
     );
 }
+
+#[test]
+fn the_example_project_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/project-config.yaml");
+    let text = spec::load::read(&path).expect("read");
+    let config: spec::ProjectConfig =
+        spec::load::parse_yaml(&text, &path, Some(spec::schema::CONFIG_SCHEMA))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.pass_env, ["RUST_BACKTRACE"]);
+    assert_eq!(config.output_limits.map(|l| l.event_bytes), Some(4096));
+}
