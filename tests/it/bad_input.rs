@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::support::{Project, git, phase, run};
+use crate::support::{Project, git, implementer_only, phase, run};
 
 fn rule(model: &str, turn: Option<usize>, reply: Reply) -> Rule {
     Rule {
@@ -260,16 +260,7 @@ async fn a_repository_without_commits_or_a_bare_one_is_refused_before_any_call()
         Reply::tool("write_file", json!({"path": "a.txt", "content": "model\n"})),
     )])
     .await;
-    let mut t = "name: x\nphases:\n".to_owned();
-    t += &phase(
-        "impl",
-        "implementer",
-        "implementer",
-        &server.url(),
-        ("implementer_prompt", "code_diff", "/complete"),
-        1,
-        "",
-    );
+    let t = implementer_only(&server.url(), "");
     // No commits: the user's file would have been edited in place.
     let p = Project::plain(&[("a.txt", "mine\n")]);
     git(&p.path(), &["init", "-q"]);

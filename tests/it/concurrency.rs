@@ -6,45 +6,7 @@ use std::time::Duration;
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::pipeline::{held_first_call, project};
-use crate::support::{Project, git, phase, run};
-
-fn quick_template(url: &str) -> String {
-    "name: x\nphases:\n".to_owned()
-        + &phase(
-            "impl",
-            "implementer",
-            "implementer",
-            url,
-            ("implementer_prompt", "code_diff", "/complete"),
-            1,
-            "",
-        )
-}
-
-/// Starts every command at once and returns their exit codes and stderr.
-async fn all_at_once(cmds: Vec<std::process::Command>) -> Vec<(i32, String)> {
-    let children: Vec<std::process::Child> = cmds
-        .into_iter()
-        .map(|mut c| {
-            c.stdout(Stdio::null()).stderr(Stdio::piped());
-            c.spawn().expect("spawn")
-        })
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| {
-                let out = c.wait_with_output().expect("wait");
-                (
-                    out.status.code().unwrap_or(-1),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
-            })
-            .collect()
-    })
-    .await
-    .expect("join")
-}
+use crate::support::{Project, git, implementer_only, run, run_all_at_once};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_first_runs_in_eight_projects_register_all_eight() {
@@ -59,7 +21,7 @@ async fn eight_first_runs_in_eight_projects_register_all_eight() {
     let cmds = projects
         .iter()
         .map(|p| {
-            p.write("t.yaml", &quick_template(&server.url()));
+            p.write("t.yaml", &implementer_only(&server.url(), ""));
             let mut cmd = p.cmd();
             cmd.env("AUTOWRKERS_HOME", shared_home.path()).args([
                 "run",
@@ -71,7 +33,7 @@ async fn eight_first_runs_in_eight_projects_register_all_eight() {
             cmd
         })
         .collect();
-    for (code, stderr) in all_at_once(cmds).await {
+    for (code, stderr) in run_all_at_once(cmds).await {
         assert_eq!(code, 0, "{stderr}");
     }
     let registry =
@@ -94,7 +56,7 @@ async fn runs_started_together_in_one_project_each_get_their_worktree() {
     )])
     .await;
     let p = Project::git(&[("a.txt", "a\n")]);
-    p.write("t.yaml", &quick_template(&server.url()));
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
     let cmds = (0..4)
         .map(|i| {
             let mut cmd = p.cmd();
@@ -108,7 +70,7 @@ async fn runs_started_together_in_one_project_each_get_their_worktree() {
             cmd
         })
         .collect();
-    for (code, stderr) in all_at_once(cmds).await {
+    for (code, stderr) in run_all_at_once(cmds).await {
         assert_eq!(code, 0, "{stderr}");
     }
     let branches = git(&p.path(), &["branch", "--list", "autowrkers/*"]);

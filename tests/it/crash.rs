@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::support::{Project, git, phase, run};
+use crate::support::{Project, git, implementer_only, run};
 
 fn rules() -> Vec<Rule> {
     // Chosen by the tool results in the conversation, so a repeated call gets the same reply.
@@ -29,16 +29,7 @@ fn crashable_project(url: &str) -> Project {
             "verify:\n  test: \"grep -q b a.txt\"\n",
         ),
     ]);
-    let mut t = "name: x\nphases:\n".to_owned();
-    t += &phase(
-        "impl",
-        "implementer",
-        "implementer",
-        url,
-        ("implementer_prompt", "code_diff", "/complete"),
-        1,
-        "",
-    );
+    let mut t = implementer_only(url, "");
     t += "  - id: verify\n    name: verify\n    role: verifier\n    provider_config: {provider_type: none}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: 2\n";
     p.write("t.yaml", &t);
     p

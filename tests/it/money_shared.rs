@@ -1,12 +1,11 @@
 //! Budgets shared by several runners at once: what one spends or holds, every other sees
 //! before its next call, so together they never pass a project or global limit.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::fake_llm::{FakeLlm, Rule};
 use crate::money::{TASKS, billed, ledger_lines, price_override, with_max_tokens};
-use crate::support::{Project, phase, run};
+use crate::support::{Project, phase, run, run_all_at_once};
 
 /// Five analyzer phases of $0.06 each ($0.10 reserved per call).
 fn five_calls(url: &str) -> String {
@@ -23,24 +22,6 @@ fn five_calls(url: &str) -> String {
         );
     }
     with_max_tokens(t)
-}
-
-async fn start_all(cmds: Vec<std::process::Command>) -> Vec<i32> {
-    let children: Vec<_> = cmds
-        .into_iter()
-        .map(|mut c| {
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-            c.spawn().expect("spawn")
-        })
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|mut c| c.wait().expect("wait").code().unwrap_or(-1))
-            .collect()
-    })
-    .await
-    .expect("join")
 }
 
 fn spent(p: &Project) -> f64 {
@@ -68,7 +49,11 @@ async fn four_runners_on_one_project_budget_spend_at_most_the_limit() {
             cmd
         })
         .collect();
-    let codes = start_all(cmds).await;
+    let codes: Vec<i32> = run_all_at_once(cmds)
+        .await
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
     let total = spent(&p);
     assert!(total <= 1.0 + 1e-9, "spent ${total:.2} of a $1.00 budget");
     assert!(
@@ -109,7 +94,11 @@ async fn two_runners_in_two_projects_hold_the_global_budget() {
             cmd
         })
         .collect();
-    let codes = start_all(cmds).await;
+    let codes: Vec<i32> = run_all_at_once(cmds)
+        .await
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
     let total = spent(&a);
     assert!(total <= 0.45 + 1e-9, "spent ${total:.2} of a $0.45 budget");
     assert!(codes.contains(&3), "{codes:?}");

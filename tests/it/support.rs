@@ -228,3 +228,61 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// A one-phase template: an implementer on the fake server's `implementer` model.
+pub fn implementer_only(url: &str, extra: &str) -> String {
+    "name: x\nphases:\n".to_owned()
+        + &phase(
+            "impl",
+            "implementer",
+            "implementer",
+            url,
+            ("implementer_prompt", "code_diff", "/complete"),
+            1,
+            extra,
+        )
+}
+
+/// Starts every command at once (stdout dropped) and waits for all: (exit code, stderr).
+pub async fn run_all_at_once(cmds: Vec<Command>) -> Vec<(i32, String)> {
+    let children: Vec<std::process::Child> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().expect("wait");
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .collect()
+    })
+    .await
+    .expect("join")
+}
+
+impl Project {
+    /// The implementer's branch of the only execution.
+    pub fn branch(&self) -> String {
+        self.state()["workspace"]["branch"]
+            .as_str()
+            .expect("branch")
+            .to_owned()
+    }
+
+    /// A file as committed on the only execution's branch.
+    pub fn on_branch(&self, file: &str) -> String {
+        git(
+            &self.path(),
+            &["show", &format!("{}:{file}", self.branch())],
+        )
+    }
+}

@@ -7,24 +7,11 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::support::{Project, SECRET, all_files, git, phase, run};
+use crate::support::{Project, SECRET, all_files, git, implementer_only, run};
 
 const OPENAI_MARK: &str = "sk-openai-5a5a5a-must-not-leak";
 const GITHUB_MARK: &str = "ghp_must_not_leak_1234";
 const SSH_MARK: &str = "PRIVATE-SSH-KEY-must-not-leak";
-
-fn implementer_only(url: &str, extra: &str) -> String {
-    "name: x\nphases:\n".to_owned()
-        + &phase(
-            "impl",
-            "implementer",
-            "implementer",
-            url,
-            ("implementer_prompt", "code_diff", "/complete"),
-            1,
-            extra,
-        )
-}
 
 /// The tool results the model got back in its second call.
 fn tool_results(server: &FakeLlm) -> Vec<String> {
@@ -112,10 +99,10 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     );
 
     // 2. No key reached the command, hence not the model, the branch or the artifacts.
-    let env_txt = git(&p.path(), &["show", &format!("{branch}:env.txt")]);
+    let env_txt = p.on_branch("env.txt");
     assert!(env_txt.contains("PATH="), "{env_txt}");
     assert_nowhere(&env_txt, "the command's environment");
-    let stolen = git(&p.path(), &["show", &format!("{branch}:stolen.txt")]);
+    let stolen = p.on_branch("stolen.txt");
     assert_nowhere(&stolen, "stolen.txt");
     for record in server.log() {
         assert_nowhere(&record.body.to_string(), "a request to the model");
@@ -132,7 +119,7 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     assert!(!Path::new(&format!("{}2", escaped.display())).exists());
     listener.set_nonblocking(true).expect("nonblocking");
     assert!(listener.accept().is_err(), "a TCP connection got through");
-    let net = git(&p.path(), &["show", &format!("{branch}:net.txt")]);
+    let net = p.on_branch("net.txt");
     assert!(net.contains("net exit 1"), "{net}");
 }
 
@@ -295,11 +282,7 @@ async fn an_agent_cli_gets_its_prompt_on_stdin_and_only_its_own_key() {
         .args(["run", "--task", "x", "--template", "t.yaml"]);
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let branch = p.state()["workspace"]["branch"]
-        .as_str()
-        .expect("branch")
-        .to_owned();
-    let show = |f: &str| git(&p.path(), &["show", &format!("{branch}:{f}")]);
+    let show = |f: &str| p.on_branch(f);
     let prompt = show("prompt.txt");
     assert!(prompt.len() > 128 * 1024, "{} bytes", prompt.len());
     assert!(prompt.contains("END-OF-PROMPT"));
