@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use super::job::{Failure, PhaseEnv, PhaseJob};
 use super::observer::PhaseObserver;
-use super::phase::{Failure, PhaseEnv, PhaseJob};
 use crate::agent::{Observer, Tally};
 use crate::budget::{BilledCall, Meter};
 use crate::providers::agent_cli::{self, CliRun, Note};

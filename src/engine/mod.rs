@@ -8,6 +8,7 @@ mod control;
 mod estimate;
 pub mod events;
 mod extract;
+mod job;
 mod observer;
 mod phase;
 mod record;
@@ -26,7 +27,8 @@ use std::path::Path;
 use futures_util::future::join_all;
 
 use self::context::prepare;
-use self::phase::{PhaseEnv, PhaseJob, run_phase};
+use self::job::{PhaseEnv, PhaseJob};
+use self::phase::run_phase;
 use self::record::completed_event;
 use self::transitions::{Trigger, transition};
 use crate::prompts::PromptLibrary;

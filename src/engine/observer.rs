@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::events::{EventBus, EventKind};
-use super::phase::{PhaseEnv, PhaseJob};
+use super::job::{PhaseEnv, PhaseJob};
 use crate::agent::Observer;
 use crate::spec::OutputLimits;
 

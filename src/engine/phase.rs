@@ -6,81 +6,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::agent_phase::cli_answer;
-use super::events::{EventBus, EventKind};
+use super::events::EventKind;
 use super::extract::json_artifact;
+use super::job::{Failure, PhaseEnv, PhaseJob, PhaseOutcome};
 use super::observer::PhaseObserver;
-use super::sandboxing::SandboxBase;
 use crate::agent::{self, Tally, Toolbox};
-use crate::budget::{BudgetExceeded, BudgetGuard, Warning};
+use crate::budget::Warning;
 use crate::git::{self, ProjectRepo};
-use crate::keys::Keys;
 use crate::providers::agent_cli;
-use crate::providers::{self, ChatRequest, HttpClient, Message, Role};
+use crate::providers::{self, ChatRequest, Message, Role};
 use crate::sandbox::Sandbox;
-use crate::spec::{
-    ArtifactType, OutputLimits, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase, Workspace,
-};
-use crate::verify::{self, Checks};
+use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase};
+use crate::verify;
 
 const DEFAULT_MAX_TURNS: u32 = 40;
-
-/// What is needed to run a phase, prepared by the reconciler.
-pub(crate) struct PhaseJob<'a> {
-    pub phase: &'a WorkflowPhase,
-    pub iteration: u32,
-    pub system_prompt: String,
-    pub prompt: String,
-    /// For the implementer in a worktree: the commit its run starts from.
-    pub start_commit: Option<String>,
-}
-
-/// The surroundings every phase shares.
-pub(crate) struct PhaseEnv<'a> {
-    pub project: &'a Path,
-    pub workspace: &'a Workspace,
-    pub in_worktree: bool,
-    pub bus: &'a EventBus,
-    pub http: &'a HttpClient,
-    pub keys: &'a Keys,
-    pub budget: &'a BudgetGuard,
-    pub checks: &'a Checks,
-    pub sandbox: &'a SandboxBase,
-    pub limits: &'a OutputLimits,
-    pub log_dir: &'a Path,
-}
-
-/// How a phase run ended.
-pub(crate) struct PhaseOutcome {
-    pub status: PhaseStatus,
-    pub passed: Option<bool>,
-    pub artifact: Option<String>,
-    pub tally: Tally,
-    pub provider_used: String,
-    pub model_used: String,
-    pub error: String,
-    pub duration: Duration,
-    /// Set when the phase stopped because its next call did not fit a budget.
-    pub budget: Option<BudgetExceeded>,
-    /// For the implementer in a worktree: the branch tip holding its changes.
-    pub commit: Option<String>,
-}
-
-impl PhaseOutcome {
-    fn failed(tally: Tally, provider: &ProviderConfig, error: String) -> Self {
-        Self {
-            status: PhaseStatus::Failed,
-            passed: None,
-            artifact: None,
-            tally,
-            provider_used: provider.provider_type.as_str().to_owned(),
-            model_used: provider.model_name.clone(),
-            error,
-            duration: Duration::ZERO,
-            budget: None,
-            commit: None,
-        }
-    }
-}
 
 /// Runs `job` within its timeout.
 pub(crate) async fn run_phase(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> PhaseOutcome {
@@ -200,15 +139,6 @@ async fn run_inner(
         }
     }
     PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, errors.join("; "))
-}
-
-pub(super) enum Failure {
-    /// The provider could not answer: the fallback may.
-    Provider(String),
-    /// The model answered, but never acceptably.
-    Answer(String),
-    /// The next call did not fit a budget: stop, do not fall back.
-    Budget(BudgetExceeded),
 }
 
 async fn run_model(

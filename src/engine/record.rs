@@ -9,7 +9,7 @@ use crate::git::ProjectRepo;
 use crate::spec::{Artifact, PhaseExecution, PhaseStatus, WorkflowPhase};
 use crate::store::ExecutionDir;
 
-use super::phase::PhaseOutcome;
+use super::job::PhaseOutcome;
 
 impl Reconcile<'_> {
     /// Where an implementer run of `iteration` starts: the code the implementer of the latest
