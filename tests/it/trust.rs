@@ -13,6 +13,8 @@ const OPENAI_MARK: &str = "sk-openai-5a5a5a-must-not-leak";
 const GITHUB_MARK: &str = "ghp_must_not_leak_1234";
 const SSH_MARK: &str = "PRIVATE-SSH-KEY-must-not-leak";
 
+const VERIFIER: &str = "  - id: verify\n    name: verify\n    role: verifier\n    provider_config: {provider_type: none}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: 2\n";
+
 /// The tool results the model got back in its second call.
 fn tool_results(server: &FakeLlm) -> Vec<String> {
     server.calls("implementer")[1].body["messages"]
@@ -39,7 +41,14 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     std::fs::write(fake_home.path().join(".ssh/id_x"), SSH_MARK).expect("key");
     let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
     let port = listener.local_addr().expect("addr").port();
-    let p = Project::git(&[("a.txt", "a\n")]);
+    // The verifier's command (the model wrote the code it runs) is held to the same rules.
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            "verify:\n  test: \"cat /proc/*/environ 2>/dev/null | tr '\\\\0' '\\\\n' | grep -E 'KEY|TOKEN'; env\"\n",
+        ),
+    ]);
     let user_git = p.path().join(".git");
     let command = format!(
         "env > env.txt; cat {home}/.ssh/id_x > stolen.txt 2>&1; cat /proc/*/environ >> stolen.txt 2>&1; \
@@ -68,7 +77,7 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     ])
     .await;
     let head_before = git(&p.path(), &["rev-parse", "main"]);
-    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    p.write("t.yaml", &(implementer_only(&server.url(), "") + VERIFIER));
     let mut cmd = p.cmd();
     cmd.env("HOME", fake_home.path())
         .env("OPENAI_API_KEY", OPENAI_MARK)
@@ -107,6 +116,9 @@ async fn a_hostile_implementer_reaches_no_secret_no_branch_and_nothing_outside()
     for record in server.log() {
         assert_nowhere(&record.body.to_string(), "a request to the model");
     }
+    let report = std::fs::read_to_string(p.execution().join("artifacts/1/verify.json"))
+        .expect("verification report");
+    assert!(report.contains("PATH="), "the verifier ran: {report}");
     for (path, bytes) in all_files(&p.execution()) {
         assert_nowhere(
             &String::from_utf8_lossy(&bytes),
@@ -295,4 +307,40 @@ async fn an_agent_cli_gets_its_prompt_on_stdin_and_only_its_own_key() {
             "{other} reached the CLI"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_cannot_write_the_worktree_and_sandbox_network_opens_the_network() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            &format!(
+                "verify:\n  lint: \"touch ro.txt\"\n  test: \"bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}'\"\n"
+            ),
+        ),
+    ]);
+    let verifier = VERIFIER.replace(
+        "order: 2",
+        "order: 1\n    sandbox: read-only\n    sandbox_network: true",
+    );
+    let out = p
+        .run_template(&format!("name: x\nphases:\n{verifier}"), &[])
+        .await;
+    assert_ne!(out.code, 0, "the lint check cannot pass");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.execution().join("artifacts/1/verify.json")).expect("report"),
+    )
+    .expect("json");
+    assert_ne!(report["checks"][0]["exit_code"], 0, "{report}");
+    assert_eq!(report["checks"][1]["exit_code"], 0, "{report}");
+    let workspace = p.state()["workspace"]["dir"]
+        .as_str()
+        .expect("dir")
+        .to_owned();
+    assert!(!Path::new(&workspace).join("ro.txt").exists());
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(listener.accept().is_ok(), "the allowed connection arrived");
 }
