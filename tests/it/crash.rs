@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::support::{Project, git, implementer_only, run};
+use crate::support::{Project, git, implementer_only, phase, run};
 
 fn rules() -> Vec<Rule> {
     // Chosen by the tool results in the conversation, so a repeated call gets the same reply.
@@ -110,29 +110,57 @@ async fn a_kill_at_every_instant_is_resumed_to_completion() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
-    let (server, _h) = FakeLlm::start(rules()).await;
+async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
+    // A planner that completes, then an implementer whose first call is held: SIGKILL there.
+    let mut rules = rules();
+    rules[0].reply = rules[0].reply.clone().held();
+    rules.push(Rule::new(
+        "planner",
+        None,
+        Reply::text("the plan /complete"),
+    ));
+    let (server, mut held) = FakeLlm::start(rules).await;
     let p = crashable_project(&server.url());
-    let mut cmd = p.cmd();
-    // Killed after the verifier's run was saved, before its commit.
-    cmd.env("AUTOWRKERS_CRASH_AT", "before-ref-commit#2").args([
-        "run",
-        "--task",
-        "x",
-        "--template",
+    let template = std::fs::read_to_string(p.path().join("t.yaml")).expect("t");
+    let planner = phase(
+        "plan",
+        "planner",
+        "planner",
+        &server.url(),
+        ("planner_prompt", "implementation_plan", "/complete"),
+        0,
+        "",
+    );
+    p.write(
         "t.yaml",
-    ]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
+        &template.replacen("phases:\n", &format!("phases:\n{planner}"), 1),
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    tokio::time::timeout(std::time::Duration::from_secs(120), held.recv())
         .await
-        .expect("join");
-    assert!(out.status.signal().is_some(), "crashed");
+        .expect("implementer called")
+        .expect("model");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    server.release_holds();
     let state = p.state();
     let id = state["id"].as_str().expect("id").to_owned();
-    assert_eq!(state["status"], "running");
-    assert_eq!(state["phase_executions"][1]["status"], "completed");
-    assert_ne!(ref_tip_state(&p, &id), state, "the commit was lost");
+    assert_eq!(state["phase_executions"][0]["status"], "completed");
 
-    // What kills during git writes and atomic writes leave behind.
+    // What kills during git and atomic writes leave behind: locks, a temp file, and a phase
+    // run saved in state.json whose commit never landed.
+    git(
+        &p.path(),
+        &[
+            "update-ref",
+            "-d",
+            &format!("refs/autowrkers/executions/{id}"),
+        ],
+    );
     let git_dir = p.path().join(".git");
     let branch = state["workspace"]["branch"].as_str().expect("branch");
     let short = &id[..8];
@@ -142,6 +170,7 @@ async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
         git_dir.join(format!("worktrees/autowrkers-{short}/index.lock")),
     ];
     for lock in &locks {
+        std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
         std::fs::write(lock, "").expect("plant lock");
     }
     let stale_tmp = p.execution().join(".state.json.999999999.tmp");
@@ -168,5 +197,9 @@ async fn resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
         "{log}"
     );
     assert!(log.starts_with("autowrkers: completed"), "{log}");
-    assert_eq!(ref_tip_state(&p, &id)["status"], "completed");
+    assert_eq!(
+        ref_tip_state(&p, &id),
+        p.state(),
+        "the ref's tip is the state"
+    );
 }
