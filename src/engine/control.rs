@@ -4,7 +4,9 @@
 //! Cancel and skip act at once (the running phase's future is dropped, which kills its process
 //! group); pause acts at the next safe point, after the running step.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::watch;
@@ -17,6 +19,51 @@ use crate::store::ExecutionDir;
 pub struct ControlWatch {
     _watcher: Option<notify::RecommendedWatcher>,
     rx: watch::Receiver<ControlRequests>,
+    announcer: Announcer,
+}
+
+/// Says each control request once in a `workflow:control` event, from whichever part of the
+/// runner meets it first — always before the runner acts on it.
+#[derive(Clone, Default)]
+pub struct Announcer {
+    said: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Announcer {
+    /// Emits `request` with `detail` unless `key` was said already.
+    pub fn say(&self, bus: &EventBus, key: &str, request: &str, detail: String) {
+        let fresh = self
+            .said
+            .lock()
+            .map(|mut s| s.insert(key.to_owned()))
+            .unwrap_or(true);
+        if fresh {
+            bus.emit(EventKind::ControlNoticed {
+                request: request.to_owned(),
+                detail,
+            });
+        }
+    }
+
+    /// The cancel notice.
+    pub fn cancel(&self, bus: &EventBus) {
+        self.say(
+            bus,
+            "cancel",
+            "cancel",
+            "cancelling now: running phases are stopped and their processes killed".to_owned(),
+        );
+    }
+
+    /// The notice of skipping the run `key` (`<iteration>/<phase-id>`).
+    pub fn skip(&self, bus: &EventBus, key: &str) {
+        self.say(
+            bus,
+            &format!("skip:{key}"),
+            "skip-phase",
+            format!("skipping {key}"),
+        );
+    }
 }
 
 impl ControlWatch {
@@ -56,7 +103,13 @@ impl ControlWatch {
         Self {
             _watcher: watcher,
             rx,
+            announcer: Announcer::default(),
         }
+    }
+
+    /// The announcer shared by every part of this runner that acts on control requests.
+    pub fn announcer(&self) -> Announcer {
+        self.announcer.clone()
     }
 
     /// A receiver of the latest control requests.
@@ -74,21 +127,35 @@ pub enum Interrupt {
     Skip,
 }
 
-/// Resolves when a cancel request, or a skip of `key` (`<iteration>/<phase-id>`), arrives.
+/// Resolves when a cancel request, or a skip of `key` (`<iteration>/<phase-id>`), arrives,
+/// after announcing it (so the event comes before the phase is stopped).
 pub async fn interrupted(
     mut rx: watch::Receiver<ControlRequests>,
     key: String,
     skippable: bool,
+    (announcer, bus): (Announcer, &EventBus),
 ) -> Interrupt {
     loop {
-        {
+        let seen = {
             let c = rx.borrow_and_update();
             if c.cancel {
+                Some(Interrupt::Cancel)
+            } else if skippable && c.skip.contains(&key) {
+                Some(Interrupt::Skip)
+            } else {
+                None
+            }
+        };
+        match seen {
+            Some(Interrupt::Cancel) => {
+                announcer.cancel(bus);
                 return Interrupt::Cancel;
             }
-            if skippable && c.skip.contains(&key) {
+            Some(Interrupt::Skip) => {
+                announcer.skip(bus, &key);
                 return Interrupt::Skip;
             }
+            None => {}
         }
         if rx.changed().await.is_err() {
             // The watcher is gone: nothing can interrupt any more.
@@ -101,6 +168,7 @@ pub async fn interrupted(
 pub async fn announce(
     mut rx: watch::Receiver<ControlRequests>,
     bus: &EventBus,
+    announcer: Announcer,
 ) -> std::convert::Infallible {
     let mut seen = rx.borrow_and_update().clone();
     loop {
@@ -108,34 +176,31 @@ pub async fn announce(
             std::future::pending::<()>().await;
         }
         let now = rx.borrow_and_update().clone();
-        let mut notes = Vec::new();
         if now.cancel && !seen.cancel {
-            notes.push((
-                "cancel",
-                "cancelling now: running phases are stopped and their processes killed".to_owned(),
-            ));
+            announcer.cancel(bus);
         }
         if now.pause && !seen.pause {
-            notes.push((
+            announcer.say(
+                bus,
+                "pause",
                 "pause",
                 "pausing after the running phases finish".to_owned(),
-            ));
+            );
         }
         for key in now.skip.iter().filter(|k| !seen.skip.contains(k)) {
-            notes.push(("skip-phase", format!("skipping {key}")));
+            announcer.skip(bus, key);
         }
         for (it, decision) in now
             .approvals
             .iter()
             .filter(|(i, _)| !seen.approvals.contains_key(i))
         {
-            notes.push(("approval", format!("iteration {it}: {decision:?}")));
-        }
-        for (request, detail) in notes {
-            bus.emit(EventKind::ControlNoticed {
-                request: request.to_owned(),
-                detail,
-            });
+            announcer.say(
+                bus,
+                &format!("approval:{it}"),
+                "approval",
+                format!("iteration {it}: {decision:?}"),
+            );
         }
         seen = now;
     }

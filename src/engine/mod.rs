@@ -88,6 +88,7 @@ impl Reconcile<'_> {
             Err(e) => self.report_bad_edit(&e.to_string()),
         }
         if self.request.control.cancel && !self.state.status.is_terminal() {
+            self.control.announcer().cancel(self.bus);
             self.set_status(Trigger::Cancel)?;
             self.bus.emit(EventKind::Cancelled {});
             return Ok(true);
@@ -365,13 +366,14 @@ impl Reconcile<'_> {
         let outcomes = join_all(job_list.iter().map(|job| {
             let key = format!("{iteration}/{}", job.phase.id);
             let rx = self.control.subscribe();
+            let announcer = self.control.announcer();
             let skippable = job.phase.can_skip;
             let env = &env;
             async move {
                 tokio::select! {
                     outcome = run_phase(job, env) => Ok(outcome),
                     // Dropping the phase's future kills its process group.
-                    why = control::interrupted(rx, key, skippable) => Err(why),
+                    why = control::interrupted(rx, key, skippable, (announcer, env.bus)) => Err(why),
                 }
             }
         }))

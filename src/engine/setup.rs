@@ -275,6 +275,7 @@ impl Engine {
         let budget = crate::budget::BudgetGuard::new(&self.home, &request)?;
         let control = super::control::ControlWatch::start(dir, request.control.clone());
         let notices = control.subscribe();
+        let announcer = control.announcer();
         let mut pass = Reconcile {
             control,
             budget,
@@ -296,7 +297,7 @@ impl Engine {
         }
         let status = tokio::select! {
             status = pass.run() => status,
-            never = super::control::announce(notices, bus) => match never {},
+            never = super::control::announce(notices, bus, announcer) => match never {},
         };
         if let Ok(s) = &status {
             // The ref's tip always tells how the execution stands.

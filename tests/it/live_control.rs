@@ -169,6 +169,11 @@ async fn cancel_kills_the_running_phase_and_leaves_no_child() {
     let mut cmd = p.cmd();
     cmd.args(["workflow", "cancel", &id[..8]]);
     assert_eq!(run(cmd).await.code, 0);
+    // Said before it acts: the notice comes first, then the cancellation.
+    wait_for(&mut events, "cancel noticed", |e| {
+        e["type"] == "workflow:control" && e["request"] == "cancel"
+    })
+    .await;
     wait_for(&mut events, "cancelled", |e| {
         e["type"] == "workflow:cancelled"
     })
@@ -200,6 +205,10 @@ async fn skip_phase_stops_the_running_phase_and_goes_on() {
     cmd.args(["workflow", "skip-phase", &id[..8]]);
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_for(&mut events, "skip noticed", |e| {
+        e["type"] == "workflow:control" && e["request"] == "skip-phase"
+    })
+    .await;
     let skipped = wait_for(&mut events, "skip", |e| {
         e["type"] == "workflow:phase_completed" && e["status"] == "skipped"
     })
