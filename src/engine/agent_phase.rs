@@ -51,6 +51,7 @@ pub(super) async fn cli_answer(
     };
     let on_note = |note: Note| match note {
         Note::Text(t) => observer.text(&format!("{t}\n")),
+        Note::Delta(t) => observer.text(&t),
         Note::Tool(t) => observer.note(&t),
         Note::Raw(t) => observer.log(&format!("{t}\n")),
     };

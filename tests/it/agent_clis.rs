@@ -255,6 +255,18 @@ async fn gemini_cli_edits_a_file() {
     );
     assert!(server.log().iter().all(|r| r.protocol == Protocol::Gemini));
     assert_tokens(&p, &server, "gemini-fake");
+    // Gemini streams its answer in chunks: they make one line, not a line each.
+    let events = std::fs::read_to_string(p.execution().join("events.ndjson")).expect("events");
+    let progress: Vec<String> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "workflow:phase_progress")
+        .map(|e| e["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        progress.iter().any(|t| t == "All done. /complete"),
+        "{progress:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

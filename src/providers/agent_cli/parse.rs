@@ -8,8 +8,10 @@ use crate::spec::TokenUsage;
 /// What a line means for the phase.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
-    /// Assistant text.
+    /// Assistant text: a whole message.
     Text(String),
+    /// A piece of assistant text streamed in chunks: joined with the next pieces, not a line.
+    Delta(String),
     /// A tool use or file change, as a progress line.
     Tool(String),
     /// Anything else: kept in the log only.
@@ -291,7 +293,11 @@ impl StreamParser for GeminiCli {
             "message" if v["role"] == "assistant" => {
                 let text = v["content"].as_str().unwrap_or("").to_owned();
                 self.text.push_str(&text);
-                vec![Note::Text(text)]
+                if v["delta"] == true {
+                    vec![Note::Delta(text)]
+                } else {
+                    vec![Note::Text(text)]
+                }
             }
             "message" | "tool_result" => vec![],
             "tool_use" => vec![Note::Tool(format!(
@@ -441,7 +447,11 @@ mod tests {
     fn gemini_result_status_and_exit_codes() {
         let mut p = GeminiCli::default();
         p.line(r#"{"type":"init","model":"g"}"#);
-        p.line(r#"{"type":"message","role":"assistant","content":"Do","delta":true}"#);
+        // Streamed chunks are pieces of one text, not lines of their own.
+        assert_eq!(
+            p.line(r#"{"type":"message","role":"assistant","content":"Do","delta":true}"#),
+            vec![Note::Delta("Do".into())]
+        );
         p.line(r#"{"type":"message","role":"assistant","content":"ne","delta":true}"#);
         p.line(r#"{"type":"result","status":"success","stats":{"input_tokens":1000,"input":900,"cached":100,"output_tokens":60}}"#);
         let r = p.finish(Some(0)).expect("ok");
