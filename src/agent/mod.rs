@@ -24,6 +24,10 @@ pub struct Tally {
     pub calls: u32,
     /// USD when every call reported or was priced; None once one was unknown.
     pub cost_usd: Option<f64>,
+    /// USD of the calls whose cost is known (the whole cost when `cost_usd` is Some).
+    pub known_usd: f64,
+    /// Calls whose cost is unknown.
+    pub unknown_calls: u32,
     /// The model that answered last.
     pub served_model: Option<String>,
 }
@@ -35,6 +39,16 @@ impl Tally {
             cost_usd: Some(0.0),
             ..Self::default()
         }
+    }
+
+    /// Adds one billed call's cost; None (unknown) makes the whole cost unknown from then on,
+    /// while the known part and the number of unknown calls are kept.
+    pub fn add_cost(&mut self, cost: Option<f64>) {
+        match cost {
+            Some(c) => self.known_usd += c,
+            None => self.unknown_calls += 1,
+        }
+        self.cost_usd = self.cost_usd.zip(cost).map(|(a, b)| a + b);
     }
 }
 
@@ -111,7 +125,7 @@ pub async fn converse(
                     },
                 );
                 tally.usage.add(&usage);
-                tally.cost_usd = None;
+                tally.add_cost(None);
                 tally.calls += 1;
                 return Err(AgentError::ReplyTooLong(limit));
             }
@@ -136,10 +150,7 @@ pub async fn converse(
                 },
             );
             tally.usage.add(&usage);
-            tally.cost_usd = match (tally.cost_usd, cost) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
+            tally.add_cost(cost);
         }
         let response = result?;
         tally.calls += 1;

@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::args::{BudgetCommand, ScopeArg};
+use super::output::usd_with_unknown;
 use autowrkers::budget::ledger::{execution_key, global_key, project_key};
 use autowrkers::budget::{Budgets, Ledger, Limit, Sum, this_month};
 use autowrkers::engine::short;
@@ -55,12 +56,7 @@ fn reserved(home: &Home) -> f64 {
 }
 
 fn money(sum: &Sum, counted: f64) -> String {
-    let unknown = if sum.unknown > 0 {
-        format!(" + {} calls of unknown cost", sum.unknown)
-    } else {
-        String::new()
-    };
-    format!("${counted:.4}{unknown}")
+    usd_with_unknown(counted, sum.unknown > 0, sum.unknown as u32)
 }
 
 fn status(home: &Home, path: &Path, as_json: bool) -> Result<u8> {
@@ -211,6 +207,7 @@ fn history(home: &Home, days: u32, as_json: bool) -> Result<u8> {
         .format("%Y-%m-%d")
         .to_string();
     let mut total = 0.0;
+    let mut unknown = 0;
     for (key, sum) in totals.sums.range("d:".to_owned()..) {
         let Some(rest) = key.strip_prefix("d:") else {
             break;
@@ -224,6 +221,7 @@ fn history(home: &Home, days: u32, as_json: bool) -> Result<u8> {
             continue;
         }
         total += sum.usd;
+        unknown += sum.unknown;
         if as_json {
             println!(
                 "{}",
@@ -241,7 +239,10 @@ fn history(home: &Home, days: u32, as_json: bool) -> Result<u8> {
         }
     }
     if !as_json {
-        println!("total over {days} days: ${total:.4}");
+        println!(
+            "total over {days} days: {}",
+            usd_with_unknown(total, unknown > 0, unknown as u32)
+        );
     }
     Ok(0)
 }

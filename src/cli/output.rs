@@ -46,6 +46,16 @@ pub fn use_color(choice: ColorChoice, tty: bool) -> bool {
     }
 }
 
+/// `$0.0123`, or `$0.0123 + unknown (2 calls)` when some calls' cost is unknown.
+pub fn usd_with_unknown(known: f64, incomplete: bool, unknown_calls: u32) -> String {
+    match (incomplete, unknown_calls) {
+        (false, _) => format!("${known:.4}"),
+        (true, 0) => format!("${known:.4} + unknown"),
+        (true, 1) => format!("${known:.4} + unknown (1 call)"),
+        (true, n) => format!("${known:.4} + unknown ({n} calls)"),
+    }
+}
+
 /// `$0.0123`, or `cost unknown` when a price is unknown.
 pub fn cost(c: Option<f64>) -> String {
     c.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"))
@@ -207,11 +217,14 @@ pub fn describe(event: &Event, color: bool) -> Option<String> {
         EventKind::Completed {
             total_tokens,
             total_cost_usd,
+            cost_incomplete,
+            unknown_cost_calls,
         } => paint(
             &format!(
-                "✅ completed: {} in / {} out tokens, ${total_cost_usd:.4}",
+                "✅ completed: {} in / {} out tokens, {}",
                 total_tokens.input + total_tokens.cached_input,
-                total_tokens.output
+                total_tokens.output,
+                usd_with_unknown(*total_cost_usd, *cost_incomplete, *unknown_cost_calls)
             ),
             PhaseStatus::Completed,
             color,

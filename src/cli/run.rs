@@ -213,17 +213,14 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
         other => format!("{}: {message}", other.as_str()),
     };
     if let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) {
-        let unknown = if state.cost_incomplete {
-            " + unknown"
-        } else {
-            ""
-        };
+        let cost = super::output::usd_with_unknown(
+            state.total_cost_usd,
+            state.cost_incomplete,
+            state.unknown_cost_calls,
+        );
         match request.budget_limit {
-            Some(limit) => eprintln!(
-                "budget: ${:.4}{unknown} / ${limit:.2}",
-                state.total_cost_usd
-            ),
-            None => eprintln!("cost: ${:.4}{unknown}", state.total_cost_usd),
+            Some(limit) => eprintln!("budget: {cost} / ${limit:.2}"),
+            None => eprintln!("cost: {cost}"),
         }
     }
     eprintln!("{next}\n`autowrkers workflow status {s}` shows the details");

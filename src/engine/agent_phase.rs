@@ -74,7 +74,7 @@ pub(super) async fn cli_answer(
     );
     tally.calls += 1;
     tally.usage.add(&result.usage);
-    tally.cost_usd = tally.cost_usd.zip(cost).map(|(a, b)| a + b);
+    tally.add_cost(cost);
     if result.served_model.is_some() {
         tally.served_model = result.served_model.clone();
     }

@@ -172,6 +172,10 @@ pub enum EventKind {
         total_tokens: TokenUsage,
         /// USD of the execution (priced calls).
         total_cost_usd: f64,
+        /// True when some calls' cost is unknown: the total is then a lower bound.
+        cost_incomplete: bool,
+        /// How many calls have an unknown cost.
+        unknown_cost_calls: u32,
     },
     /// The execution failed.
     #[serde(rename = "workflow:failed")]

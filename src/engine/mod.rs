@@ -222,6 +222,8 @@ impl Reconcile<'_> {
             self.bus.emit(EventKind::Completed {
                 total_tokens: self.state.total_tokens,
                 total_cost_usd: self.state.total_cost_usd,
+                cost_incomplete: self.state.cost_incomplete,
+                unknown_cost_calls: self.state.unknown_cost_calls,
             });
             return Ok(StepEnd::Stop);
         }
@@ -317,6 +319,7 @@ impl Reconcile<'_> {
                 tokens: Default::default(),
                 cost_usd: None,
                 calls: 0,
+                unknown_cost_calls: 0,
                 passed: None,
                 started_at: Some(now()),
                 completed_at: None,

@@ -74,6 +74,7 @@ impl Reconcile<'_> {
                 tokens: Default::default(),
                 cost_usd: Some(0.0),
                 calls: 0,
+                unknown_cost_calls: 0,
                 passed: None,
                 started_at: None,
                 completed_at: None,
@@ -125,9 +126,11 @@ impl Reconcile<'_> {
         }
         let tally = &outcome.tally;
         self.state.total_tokens.add(&tally.usage);
-        match tally.cost_usd {
-            Some(c) => self.state.total_cost_usd += c,
-            None => self.state.cost_incomplete = true,
+        // The known part always counts; unknown calls are counted apart, never as $0.
+        self.state.total_cost_usd += tally.known_usd;
+        if tally.unknown_calls > 0 {
+            self.state.cost_incomplete = true;
+            self.state.unknown_cost_calls += tally.unknown_calls;
         }
         let mut run = self
             .state
@@ -142,6 +145,7 @@ impl Reconcile<'_> {
         run.tokens = tally.usage;
         run.cost_usd = tally.cost_usd;
         run.calls = tally.calls;
+        run.unknown_cost_calls = tally.unknown_calls;
         run.output_artifact_id = artifact_id;
         run.error_message = outcome.error;
         run.commit = outcome.commit;

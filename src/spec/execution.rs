@@ -170,6 +170,9 @@ pub struct PhaseExecution {
     /// Provider calls made (model turns, retries included).
     #[serde(default)]
     pub calls: u32,
+    /// Calls among them whose cost is unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_cost_calls: u32,
     /// For reviewers: the verdict. For the verifier: whether every check passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
@@ -229,6 +232,9 @@ pub struct WorkflowExecution {
     /// True when some call's cost is unknown, so `total_cost_usd` is a lower bound.
     #[serde(default)]
     pub cost_incomplete: bool,
+    /// How many calls have an unknown cost (not counted in `total_cost_usd`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_cost_calls: u32,
     /// When the first reconcile started.
     #[serde(default)]
     pub started_at: Option<String>,
@@ -254,6 +260,7 @@ impl WorkflowExecution {
             total_tokens: TokenUsage::default(),
             total_cost_usd: 0.0,
             cost_incomplete: false,
+            unknown_cost_calls: 0,
             started_at: None,
             completed_at: None,
             message: String::new(),
@@ -285,4 +292,8 @@ impl WorkflowExecution {
             None => Vec::new(),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -14,6 +14,7 @@ mod live_control;
 mod live_view;
 mod money;
 mod money_shared;
+mod money_unknown;
 mod pipeline;
 mod provider_cli;
 mod providers;

@@ -425,7 +425,7 @@ async fn an_unknown_price_is_shown_as_unknown_and_other_budgets_still_hold() {
     cmd.args(["budget", "status"]);
     let budget = run(cmd).await;
     assert!(
-        budget.stdout.contains("1 calls of unknown cost"),
+        budget.stdout.contains("+ unknown (1 call)"),
         "{}",
         budget.stdout
     );
