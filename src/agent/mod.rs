@@ -122,6 +122,7 @@ pub async fn converse(
                         served: None,
                         usage,
                         reported_usd: None,
+                        reported_is_estimate: false,
                     },
                 );
                 tally.usage.add(&usage);
@@ -147,6 +148,7 @@ pub async fn converse(
                     served,
                     usage,
                     reported_usd: reported,
+                    reported_is_estimate: false,
                 },
             );
             tally.usage.add(&usage);

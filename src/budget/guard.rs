@@ -54,6 +54,9 @@ pub trait Meter: Send + Sync {
     fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64>;
     /// Releases the reservation of a call that failed before using any tokens.
     fn release(&self, ticket: Ticket);
+    /// Bills a call that ran but never said what it used (a CLI that died before its final
+    /// report): its cost is unknown, and budgets count the reserved worst case as spent.
+    fn spend_unknown(&self, ticket: Ticket, provider: &str, model: &str);
     /// USD left under the tightest budget (None: no budget applies), for CLIs that take a cap.
     fn remaining(&self) -> Option<f64> {
         None
@@ -76,8 +79,11 @@ pub struct BilledCall<'a> {
     pub served: Option<&'a str>,
     /// Tokens.
     pub usage: TokenUsage,
-    /// USD the provider reported (OpenRouter), billed as is.
+    /// USD the provider reported (OpenRouter, Claude Code), billed as is.
     pub reported_usd: Option<f64>,
+    /// The reported USD is the provider's own guess (Claude Code's `costBasis: "unknown"`):
+    /// the price table wins where it knows the model.
+    pub reported_is_estimate: bool,
 }
 
 struct Scope {
@@ -144,12 +150,14 @@ impl BudgetGuard {
                 scopes.push(Scope {
                     name: "execution",
                     limit,
-                    spent_before: totals.get(&execution_key(&request.id)).usd,
+                    spent_before: totals.get(&execution_key(&request.id)).budget_usd(),
                 });
             }
             let project = budgets.project(&request.project_path);
             if let Some(limit) = project.limit {
-                let raw = totals.get(&project_key(&month, &request.project_path)).usd;
+                let raw = totals
+                    .get(&project_key(&month, &request.project_path))
+                    .budget_usd();
                 scopes.push(Scope {
                     name: "project",
                     limit,
@@ -157,7 +165,7 @@ impl BudgetGuard {
                 });
             }
             if let Some(limit) = budgets.global.limit {
-                let raw = totals.get(&global_key(&month)).usd;
+                let raw = totals.get(&global_key(&month)).budget_usd();
                 scopes.push(Scope {
                     name: "global",
                     limit,
@@ -271,6 +279,21 @@ impl Meter for PhaseMeter<'_> {
         g.publish_reserved(live.reserved);
     }
 
+    fn spend_unknown(&self, ticket: Ticket, provider: &str, model: &str) {
+        let g = self.guard;
+        let entry = LedgerEntry {
+            worst_case_usd: (ticket.reserved > 0.0).then_some(ticket.reserved),
+            ..self.entry(provider, model)
+        };
+        let _lock = (!g.scopes.is_empty()).then(|| g.shared.lock());
+        let _ = g.ledger.append(&entry);
+        let mut live = g.live.lock().unwrap_or_else(|e| e.into_inner());
+        // What it may have spent stays spent: the reservation becomes spending.
+        live.reserved = (live.reserved - ticket.reserved).max(0.0);
+        live.spent += ticket.reserved;
+        g.publish_reserved(live.reserved);
+    }
+
     fn before_call(&self, provider: &str, request: &ChatRequest) -> Result<Ticket, BudgetExceeded> {
         let g = self.guard;
         let Some(needed) = g.worst_case(provider, request) else {
@@ -307,31 +330,32 @@ impl Meter for PhaseMeter<'_> {
 
     fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64> {
         let g = self.guard;
-        let table = match g.prices.pricing(call.provider, call.model) {
+        // A CLI run without a model name is priced by the model that served it.
+        let priced = match call.served {
+            Some(served) if call.model.is_empty() => served,
+            _ => call.model,
+        };
+        let table = match g.prices.pricing(call.provider, priced) {
             Pricing::Free => Some(0.0),
             Pricing::Table(p) => Some(p.cost(&call.usage)),
             Pricing::Unknown => None,
         };
-        let free = matches!(g.prices.pricing(call.provider, call.model), Pricing::Free);
+        let free = matches!(g.prices.pricing(call.provider, priced), Pricing::Free);
         let (usd, source) = match (call.reported_usd, table) {
             (_, Some(t)) if free => (Some(t), "local"),
+            (Some(_), Some(t)) if call.reported_is_estimate => (Some(t), "table"),
+            (Some(r), None) if call.reported_is_estimate => (Some(r), "estimated"),
             (Some(r), _) => (Some(r), "provider"),
             (None, Some(t)) => (Some(t), "table"),
             (None, None) => (None, "unknown"),
         };
         let entry = LedgerEntry {
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            execution: g.execution.clone(),
-            project: g.project.clone(),
-            phase: self.phase.clone(),
-            iteration: self.iteration,
-            provider: call.provider.to_owned(),
-            model: call.model.to_owned(),
             model_served: call.served.map(str::to_owned),
             tokens: call.usage,
             usd,
             table_usd: if source == "provider" { table } else { None },
             price_source: source.to_owned(),
+            ..self.entry(call.provider, call.model)
         };
         let _lock = (!g.scopes.is_empty()).then(|| g.shared.lock());
         // The ledger is a record: a full disk must not lose the work of the call.
@@ -361,6 +385,28 @@ impl Meter for PhaseMeter<'_> {
     }
 }
 
+impl PhaseMeter<'_> {
+    /// The ledger line of a call of this phase.
+    fn entry(&self, provider: &str, model: &str) -> LedgerEntry {
+        let g = self.guard;
+        LedgerEntry {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            execution: g.execution.clone(),
+            project: g.project.clone(),
+            phase: self.phase.clone(),
+            iteration: self.iteration,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            model_served: None,
+            tokens: TokenUsage::default(),
+            usd: None,
+            table_usd: None,
+            price_source: "unknown".to_owned(),
+            worst_case_usd: None,
+        }
+    }
+}
+
 /// A meter that counts nothing and refuses nothing (tests, `provider test`).
 pub struct Unmetered;
 
@@ -372,4 +418,5 @@ impl Meter for Unmetered {
         call.reported_usd
     }
     fn release(&self, _: Ticket) {}
+    fn spend_unknown(&self, _: Ticket, _: &str, _: &str) {}
 }

@@ -42,8 +42,19 @@ pub struct LedgerEntry {
     /// The price table's figure, kept beside a provider-reported cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_usd: Option<f64>,
-    /// `provider` (the provider reported its cost), `table`, `local` or `unknown`.
+    /// `provider` (the provider reported its cost), `table`, `estimated` (the provider's own
+    /// guess), `local` or `unknown`.
     pub price_source: String,
+    /// For a call of unknown cost that was reserved: the worst case budgets count as spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_case_usd: Option<f64>,
+}
+
+impl LedgerEntry {
+    /// What this call counts for against a budget: its cost, or when unknown its worst case.
+    pub fn budget_usd(&self) -> f64 {
+        self.usd.or(self.worst_case_usd).unwrap_or(0.0)
+    }
 }
 
 /// Money and tokens summed over some calls.
@@ -57,14 +68,25 @@ pub struct Sum {
     pub unknown: u64,
     /// Tokens.
     pub tokens: TokenUsage,
+    /// The worst cases of reserved calls whose cost is unknown: budgets count them as spent.
+    #[serde(default)]
+    pub unknown_worst_case: f64,
 }
 
 impl Sum {
+    /// What counts against a budget: the known cost plus the worst cases of unknown ones.
+    pub fn budget_usd(&self) -> f64 {
+        self.usd + self.unknown_worst_case
+    }
+
     fn add(&mut self, e: &LedgerEntry) {
         self.calls += 1;
         match e.usd {
             Some(usd) => self.usd += usd,
-            None => self.unknown += 1,
+            None => {
+                self.unknown += 1;
+                self.unknown_worst_case += e.worst_case_usd.unwrap_or(0.0);
+            }
         }
         self.tokens.add(&e.tokens);
     }

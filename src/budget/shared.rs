@@ -121,7 +121,7 @@ impl Shared {
             if e.execution == self.execution {
                 continue; // this runner counts its own calls as it bills them
             }
-            let usd = e.usd.unwrap_or(0.0);
+            let usd = e.budget_usd();
             spent.global += usd;
             if e.project == self.project {
                 spent.project += usd;

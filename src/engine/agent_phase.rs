@@ -1,13 +1,15 @@
 //! An agent CLI as a phase's model: it runs its own agent loop in the worktree, inside the
-//! phase's sandbox; we bill what it reports and turn its events into progress lines.
+//! phase's sandbox; we bill what it reports — whatever the outcome, a timeout or cancel
+//! included — and turn its events into progress lines.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::job::{Failure, PhaseEnv, PhaseJob};
 use super::observer::PhaseObserver;
 use crate::agent::{Observer, Tally};
-use crate::budget::{BilledCall, Meter};
-use crate::providers::agent_cli::{self, CliRun, Note};
+use crate::budget::{BilledCall, Meter, Ticket};
+use crate::providers::agent_cli::{self, CliRun, Note, Spent};
 use crate::providers::{ChatRequest, Message, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{PhaseRole, ProviderConfig};
@@ -39,6 +41,16 @@ pub(super) async fn cli_answer(
     let sandbox = sandbox
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
     let ticket = meter.before_call(kind, request).map_err(Failure::Budget)?;
+    let spent = Mutex::new(Spent::default());
+    // Bills what the run reported when it ends — or when a timeout or cancel drops it.
+    let mut bill = Bill {
+        meter,
+        ticket: Some(ticket),
+        spent: &spent,
+        provider: kind,
+        model: &config.model_name,
+        tally,
+    };
     let run = CliRun {
         config,
         sandbox,
@@ -48,6 +60,7 @@ pub(super) async fn cli_answer(
         can_edit: job.phase.role == PhaseRole::Implementer,
         max_budget_usd: meter.remaining(),
         keys: env.keys,
+        spent: &spent,
     };
     let on_note = |note: Note| match note {
         Note::Text(t) => observer.text(&format!("{t}\n")),
@@ -55,31 +68,65 @@ pub(super) async fn cli_answer(
         Note::Tool(t) => observer.note(&t),
         Note::Raw(t) => observer.log(&format!("{t}\n")),
     };
-    let result = match agent_cli::run(&run, &on_note).await {
-        Ok(r) => r,
-        Err(e) => {
-            meter.release(ticket);
-            return Err(Failure::Provider(format!("{kind}: {e}")));
-        }
-    };
-    let cost = meter.after_call(
-        ticket,
-        &BilledCall {
-            provider: kind,
-            model: &config.model_name,
-            served: result.served_model.as_deref(),
-            usage: result.usage,
-            reported_usd: result.reported_cost_usd,
-        },
-    );
-    tally.calls += 1;
-    tally.usage.add(&result.usage);
-    tally.add_cost(cost);
-    if result.served_model.is_some() {
-        tally.served_model = result.served_model.clone();
-    }
+    let outcome = agent_cli::run(&run, &on_note).await;
+    bill.settle();
+    let result = outcome.map_err(|e| Failure::Provider(format!("{kind}: {e}")))?;
     request
         .messages
         .push(Message::text(Role::Assistant, &result.text));
     Ok(result.text)
+}
+
+/// The bill of one CLI run: settled once, when the run returns or when its future is dropped.
+struct Bill<'a> {
+    meter: &'a dyn Meter,
+    ticket: Option<Ticket>,
+    spent: &'a Mutex<Spent>,
+    provider: &'a str,
+    model: &'a str,
+    tally: &'a mut Tally,
+}
+
+impl Bill<'_> {
+    /// Bills what the run reported: its usage and cost whatever its outcome; an unknown cost
+    /// (with the worst case counted) when it started but never reported; nothing when it
+    /// never started.
+    fn settle(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let spent = self.spent.lock().map(|s| s.clone()).unwrap_or_default();
+        if !spent.started {
+            self.meter.release(ticket);
+            return;
+        }
+        self.tally.calls += 1;
+        if !spent.reported {
+            self.meter.spend_unknown(ticket, self.provider, self.model);
+            self.tally.add_cost(None);
+            return;
+        }
+        let cost = self.meter.after_call(
+            ticket,
+            &BilledCall {
+                provider: self.provider,
+                model: self.model,
+                served: spent.served_model.as_deref(),
+                usage: spent.usage,
+                reported_usd: spent.reported_cost_usd,
+                reported_is_estimate: spent.cost_is_estimate,
+            },
+        );
+        self.tally.usage.add(&spent.usage);
+        self.tally.add_cost(cost);
+        if spent.served_model.is_some() {
+            self.tally.served_model = spent.served_model;
+        }
+    }
+}
+
+impl Drop for Bill<'_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
 }

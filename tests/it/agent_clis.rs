@@ -61,14 +61,14 @@ pub fn cli_bin() -> PathBuf {
     .clone()
 }
 
-fn provider(kind: &str, model: &str, url: &str, binary: &str) -> String {
+pub fn provider(kind: &str, model: &str, url: &str, binary: &str) -> String {
     format!(
         "    provider_config:\n      provider_type: {kind}\n      model_name: {model}\n      api_url: \"{url}\"\n      extra_params: {{binary: \"{}\", api_key_env: FAKE_LLM_KEY}}\n",
         cli_bin().join(binary).display()
     )
 }
 
-fn implementer_template(provider_block: &str, extra: &str) -> String {
+pub fn implementer_template(provider_block: &str, extra: &str) -> String {
     format!(
         "name: cli\nfailure_behavior: fallback_provider\nphases:\n  - id: impl\n    name: Implementation\n    role: implementer\n{provider_block}{extra}    prompt_template: implementer_prompt\n    output_artifact_type: code_diff\n    success_pattern: /complete\n    max_retries: 0\n    order: 1\n"
     )
@@ -125,7 +125,7 @@ async fn implement_with(
 }
 
 /// Tokens the server sent for `model`, in our terms (input excludes cached).
-fn server_usage(server: &FakeLlm, model: &str) -> Value {
+pub fn server_usage(server: &FakeLlm, model: &str) -> Value {
     let calls = server.calls(model);
     let (i, o, c) = calls.iter().fold((0, 0, 0), |(i, o, c), r| {
         (i + r.usage.0, o + r.usage.1, c + r.usage.2)

@@ -2,6 +2,7 @@
 //! binary against a real fake LLM server on 127.0.0.1, in real temp git repositories.
 
 mod agent_clis;
+mod agent_money;
 mod bad_input;
 mod bounds;
 mod commands;

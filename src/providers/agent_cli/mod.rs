@@ -6,7 +6,7 @@
 
 mod parse;
 
-pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, StreamParser};
+pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, Spent, StreamParser};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -50,6 +50,9 @@ pub struct CliRun<'a> {
     pub max_budget_usd: Option<f64>,
     /// Where keys come from.
     pub keys: &'a Keys,
+    /// What the run reported it used, kept up to date line by line: whoever stops the run
+    /// (a timeout, a cancel) can still bill it.
+    pub spent: &'a std::sync::Mutex<Spent>,
 }
 
 /// The API a CLI speaks, for its base URL and key.
@@ -367,6 +370,9 @@ pub async fn run(
     let pid = child.id();
     // Dropping this future (timeout, cancel) kills the CLI and everything it started.
     let _guard = GroupGuard(pid.map(|p| p as i32));
+    if let Ok(mut s) = run.spent.lock() {
+        s.started = true;
+    }
     if let Some(mut stdin) = child.stdin.take() {
         // Written from its own task: a CLI that streams before reading all of its prompt must
         // not deadlock against us. Closing stdin is the end of the prompt.
@@ -392,6 +398,12 @@ pub async fn run(
         while let Ok(Some(line)) = lines.next_line().await {
             for note in parser.line(&line) {
                 on_note(note);
+            }
+            if let Ok(mut s) = run.spent.lock() {
+                *s = Spent {
+                    started: true,
+                    ..parser.spent()
+                };
             }
         }
     }

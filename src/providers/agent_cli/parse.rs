@@ -31,12 +31,32 @@ pub struct CliResult {
     pub served_model: Option<String>,
 }
 
+/// What a run reported it used so far, whatever its outcome: billed even when the run fails,
+/// runs out of turns, times out or is cancelled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spent {
+    /// The CLI process started (a CLI that never started spent nothing).
+    pub started: bool,
+    /// A usage or cost report was seen; without one the cost is unknown.
+    pub reported: bool,
+    /// Tokens as reported.
+    pub usage: TokenUsage,
+    /// USD the CLI reported.
+    pub reported_cost_usd: Option<f64>,
+    /// The reported USD is the CLI's own guess (Claude Code's `costBasis: "unknown"`).
+    pub cost_is_estimate: bool,
+    /// The model the CLI says served.
+    pub served_model: Option<String>,
+}
+
 /// A parser of one CLI's stream.
 pub trait StreamParser: Send {
     /// Reads one line of stdout.
     fn line(&mut self, line: &str) -> Vec<Note>;
     /// The outcome once the process exited with `exit` (None: killed).
     fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, String>;
+    /// What the stream reported it used so far.
+    fn spent(&self) -> Spent;
 }
 
 fn target(input: &Value) -> String {
@@ -71,6 +91,7 @@ pub struct ClaudeLike {
     pub input_includes_cached: bool,
     result: Option<Result<CliResult, String>>,
     model: Option<String>,
+    spent: Spent,
 }
 
 impl ClaudeLike {
@@ -80,6 +101,7 @@ impl ClaudeLike {
             input_includes_cached,
             result: None,
             model: None,
+            spent: Spent::default(),
         }
     }
 }
@@ -132,6 +154,19 @@ impl StreamParser for ClaudeLike {
                     cached_input: cached,
                     cache_write: n("cache_creation_input_tokens"),
                 };
+                // Billed whatever the outcome: an error or max turns still cost money.
+                let estimate = v["costBasis"] == "unknown"
+                    || v["modelUsage"]
+                        .as_object()
+                        .is_some_and(|m| m.values().any(|u| u["costBasis"] == "unknown"));
+                self.spent = Spent {
+                    started: true,
+                    reported: true,
+                    usage,
+                    reported_cost_usd: v["total_cost_usd"].as_f64(),
+                    cost_is_estimate: estimate,
+                    served_model: self.model.clone(),
+                };
                 let text = v["result"].as_str().unwrap_or("").to_owned();
                 let denied: Vec<String> = v["permission_denials"]
                     .as_array()
@@ -166,7 +201,8 @@ impl StreamParser for ClaudeLike {
                         served_model: self.model.clone(),
                     })
                 });
-                vec![]
+                // The final report goes to the phase log whole: it is the bill's evidence.
+                vec![Note::Raw(line.to_owned())]
             }
             _ => vec![Note::Raw(line.to_owned())],
         }
@@ -177,6 +213,10 @@ impl StreamParser for ClaudeLike {
             .take()
             .unwrap_or_else(|| Err(format!("ended without a result line (exit {exit:?})")))
     }
+
+    fn spent(&self) -> Spent {
+        self.spent.clone()
+    }
 }
 
 /// Codex's `exec --json`: `thread.started`, `turn.*`, `item.*`; usage per `turn.completed`.
@@ -186,6 +226,7 @@ pub struct Codex {
     usage: TokenUsage,
     failed: Option<String>,
     completed: bool,
+    reported: bool,
 }
 
 impl StreamParser for Codex {
@@ -232,6 +273,7 @@ impl StreamParser for Codex {
                     cache_write: n("cache_write_input_tokens"),
                 });
                 self.completed = true;
+                self.reported = true;
                 vec![]
             }
             "turn.failed" => {
@@ -270,6 +312,15 @@ impl StreamParser for Codex {
             served_model: None,
         })
     }
+
+    fn spent(&self) -> Spent {
+        Spent {
+            started: true,
+            reported: self.reported,
+            usage: self.usage,
+            ..Spent::default()
+        }
+    }
 }
 
 /// Gemini CLI's `stream-json`: `init`, `message`, `tool_use`, `tool_result`, `result`.
@@ -278,6 +329,7 @@ pub struct GeminiCli {
     text: String,
     model: Option<String>,
     result: Option<Result<CliResult, String>>,
+    spent: Spent,
 }
 
 impl StreamParser for GeminiCli {
@@ -308,17 +360,37 @@ impl StreamParser for GeminiCli {
             "result" => {
                 let s = &v["stats"];
                 let n = |k: &str| s[k].as_u64().unwrap_or(0);
+                let usage = TokenUsage {
+                    input: n("input"),
+                    output: n("output_tokens"),
+                    cached_input: n("cached"),
+                    cache_write: 0,
+                };
+                // The model that did the most work, where the stats name them.
+                let served = s["models"]
+                    .as_object()
+                    .and_then(|m| {
+                        m.iter()
+                            .max_by_key(|(_, u)| {
+                                u["total_tokens"].as_u64().or(u["tokens"]["total"].as_u64())
+                            })
+                            .map(|(name, _)| name.clone())
+                    })
+                    .or_else(|| self.model.clone());
+                self.spent = Spent {
+                    started: true,
+                    reported: true,
+                    usage,
+                    reported_cost_usd: None,
+                    cost_is_estimate: false,
+                    served_model: served.clone(),
+                };
                 self.result = Some(if v["status"] == "success" {
                     Ok(CliResult {
                         text: self.text.clone(),
-                        usage: TokenUsage {
-                            input: n("input"),
-                            output: n("output_tokens"),
-                            cached_input: n("cached"),
-                            cache_write: 0,
-                        },
+                        usage,
                         reported_cost_usd: None,
-                        served_model: self.model.clone(),
+                        served_model: served,
                     })
                 } else {
                     Err(v["error"]["message"]
@@ -350,6 +422,10 @@ impl StreamParser for GeminiCli {
             )),
             (None, _) => Err("ended without a result line".to_owned()),
         }
+    }
+
+    fn spent(&self) -> Spent {
+        self.spent.clone()
     }
 }
 

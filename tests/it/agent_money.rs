@@ -1,0 +1,75 @@
+//! Every cent of an agent CLI counted: a run that fails is billed what it reported, through
+//! the real CLIs against the fake server.
+
+use serde_json::{Value, json};
+
+use crate::agent_clis::{implementer_template, provider, server_usage};
+use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::support::{Project, run};
+
+fn ledger(p: &Project) -> Vec<Value> {
+    crate::support::all_files(&p.home.path().join("ledger"))
+        .into_iter()
+        .filter(|(path, _)| path.extension().is_some_and(|x| x == "ndjson"))
+        .flat_map(|(_, bytes)| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claude_run_that_runs_out_of_turns_is_billed() {
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let write = |n: usize| {
+        Reply::tool(
+            "Write",
+            json!({"file_path": p.path().join(format!("f{n}.txt")), "content": "x\n"}),
+        )
+    };
+    let (server, _h) = FakeLlm::start(
+        (0..3)
+            .map(|n| Rule::after_tool_results("claude-fake", n, write(n)))
+            .collect(),
+    )
+    .await;
+    let block = provider(
+        "claude_code",
+        "claude-fake",
+        &format!("http://{}", server.addr),
+        "claude",
+    )
+    .replace(
+        "api_key_env: FAKE_LLM_KEY}",
+        "api_key_env: FAKE_LLM_KEY, max_turns: 2}",
+    );
+    let template = implementer_template(&block, "").replace("fallback_provider", "pause_notify");
+    let out = p.run_template(&template, &[]).await;
+    assert_ne!(out.code, 0, "two turns cannot finish: {}", out.stdout);
+    let run0 = &p.state()["phase_executions"][0];
+    assert_eq!(run0["status"], "failed", "{run0}");
+    let want = server_usage(&server, "claude-fake");
+    assert!(want["output"].as_u64().unwrap_or(0) > 0);
+    for k in ["input", "output", "cached_input"] {
+        assert_eq!(run0["tokens"][k], want[k], "{k}: {run0}");
+    }
+    let lines = ledger(&p);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["tokens"]["output"], want["output"]);
+    assert!(
+        lines[0]["usd"].as_f64().is_some_and(|u| u > 0.0),
+        "{lines:?}"
+    );
+    assert_eq!(run0["cost_usd"], lines[0]["usd"]);
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "status"]);
+    let status = run(cmd).await;
+    let usd = lines[0]["usd"].as_f64().unwrap_or_default();
+    assert!(
+        status.stdout.contains(&format!("${usd:.4}")),
+        "{}",
+        status.stdout
+    );
+}
