@@ -3,6 +3,7 @@
 
 mod agent_clis;
 mod agent_money;
+mod agent_roles;
 mod bad_input;
 mod bounds;
 mod commands;

@@ -4,6 +4,7 @@
 //! off other hosts. Their events become our progress lines; their final result the phase
 //! output. A timeout or cancel drops the run, which kills the whole process group.
 
+mod args;
 mod parse;
 
 pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, Spent, StreamParser};
@@ -205,6 +206,10 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
                 "--permission-mode".into(),
             ]);
             args.push(if run.can_edit { "acceptEdits" } else { "plan" }.into());
+            if run.can_edit {
+                // The implementer may run the project's commands (inside our sandbox).
+                args.extend(["--allowedTools".into(), "Bash".into()]);
+            }
             if !model.is_empty() {
                 args.extend(["--model".into(), model]);
             }
@@ -214,7 +219,7 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
             if let Some(usd) = run.max_budget_usd {
                 args.extend(["--max-budget-usd".into(), format!("{usd:.4}")]);
             }
-            Box::new(ClaudeLike::new(false))
+            Box::new(ClaudeLike::new(false, run.can_edit))
         }
         ProviderType::Codex => {
             let codex_home = home.join(".codex");
@@ -280,7 +285,8 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
             ]);
             args.extend([
                 "--approval-mode".into(),
-                if run.can_edit { "auto_edit" } else { "default" }.into(),
+                // yolo adds the shell tool: the implementer runs the project's commands.
+                if run.can_edit { "yolo" } else { "default" }.into(),
             ]);
             if !model.is_empty() {
                 // Without -m it first asks a routing model which model to use.
@@ -305,22 +311,20 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
             ]);
             args.extend([
                 "--approval-mode".into(),
-                if run.can_edit { "auto-edit" } else { "default" }.into(),
+                if run.can_edit { "yolo" } else { "default" }.into(),
             ]);
-            Box::new(ClaudeLike::new(true))
+            Box::new(ClaudeLike::new(true, run.can_edit))
         }
     };
-    for extra in cfg
+    let extra: Vec<String> = cfg
         .extra_params
         .get("args")
         .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
-    {
-        if let Some(a) = extra.as_str() {
-            args.push(a.to_owned());
-        }
-    }
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let args = args::merge(args, &extra);
     Ok(Plan {
         program,
         args,

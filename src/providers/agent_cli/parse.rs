@@ -89,16 +89,21 @@ const EDIT_TOOLS: [&str; 7] = [
 pub struct ClaudeLike {
     /// Whether `input_tokens` includes cache reads (Qwen: yes, OpenAI style; Claude: no).
     pub input_includes_cached: bool,
+    /// Whether a denied edit fails the run (the implementer's); a reviewer's refused write is
+    /// only reported, and its review goes on.
+    pub denials_fail: bool,
     result: Option<Result<CliResult, String>>,
     model: Option<String>,
     spent: Spent,
 }
 
 impl ClaudeLike {
-    /// A parser for Claude Code (`false`) or Qwen Code (`true`).
-    pub fn new(input_includes_cached: bool) -> Self {
+    /// A parser for Claude Code (`false`) or Qwen Code (`true`); `denials_fail` for the
+    /// implementer.
+    pub fn new(input_includes_cached: bool, denials_fail: bool) -> Self {
         Self {
             input_includes_cached,
+            denials_fail,
             result: None,
             model: None,
             spent: Spent::default(),
@@ -168,28 +173,34 @@ impl StreamParser for ClaudeLike {
                     served_model: self.model.clone(),
                 };
                 let text = v["result"].as_str().unwrap_or("").to_owned();
-                let denied: Vec<String> = v["permission_denials"]
+                let denials: Vec<(bool, String)> = v["permission_denials"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|d| {
-                        d["tool_name"]
-                            .as_str()
-                            .is_some_and(|t| EDIT_TOOLS.contains(&t))
-                    })
                     .map(|d| {
-                        format!(
-                            "{} {}",
-                            d["tool_name"].as_str().unwrap_or("?"),
-                            target(&d["tool_input"])
+                        let tool = d["tool_name"].as_str().unwrap_or("?");
+                        (
+                            EDIT_TOOLS.contains(&tool),
+                            format!("{tool} {}", target(&d["tool_input"])),
                         )
                     })
                     .collect();
+                let denied: Vec<String> = denials
+                    .iter()
+                    .filter(|(edit, _)| *edit && self.denials_fail)
+                    .map(|(_, what)| what.clone())
+                    .collect();
+                let errors: Vec<&str> = v["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 self.result = Some(if v["is_error"].as_bool() == Some(true) {
-                    Err(if text.is_empty() {
-                        "the CLI reported an error".to_owned()
-                    } else {
-                        text
+                    Err(match (text.is_empty(), errors.is_empty()) {
+                        (false, _) => text,
+                        (true, false) => errors.join("; "),
+                        (true, true) => "the CLI reported an error".to_owned(),
                     })
                 } else if !denied.is_empty() {
                     Err(format!("permission denied for {}", denied.join(", ")))
@@ -201,8 +212,14 @@ impl StreamParser for ClaudeLike {
                         served_model: self.model.clone(),
                     })
                 });
-                // The final report goes to the phase log whole: it is the bill's evidence.
-                vec![Note::Raw(line.to_owned())]
+                // Every refusal is said; the final report goes to the log whole (the bill's
+                // evidence).
+                let mut notes: Vec<Note> = denials
+                    .into_iter()
+                    .map(|(_, what)| Note::Tool(format!("> refused by the CLI: {what}")))
+                    .collect();
+                notes.push(Note::Raw(line.to_owned()));
+                notes
             }
             _ => vec![Note::Raw(line.to_owned())],
         }
@@ -435,7 +452,7 @@ mod tests {
 
     #[test]
     fn claude_result_decides_by_is_error_and_denials() {
-        let mut p = ClaudeLike::new(false);
+        let mut p = ClaudeLike::new(false, true);
         assert_eq!(
             p.line(r#"{"type":"system","subtype":"init","model":"m"}"#),
             vec![]
@@ -466,7 +483,7 @@ mod tests {
             }
         );
 
-        let mut p = ClaudeLike::new(false);
+        let mut p = ClaudeLike::new(false, true);
         p.line(
             r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500"}"#,
         );
@@ -475,15 +492,15 @@ mod tests {
             Err("API Error: 500".into()),
             "is_error wins over subtype"
         );
-        let mut p = ClaudeLike::new(false);
+        let mut p = ClaudeLike::new(false, true);
         p.line(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","permission_denials":[{"tool_name":"Write","tool_input":{"file_path":"/x"}}]}"#);
         assert!(p.finish(Some(0)).expect_err("denied").contains("Write /x"));
-        assert!(ClaudeLike::new(false).finish(Some(1)).is_err());
+        assert!(ClaudeLike::new(false, true).finish(Some(1)).is_err());
     }
 
     #[test]
     fn qwen_input_includes_cached_tokens() {
-        let mut p = ClaudeLike::new(true);
+        let mut p = ClaudeLike::new(true, true);
         p.line(r#"{"type":"result","is_error":false,"result":"ok","usage":{"input_tokens":700,"output_tokens":25,"cache_read_input_tokens":70}}"#);
         assert_eq!(
             p.finish(Some(0)).expect("ok").usage,
