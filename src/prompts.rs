@@ -42,7 +42,7 @@ const BUILT_IN: [(&str, &str); 7] = [
 ];
 
 /// Variables every prompt may use, besides `artifact:<type>`.
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 11] = [
     "project_path",
     "task_description",
     "iteration",
@@ -53,6 +53,7 @@ pub const VARIABLES: [&str; 10] = [
     "phase_name",
     "role",
     "template_name",
+    "agent_cli",
 ];
 
 /// What a prompt could not do.

@@ -108,6 +108,11 @@ pub fn prepare(
     vars.insert("build_command", command("build").into());
     vars.insert("phase_name", phase.name.clone().into());
     vars.insert("role", phase.role.as_str().into());
+    // Agent CLIs bring their own tools, which take paths their own way.
+    vars.insert(
+        "agent_cli",
+        crate::providers::agent_cli::is_agent_cli(phase.provider_config.provider_type).into(),
+    );
     vars.insert("template_name", template.name.clone().into());
     let ctx = PromptContext { vars, artifacts };
     let (system_prompt, prompt) = match (&phase.prompt_template, phase.role) {

@@ -358,7 +358,7 @@ async fn claude_implements_and_codex_reviews() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
+async fn a_failing_cli_falls_back_a_denial_is_said_and_a_timeout_fails_the_phase() {
     // 500s from the server: Claude's own message fails the phase; the fallback answers.
     let p = Project::git(&[("a.txt", "a\n")]);
     let (server, _h) = FakeLlm::start(vec![
@@ -399,7 +399,7 @@ async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
     );
     assert!(out.stdout.contains("workflow:provider_fallback"));
 
-    // A reviewer runs in plan mode: its write is denied, and that fails the phase.
+    // A reviewer runs in plan mode: its write is refused and said, and the review goes on.
     let p = Project::git(&[("a.txt", "a\n")]);
     let (server, _h) = FakeLlm::start(vec![
         Rule::after_tool_results(
@@ -427,15 +427,15 @@ async fn a_failing_cli_falls_back_and_denials_and_timeouts_fail_the_phase() {
         )
     );
     let out = p.run_template(&t, &["--in-place"]).await;
-    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         !p.path().join("evil.txt").exists(),
         "a reviewer cannot write"
     );
-    let message = p.state()["message"].as_str().expect("message").to_owned();
     assert!(
-        message.contains("permission denied") || message.contains("denied"),
-        "{message}"
+        out.stdout.contains("refused by the CLI: Write"),
+        "{}",
+        out.stdout
     );
 
     // A timeout kills the CLI's whole process group.

@@ -407,7 +407,7 @@ async fn answer(
         let mut shared = server.shared.lock().expect("lock");
         let Shared { rules, used, .. } = &mut *shared;
         let hit = rules.iter().enumerate().position(|(i, r)| {
-            r.model == model
+            (r.model == "*" || r.model == model)
                 && r.turn.is_none_or(|t| t == turn)
                 && r.tool_results.is_none_or(|n| n == results)
                 && r.contains

@@ -298,7 +298,14 @@ async fn an_agent_cli_gets_its_prompt_on_stdin_and_only_its_own_key() {
     let prompt = show("prompt.txt");
     assert!(prompt.len() > 128 * 1024, "{} bytes", prompt.len());
     assert!(prompt.contains("END-OF-PROMPT"));
-    assert!(!show("cli-args.txt").contains("lorem"), "prompt in argv");
+    let args = show("cli-args.txt");
+    assert!(!args.contains("lorem"), "prompt in argv");
+    // The standing instructions go through Claude's own channel, a file.
+    assert!(args.contains("--append-system-prompt-file"), "{args}");
+    assert!(
+        !prompt.contains("in a pipeline where several models"),
+        "system prompt on stdin"
+    );
     let names: Vec<String> = show("cli-env.txt").lines().map(str::to_owned).collect();
     assert!(names.contains(&"ANTHROPIC_API_KEY".to_owned()), "{names:?}");
     for other in ["OPENAI_API_KEY", "GITHUB_TOKEN", "FAKE_LLM_KEY"] {

@@ -172,7 +172,14 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
         .and_then(|v| v.as_str())
         .map_or_else(|| PathBuf::from(default_binary(kind)), PathBuf::from);
     let model = cfg.model_name.clone();
-    let prompt = if run.system_prompt.is_empty() {
+    // Claude Code takes standing instructions from a file; the other CLIs have no channel
+    // that is not the command line, so theirs lead the prompt on stdin.
+    let system_file = (kind == ProviderType::ClaudeCode && !run.system_prompt.is_empty())
+        .then(|| home.join(".autowrkers-system-prompt.md"));
+    if let Some(file) = &system_file {
+        std::fs::write(file, run.system_prompt).map_err(|e| e.to_string())?;
+    }
+    let prompt = if run.system_prompt.is_empty() || system_file.is_some() {
         run.prompt.to_owned()
     } else {
         format!("{}\n\n{}", run.system_prompt, run.prompt)
@@ -201,6 +208,12 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
                 "stream-json".into(),
                 "--verbose".into(),
             ]);
+            if let Some(file) = &system_file {
+                args.extend([
+                    "--append-system-prompt-file".into(),
+                    file.to_string_lossy().into_owned(),
+                ]);
+            }
             args.extend([
                 "--no-session-persistence".into(),
                 "--permission-mode".into(),
