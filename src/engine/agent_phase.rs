@@ -42,13 +42,14 @@ pub(super) async fn cli_answer(
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
     let ticket = meter.before_call(kind, request).map_err(Failure::Budget)?;
     let spent = Mutex::new(Spent::default());
+    let model = agent_cli::effective_model(config);
     // Bills what the run reported when it ends — or when a timeout or cancel drops it.
     let mut bill = Bill {
         meter,
         ticket: Some(ticket),
         spent: &spent,
         provider: kind,
-        model: &config.model_name,
+        model: &model,
         tally,
     };
     let run = CliRun {

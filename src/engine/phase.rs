@@ -175,7 +175,12 @@ async fn run_model(
     let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
     let max_turns = param("max_turns").map_or(DEFAULT_MAX_TURNS, |n| n as u32);
     let mut request = ChatRequest {
-        model: config.model_name.clone(),
+        // The reservation prices what will run (Codex's documented default included).
+        model: if provider.is_none() {
+            agent_cli::effective_model(config)
+        } else {
+            config.model_name.clone()
+        },
         messages: vec![
             Message::text(Role::System, &job.system_prompt),
             Message::text(Role::User, &job.prompt),

@@ -73,3 +73,44 @@ async fn a_claude_run_that_runs_out_of_turns_is_billed() {
         status.stdout
     );
 }
+
+/// A phase with no `model_name`: priced by the model that served (Gemini CLI reports it), or
+/// for Codex — which never says — by the documented default it is then given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_without_model_name_is_priced_by_the_model_that_served() {
+    for (kind, binary, bare_url) in [("gemini_cli", "gemini", true), ("codex", "codex", false)] {
+        let mut reply = Reply::text("Done. /complete");
+        reply.served_model = Some("served-by-fake".into());
+        let (server, _h) = FakeLlm::start(vec![Rule::new("*", None, reply)]).await;
+        let p = Project::git(&[("a.txt", "a\n")]);
+        std::fs::write(
+            p.home.path().join("pricing.yaml"),
+            "models:\n  served-by-fake: {input: 2.0, output: 10.0}\n",
+        )
+        .expect("pricing");
+        let url = if bare_url {
+            format!("http://{}", server.addr)
+        } else {
+            server.url()
+        };
+        let template = implementer_template(&provider(kind, "", &url, binary), "")
+            .replace("      model_name: \n", "");
+        let out = p.run_template(&template, &[]).await;
+        assert_eq!(out.code, 0, "{kind}: {}", out.stderr);
+        let lines = ledger(&p);
+        assert!(!lines.is_empty(), "{kind}: no ledger line");
+        for line in &lines {
+            assert!(line["usd"].as_f64().is_some(), "{kind}: unpriced {line}");
+        }
+        match kind {
+            "codex" => {
+                assert_eq!(lines[0]["model"], "gpt-5-codex", "{kind}");
+                assert!(server.log().iter().all(|r| r.model == "gpt-5-codex"));
+            }
+            _ => assert_eq!(
+                lines[0]["model_served"], "served-by-fake",
+                "{kind}: {lines:?}"
+            ),
+        }
+    }
+}

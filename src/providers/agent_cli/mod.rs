@@ -56,6 +56,22 @@ pub struct CliRun<'a> {
     pub spent: &'a std::sync::Mutex<Spent>,
 }
 
+/// The model Codex runs when a phase names none. Codex's stream never says which model served,
+/// so rather than guess its built-in default (which changes between versions), we pass this one
+/// explicitly: what is priced and reserved is what runs.
+pub const CODEX_DEFAULT_MODEL: &str = "gpt-5-codex";
+
+/// The model a CLI phase asks for: its `model_name`, Codex's documented default when empty, or
+/// empty for the CLIs that report the model that served (Claude Code, Gemini CLI, Qwen Code),
+/// which is then priced.
+pub fn effective_model(config: &ProviderConfig) -> String {
+    if config.model_name.is_empty() && config.provider_type == ProviderType::Codex {
+        CODEX_DEFAULT_MODEL.to_owned()
+    } else {
+        config.model_name.clone()
+    }
+}
+
 /// The API a CLI speaks, for its base URL and key.
 fn api_of(kind: ProviderType) -> ProviderType {
     match kind {
@@ -171,7 +187,7 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
         .get("binary")
         .and_then(|v| v.as_str())
         .map_or_else(|| PathBuf::from(default_binary(kind)), PathBuf::from);
-    let model = cfg.model_name.clone();
+    let model = effective_model(cfg);
     // Claude Code takes standing instructions from a file; the other CLIs have no channel
     // that is not the command line, so theirs lead the prompt on stdin.
     let system_file = (kind == ProviderType::ClaudeCode && !run.system_prompt.is_empty())
