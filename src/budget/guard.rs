@@ -61,12 +61,24 @@ pub trait Meter: Send + Sync {
     fn remaining(&self) -> Option<f64> {
         None
     }
+    /// The table price of `model` at `provider` (None: free or unknown), for the worst cases
+    /// of calls this meter does not see one by one (an agent CLI's own).
+    fn price(&self, _provider: &str, _model: &str) -> Option<crate::budget::Price> {
+        None
+    }
 }
 
 /// A reservation held while a call is in flight.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ticket {
     reserved: f64,
+}
+
+impl Ticket {
+    /// The USD reserved.
+    pub fn reserved(&self) -> f64 {
+        self.reserved
+    }
 }
 
 /// What a finished (or cut) call used.
@@ -259,6 +271,13 @@ pub struct PhaseMeter<'a> {
 }
 
 impl Meter for PhaseMeter<'_> {
+    fn price(&self, provider: &str, model: &str) -> Option<crate::budget::Price> {
+        match self.guard.prices.pricing(provider, model) {
+            Pricing::Table(p) => Some(p),
+            Pricing::Free | Pricing::Unknown => None,
+        }
+    }
+
     fn remaining(&self) -> Option<f64> {
         let g = self.guard;
         let live = g.live.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use super::job::{Failure, PhaseEnv, PhaseJob};
 use super::observer::PhaseObserver;
 use crate::agent::{Observer, Tally};
-use crate::budget::{BilledCall, Meter, Ticket};
-use crate::providers::agent_cli::{self, CliRun, Note, Spent};
+use crate::budget::{BilledCall, BudgetExceeded, Meter, Ticket};
+use crate::providers::agent_cli::{self, CliError, CliRun, Note, Spent};
 use crate::providers::{ChatRequest, Message, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{PhaseRole, ProviderConfig};
@@ -59,7 +59,10 @@ pub(super) async fn cli_answer(
         system_prompt: &job.system_prompt,
         prompt: &prompt,
         can_edit: job.phase.role == PhaseRole::Implementer,
-        max_budget_usd: meter.remaining(),
+        // This run's own reservation is part of what it may spend.
+        max_budget_usd: meter.remaining().map(|r| r + ticket.reserved()),
+        price: meter.price(kind, &model),
+        http: env.http.raw(),
         keys: env.keys,
         spent: &spent,
     };
@@ -71,7 +74,16 @@ pub(super) async fn cli_answer(
     };
     let outcome = agent_cli::run(&run, &on_note).await;
     bill.settle();
-    let result = outcome.map_err(|e| Failure::Provider(format!("{kind}: {e}")))?;
+    let result = outcome.map_err(|e| match e {
+        CliError::Budget(s) => Failure::Budget(BudgetExceeded {
+            scope: "run".to_owned(),
+            limit: s.cap,
+            spent: s.spent,
+            reserved: 0.0,
+            needed: s.needed,
+        }),
+        CliError::Failed(e) => Failure::Provider(format!("{kind}: {e}")),
+    })?;
     request
         .messages
         .push(Message::text(Role::Assistant, &result.text));

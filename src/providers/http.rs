@@ -33,6 +33,11 @@ pub struct HttpClient {
 static CRYPTO: Once = Once::new();
 
 impl HttpClient {
+    /// The underlying client, for forwarding requests as they are (the budget watchdog).
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// A client with rustls (ring) and connect timeouts set.
     pub fn new() -> Result<Self, ProviderError> {
         CRYPTO.call_once(|| {

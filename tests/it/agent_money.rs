@@ -114,3 +114,48 @@ async fn a_phase_without_model_name_is_priced_by_the_model_that_served() {
         }
     }
 }
+
+/// Codex takes no dollar cap and reports usage only when its turn ends: the watchdog in front
+/// of it refuses the first call that would pass what the run may spend, and stops the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_codex_run_is_stopped_at_the_remaining_budget() {
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let step = |n: usize| {
+        let mut r = Reply::tool(
+            "exec_command",
+            json!({"cmd": format!("echo {n} >> steps.txt")}),
+        );
+        (r.prompt_tokens, r.completion_tokens) = (1000, 1000);
+        r
+    };
+    let (server, _h) = FakeLlm::start(
+        (0..6)
+            .map(|n| Rule::after_tool_results("codex-fake", n, step(n)))
+            .chain([Rule::after_tool_results(
+                "codex-fake",
+                6,
+                Reply::text("Done. /complete"),
+            )])
+            .collect(),
+    )
+    .await;
+    // $0.011 a call as answered; up to ~$0.02 a call as reserved.
+    std::fs::write(
+        p.home.path().join("pricing.yaml"),
+        "models:\n  codex-fake: {input: 1.0, output: 10.0, max_output: 1000}\n",
+    )
+    .expect("pricing");
+    let template =
+        implementer_template(&provider("codex", "codex-fake", &server.url(), "codex"), "")
+            .replace("fallback_provider", "pause_notify");
+    let out = p.run_template(&template, &["--budget", "0.03"]).await;
+    let log = std::fs::read_to_string(p.execution().join("logs/impl.1.log")).unwrap_or_default();
+    assert_eq!(out.code, 3, "stopped for the budget: {} {}\n{log}", out.stdout, out.stderr);
+    let calls = server.calls("codex-fake").len();
+    assert!((1..6).contains(&calls), "{calls} calls reached the server");
+    let spent: f64 = ledger(&p).iter().filter_map(|l| l["usd"].as_f64()).sum();
+    assert!(spent <= 0.03 + 1e-9, "spent ${spent:.4} of $0.03");
+    assert!(spent > 0.0, "what it spent was billed");
+    assert!(log.contains("run budget"), "{log}");
+    assert_eq!(p.state()["status"], "budget_exceeded");
+}

@@ -6,19 +6,19 @@
 
 mod args;
 mod parse;
+mod run;
+mod watchdog;
 
 pub use parse::{ClaudeLike, CliResult, Codex, GeminiCli, Note, Spent, StreamParser};
+pub use run::{CliError, run};
+pub use watchdog::{Measured, Stopped, Watchdog};
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::registry::{base_url, info, key};
+use crate::budget::Price;
 use crate::keys::Keys;
-use crate::process::GroupGuard;
-use crate::sandbox::{Extra, Sandbox, SandboxMode};
+use crate::sandbox::{Sandbox, SandboxMode};
 use crate::spec::{ProviderConfig, ProviderType};
 
 /// True for the provider types that are agent CLIs.
@@ -47,8 +47,14 @@ pub struct CliRun<'a> {
     pub prompt: &'a str,
     /// Implementer (edits allowed) or read-only role.
     pub can_edit: bool,
-    /// USD the run may spend, passed as a backstop where the CLI takes one.
+    /// USD the run may spend: passed to Claude Code as its cap; for the other CLIs enforced
+    /// by the budget watchdog, call by call.
     pub max_budget_usd: Option<f64>,
+    /// The price of the model that will run, for the watchdog's worst cases (None: unknown,
+    /// or free).
+    pub price: Option<Price>,
+    /// The HTTP client the watchdog forwards with.
+    pub http: &'a reqwest::Client,
     /// Where keys come from.
     pub keys: &'a Keys,
     /// What the run reported it used, kept up to date line by line: whoever stops the run
@@ -129,35 +135,6 @@ pub fn check(config: &ProviderConfig) -> Result<PathBuf, String> {
     })
 }
 
-/// `program` as a full path (looked up on PATH when it is a bare name), so the sandbox can let
-/// its installation be read.
-fn resolve(program: &Path) -> PathBuf {
-    if program.components().count() > 1 {
-        return program.to_path_buf();
-    }
-    std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_default()
-        .unwrap_or_else(|| program.to_path_buf())
-}
-
-/// The folder a CLI is installed in: the outermost `node_modules` above its real path (npm
-/// packages load their siblings and native binaries from there), else its own folder.
-fn install_root(program: &Path) -> PathBuf {
-    let real = program
-        .canonicalize()
-        .unwrap_or_else(|_| program.to_path_buf());
-    real.ancestors()
-        .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
-        .last()
-        .or_else(|| real.parent())
-        .map_or_else(|| real.clone(), Path::to_path_buf)
-}
-
 /// The program, its arguments, its environment, its prompt (sent on stdin, never in argv:
 /// Linux caps one argument at 128 KiB, and argv is visible to every process) and its parser.
 struct Plan {
@@ -169,14 +146,25 @@ struct Plan {
     parser: Box<dyn StreamParser>,
 }
 
-fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
+/// The base URL of the API the CLI of `cfg` speaks, as configured.
+fn upstream_url(cfg: &ProviderConfig) -> Result<String, String> {
+    let api = info(api_of(cfg.provider_type)).ok_or("no API data")?;
+    Ok(base_url(&api, Some(cfg)).0)
+}
+
+/// The plan of a run; with a `proxy`, the CLI talks to the watchdog instead of the API.
+fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan, String> {
     let cfg = run.config;
     let kind = cfg.provider_type;
     let api = info(api_of(kind)).ok_or("no API data")?;
-    let (url, _) = base_url(&api, Some(cfg));
-    let api_port = reqwest::Url::parse(&url)
-        .ok()
-        .and_then(|u| u.port_or_known_default());
+    let upstream = upstream_url(cfg)?;
+    let url = proxy.map_or_else(|| upstream.clone(), |w| w.base_url(&upstream));
+    let api_port = match proxy {
+        Some(w) => Some(w.port()),
+        None => reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.port_or_known_default()),
+    };
     // The CLIs refuse to start without a key, even against a gateway that needs none.
     let secret = key(&api, Some(cfg), run.keys).map_or_else(
         || "no-key-configured".to_owned(),
@@ -361,104 +349,5 @@ fn plan(run: &CliRun<'_>, home: &Path) -> Result<Plan, String> {
         prompt,
         api_port,
         parser,
-    })
-}
-
-/// Runs the CLI to the end. `on_note` gets every progress line (and the raw lines for the log);
-/// the error is the CLI's own message when it has one.
-pub async fn run(
-    run: &CliRun<'_>,
-    on_note: &(dyn Fn(Note) + Send + Sync),
-) -> Result<CliResult, String> {
-    let home = run.sandbox.home();
-    let Plan {
-        program,
-        args,
-        env,
-        prompt,
-        api_port,
-        mut parser,
-    } = plan(run, &home)?;
-    let program = resolve(&program);
-    let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
-    let install = install_root(&program);
-    let ports: Vec<u16> = api_port.into_iter().collect();
-    let extra = Extra {
-        env: &env,
-        connect_ports: &ports,
-        read_paths: std::slice::from_ref(&install),
-    };
-    let mut cmd = run.sandbox.command_with(program.as_os_str(), &args, &extra);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "cannot start {}: {e} (set extra_params.binary)",
-            program.display()
-        )
-    })?;
-    let pid = child.id();
-    // Dropping this future (timeout, cancel) kills the CLI and everything it started.
-    let _guard = GroupGuard(pid.map(|p| p as i32));
-    if let Ok(mut s) = run.spent.lock() {
-        s.started = true;
-    }
-    if let Some(mut stdin) = child.stdin.take() {
-        // Written from its own task: a CLI that streams before reading all of its prompt must
-        // not deadlock against us. Closing stdin is the end of the prompt.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(prompt.as_bytes()).await;
-        });
-    }
-    on_note(Note::Raw(format!(
-        "[{} started, pid {}]",
-        program.display(),
-        pid.unwrap_or(0)
-    )));
-    let stderr = child.stderr.take();
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut text).await;
-        }
-        text
-    });
-    if let Some(out) = child.stdout.take() {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            for note in parser.line(&line) {
-                on_note(note);
-            }
-            if let Ok(mut s) = run.spent.lock() {
-                *s = Spent {
-                    started: true,
-                    ..parser.spent()
-                };
-            }
-        }
-    }
-    let status = child.wait().await.map_err(|e| e.to_string())?;
-    let stderr = stderr_task.await.unwrap_or_default();
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        on_note(Note::Raw(format!("stderr: {line}")));
-    }
-    parser.finish(status.code()).map_err(|e| {
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .filter(|l| !l.trim().is_empty())
-            .take(3)
-            .collect();
-        if tail.is_empty() {
-            e
-        } else {
-            format!(
-                "{e} (stderr: {})",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            )
-        }
     })
 }
