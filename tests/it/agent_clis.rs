@@ -13,12 +13,24 @@ use serde_json::{Value, json};
 use crate::fake_llm::{FakeLlm, Protocol, Reply, Rule};
 use crate::support::{Project, run};
 
-const PACKAGES: [&str; 4] = [
-    "@anthropic-ai/claude-code",
-    "@openai/codex",
-    "@google/gemini-cli",
-    "@qwen-code/qwen-code",
+/// The CLIs the tests drive, pinned: their streams, flags and default models are what the
+/// tests (and the book) describe. Raise a version here, then run the suite.
+const PACKAGES: [(&str, &str); 4] = [
+    ("@anthropic-ai/claude-code", "2.1.197"),
+    ("@openai/codex", "0.171.0"),
+    ("@google/gemini-cli", "0.61.0"),
+    ("@qwen-code/qwen-code", "0.15.10"),
 ];
+
+/// True when every pinned CLI is installed under `root` at its pinned version.
+fn pinned_versions_installed(root: &std::path::Path) -> bool {
+    PACKAGES.iter().all(|(name, version)| {
+        std::fs::read_to_string(root.join("node_modules").join(name).join("package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["version"] == *version)
+    })
+}
 
 /// The folder holding `claude`, `codex`, `gemini` and `qwen`, installing them once.
 pub fn cli_bin() -> PathBuf {
@@ -31,10 +43,7 @@ pub fn cli_bin() -> PathBuf {
                     .join(".cache/autowrkers/agent-clis")
             });
         let bin = root.join("node_modules/.bin");
-        if !["claude", "codex", "gemini", "qwen"]
-            .iter()
-            .all(|b| bin.join(b).exists())
-        {
+        if !pinned_versions_installed(&root) {
             std::fs::create_dir_all(&root).expect("cache dir");
             let out = Command::new("npm")
                 .args([
@@ -45,7 +54,11 @@ pub fn cli_bin() -> PathBuf {
                     "--prefix",
                 ])
                 .arg(&root)
-                .args(PACKAGES)
+                .args(
+                    PACKAGES
+                        .iter()
+                        .map(|(name, version)| format!("{name}@{version}")),
+                )
                 .output()
                 .unwrap_or_else(|e| {
                     panic!("npm is needed to install the agent CLIs for these tests: {e}")
@@ -480,6 +493,11 @@ async fn a_failing_cli_falls_back_a_denial_is_said_and_a_timeout_fails_the_phase
         status.is_empty() || status.contains("State:\tZ"),
         "the CLI ({pid}) outlived its phase:\n{status}"
     );
+    // It was stopped before it reported: billed as unknown, never as $0.
+    let run0 = &p.state()["phase_executions"][0];
+    assert!(run0["cost_usd"].is_null(), "{run0}");
+    assert_eq!(run0["unknown_cost_calls"], 1, "{run0}");
+    assert_eq!(p.state()["cost_incomplete"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]

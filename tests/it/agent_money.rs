@@ -78,14 +78,19 @@ async fn a_claude_run_that_runs_out_of_turns_is_billed() {
 /// for Codex — which never says — by the documented default it is then given.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_phase_without_model_name_is_priced_by_the_model_that_served() {
-    for (kind, binary, bare_url) in [("gemini_cli", "gemini", true), ("codex", "codex", false)] {
+    for (kind, binary, bare_url) in [
+        ("gemini_cli", "gemini", true),
+        ("qwen_code", "qwen", false),
+        ("codex", "codex", false),
+    ] {
         let mut reply = Reply::text("Done. /complete");
         reply.served_model = Some("served-by-fake".into());
         let (server, _h) = FakeLlm::start(vec![Rule::new("*", None, reply)]).await;
         let p = Project::git(&[("a.txt", "a\n")]);
         std::fs::write(
             p.home.path().join("pricing.yaml"),
-            "models:\n  served-by-fake: {input: 2.0, output: 10.0}\n",
+            // Qwen Code reports the model it asked for: its default, qwen3.5-plus (0.15.10).
+            "models:\n  served-by-fake: {input: 2.0, output: 10.0}\n  qwen3.5-plus: {input: 0.4, output: 2.4}\n",
         )
         .expect("pricing");
         let url = if bare_url {
@@ -107,6 +112,7 @@ async fn a_phase_without_model_name_is_priced_by_the_model_that_served() {
                 assert_eq!(lines[0]["model"], "gpt-5-codex", "{kind}");
                 assert!(server.log().iter().all(|r| r.model == "gpt-5-codex"));
             }
+            "qwen_code" => assert_eq!(lines[0]["model_served"], "qwen3.5-plus", "{kind}"),
             _ => assert_eq!(
                 lines[0]["model_served"], "served-by-fake",
                 "{kind}: {lines:?}"
@@ -150,7 +156,11 @@ async fn a_codex_run_is_stopped_at_the_remaining_budget() {
             .replace("fallback_provider", "pause_notify");
     let out = p.run_template(&template, &["--budget", "0.03"]).await;
     let log = std::fs::read_to_string(p.execution().join("logs/impl.1.log")).unwrap_or_default();
-    assert_eq!(out.code, 3, "stopped for the budget: {} {}\n{log}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 3,
+        "stopped for the budget: {} {}\n{log}",
+        out.stdout, out.stderr
+    );
     let calls = server.calls("codex-fake").len();
     assert!((1..6).contains(&calls), "{calls} calls reached the server");
     let spent: f64 = ledger(&p).iter().filter_map(|l| l["usd"].as_f64()).sum();
@@ -158,4 +168,50 @@ async fn a_codex_run_is_stopped_at_the_remaining_budget() {
     assert!(spent > 0.0, "what it spent was billed");
     assert!(log.contains("run budget"), "{log}");
     assert_eq!(p.state()["status"], "budget_exceeded");
+}
+
+/// Claude Code marks a cost it had to guess with `costBasis: "unknown"`: our table wins where it
+/// knows the model, else the figure is billed as `estimated`, never as the provider's own.
+#[tokio::test(flavor = "multi_thread")]
+async fn claudes_guessed_cost_yields_to_the_table_or_is_marked_estimated() {
+    for (model, source) in [
+        ("claude-sonnet-4-5", "table"),
+        ("claude-made-up", "estimated"),
+    ] {
+        // A stand-in for `claude` that reports as Claude Code does for a model it does not know.
+        let bin = tempfile::tempdir().expect("bin");
+        let script = bin.path().join("claude");
+        let result = json!({
+            "type": "result", "subtype": "success", "is_error": false, "result": "done /complete",
+            "total_cost_usd": 0.5,
+            "usage": {"input_tokens": 1000, "output_tokens": 100},
+            "modelUsage": {model: {"costUSD": 0.5, "costBasis": "unknown"}},
+            "permission_denials": []
+        });
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ncat > /dev/null\necho '{{\"type\":\"system\",\"subtype\":\"init\",\"model\":\"{model}\"}}'\necho '{result}'\n"),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let p = Project::git(&[("a.txt", "a\n")]);
+        let block = provider("claude_code", model, "http://127.0.0.1:9", "claude").replace(
+            &crate::agent_clis::cli_bin()
+                .join("claude")
+                .display()
+                .to_string(),
+            &script.display().to_string(),
+        );
+        let out = p.run_template(&implementer_template(&block, ""), &[]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let lines = ledger(&p);
+        assert_eq!(lines[0]["price_source"], source, "{model}: {lines:?}");
+        let usd = lines[0]["usd"].as_f64().expect("usd");
+        match source {
+            // 1000 in × $3/M + 100 out × $15/M.
+            "table" => assert!((usd - 0.0045).abs() < 1e-9, "{usd}"),
+            _ => assert!((usd - 0.5).abs() < 1e-9, "{usd}"),
+        }
+    }
 }
