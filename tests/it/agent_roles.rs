@@ -152,5 +152,13 @@ async fn a_reviewer_of_each_cli_whose_write_is_refused_still_reviews() {
             !std::path::Path::new(&workspace).join("pwned.txt").exists(),
             "{kind}: the reviewer wrote"
         );
+        if kind != "codex" {
+            // Codex shows its refused command with its exit code instead.
+            assert!(
+                out.stdout.contains("refused by the CLI"),
+                "{kind}: {}",
+                out.stdout
+            );
+        }
     }
 }

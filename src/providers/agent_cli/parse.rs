@@ -368,6 +368,14 @@ impl StreamParser for GeminiCli {
                     vec![Note::Text(text)]
                 }
             }
+            // A refused or failed tool call is said, like Claude's permission denials.
+            "tool_result" if v["status"] == "error" => vec![Note::Tool(format!(
+                "> refused by the CLI: {}",
+                v["error"]["message"]
+                    .as_str()
+                    .or(v["output"].as_str())
+                    .unwrap_or("a tool call failed")
+            ))],
             "message" | "tool_result" => vec![],
             "tool_use" => vec![Note::Tool(format!(
                 "> {} {}",
