@@ -370,32 +370,10 @@ async fn last_months_spending_does_not_count_against_this_month() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_price_is_shown_as_unknown_and_other_budgets_still_hold() {
-    let (server, _h) = FakeLlm::start(vec![
-        Rule::new("mystery-model", None, billed(TASKS, 60)),
-        Rule::new("capped", None, billed("plan /done", 60)),
-    ])
-    .await;
+    let (server, _h) = FakeLlm::start(unknown_then_priced_rules()).await;
     let p = Project::git(&[("a.txt", "a\n")]);
     price_override(&p);
-    let mut t = "name: x\nphases:\n".to_owned();
-    t += &phase(
-        "p1",
-        "analyzer",
-        "mystery-model",
-        &server.url(),
-        ("analyzer_prompt", "task_list", "/done"),
-        1,
-        "",
-    );
-    t += &phase(
-        "p2",
-        "planner",
-        "capped",
-        &server.url(),
-        ("planner_prompt", "implementation_plan", "/done"),
-        2,
-        "",
-    );
+    let t = unknown_then_priced_template(&server.url());
     let out = p
         .run_template(&with_max_tokens(t), &["--budget", "0.05"])
         .await;
@@ -563,4 +541,36 @@ async fn a_warning_at_80_percent_and_budget_reset_counts_from_zero() {
     let mut cmd = p.cmd();
     cmd.args(["workflow", "list", "--status", "completed", "--json"]);
     assert_eq!(run(cmd).await.stdout.lines().count(), 0);
+}
+
+/// An analyzer on a model of unknown price, then a planner on `capped`.
+pub fn unknown_then_priced_rules() -> Vec<Rule> {
+    vec![
+        Rule::new("mystery-model", None, billed(TASKS, 60)),
+        Rule::new("capped", None, billed("plan /done", 60)),
+    ]
+}
+
+/// The template of [`unknown_then_priced_rules`].
+pub fn unknown_then_priced_template(url: &str) -> String {
+    let mut t = "name: x\nphases:\n".to_owned();
+    t += &phase(
+        "p1",
+        "analyzer",
+        "mystery-model",
+        url,
+        ("analyzer_prompt", "task_list", "/done"),
+        1,
+        "",
+    );
+    t += &phase(
+        "p2",
+        "planner",
+        "capped",
+        url,
+        ("planner_prompt", "implementation_plan", "/done"),
+        2,
+        "",
+    );
+    t
 }

@@ -3,38 +3,16 @@
 
 use serde_json::Value;
 
-use crate::fake_llm::{FakeLlm, Rule};
-use crate::money::{TASKS, billed, price_override};
-use crate::support::{Project, phase, run};
+use crate::fake_llm::FakeLlm;
+use crate::money::{price_override, unknown_then_priced_rules, unknown_then_priced_template};
+use crate::support::{Project, run};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_cost_shows_as_plus_unknown_with_its_calls() {
-    let (server, _h) = FakeLlm::start(vec![
-        Rule::new("mystery-model", None, billed(TASKS, 60)),
-        Rule::new("capped", None, billed("plan /done", 60)),
-    ])
-    .await;
+    let (server, _h) = FakeLlm::start(unknown_then_priced_rules()).await;
     let p = Project::git(&[("a.txt", "a\n")]);
     price_override(&p);
-    let mut t = "name: x\nphases:\n".to_owned();
-    t += &phase(
-        "p1",
-        "analyzer",
-        "mystery-model",
-        &server.url(),
-        ("analyzer_prompt", "task_list", "/done"),
-        1,
-        "",
-    );
-    t += &phase(
-        "p2",
-        "planner",
-        "capped",
-        &server.url(),
-        ("planner_prompt", "implementation_plan", "/done"),
-        2,
-        "",
-    );
+    let t = unknown_then_priced_template(&server.url());
     p.write("t.yaml", &t);
     let mut cmd = p.cmd();
     cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
