@@ -3,6 +3,10 @@
 //! - peak RSS of a whole `autowrkers run` process;
 //! - latency of `autowrkers --help`.
 
+// A test or benchmark that cannot go on fails on the spot: unwrap, expect and panic are its
+// way of saying so (the library and binary deny them, see Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
