@@ -159,7 +159,10 @@ pub fn load(home: &Home) -> Result<BTreeMap<String, String>, KeyError> {
             .map_err(|e| fail(e.to_string()))?
     };
     reader.read_to_end(&mut plain).map_err(io(&path))?;
-    serde_yaml::from_slice(&plain).map_err(|e| fail(e.to_string()))
+    // The parser's message could quote a key: say what is wrong without it.
+    let damaged = || fail("its content is not a YAML map of names to keys".to_owned());
+    let text = String::from_utf8(plain).map_err(|_| damaged())?;
+    crate::spec::from_yaml(&text, &path).map_err(|_| damaged())
 }
 
 /// Encrypts `keys` into the key file (mode 0600): with `AUTOWRKERS_PASSPHRASE` when it is set
@@ -167,7 +170,7 @@ pub fn load(home: &Home) -> Result<BTreeMap<String, String>, KeyError> {
 pub fn save(home: &Home, keys: &BTreeMap<String, String>) -> Result<PathBuf, KeyError> {
     let path = key_file(home);
     std::fs::create_dir_all(home.root()).map_err(io(home.root()))?;
-    let plain = serde_yaml::to_string(keys).unwrap_or_default();
+    let plain = crate::spec::to_yaml(keys).unwrap_or_default();
     let existing_scrypt = std::fs::read(&path)
         .ok()
         .and_then(|b| age::Decryptor::new(&b[..]).ok().map(|d| d.is_scrypt()))

@@ -63,7 +63,7 @@ impl Budgets {
 
     /// Writes the file atomically.
     pub fn save(&self, home: &Home) -> std::io::Result<()> {
-        let text = serde_yaml::to_string(self).map_err(std::io::Error::other)?;
+        let text = crate::spec::to_yaml(self).map_err(std::io::Error::other)?;
         write_atomic(&path(home), text.as_bytes())
     }
 

@@ -89,7 +89,8 @@ impl PriceTable {
 
     /// The table shipped in the binary.
     pub fn built_in() -> Self {
-        let file: PriceFile = serde_yaml::from_str(BUILT_IN).unwrap_or(PriceFile {
+        let shipped = std::path::Path::new("built-in prices.yaml");
+        let file: PriceFile = crate::spec::from_yaml(BUILT_IN, shipped).unwrap_or(PriceFile {
             checked: None,
             models: BTreeMap::new(),
         });

@@ -353,7 +353,7 @@ pub async fn watch(dir: &ExecutionDir, runner_pid: u32, color: bool) -> Result<E
                         .running
                         .iter()
                         .filter(|id| view.request.template.phase(id).is_some_and(|p| p.can_skip))
-                        .map(|id| format!("{iteration}/{id}"))
+                        .map(|id| autowrkers::spec::run_key(iteration, id))
                         .collect();
                     dir.edit_request(|r| r.control.skip.extend(running))?;
                 }

@@ -204,7 +204,7 @@ async fn test(
     url: Option<String>,
 ) -> Result<u8> {
     let kind = parse_kind(provider)?;
-    if providers::agent_cli::is_agent_cli(kind) {
+    if kind.is_agent_cli() {
         return test_cli(kind, url.as_deref());
     }
     let model = model

@@ -313,7 +313,7 @@ pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
     let iteration = state.iteration;
     dir.edit_request(|r| {
         for id in &targets {
-            let key = format!("{iteration}/{id}");
+            let key = autowrkers::spec::run_key(iteration, id);
             if !r.control.skip.contains(&key) {
                 r.control.skip.push(key);
             }

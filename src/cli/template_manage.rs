@@ -185,12 +185,8 @@ fn edit(file: &Path) -> Result<u8> {
 
 /// Sets one top-level key of a YAML config file, keeping the others.
 fn set_key(path: &Path, key: &str, value: &str) -> Result<()> {
-    let mut doc: serde_yaml::Mapping = match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => serde_yaml::from_str(&text)?,
-        _ => serde_yaml::Mapping::new(),
-    };
-    doc.insert(key.into(), value.into());
-    let text = serde_yaml::to_string(&doc)?;
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let text = spec::with_top_level_key(&current, key, value, path)?;
     spec::load::parse_yaml::<spec::ProjectConfig>(&text, path, Some(spec::schema::CONFIG_SCHEMA))?;
     write_atomic(path, text.as_bytes())?;
     Ok(())

@@ -111,7 +111,7 @@ pub fn prepare(
     // Agent CLIs bring their own tools, which take paths their own way.
     vars.insert(
         "agent_cli",
-        crate::providers::agent_cli::is_agent_cli(phase.provider_config.provider_type).into(),
+        phase.provider_config.provider_type.is_agent_cli().into(),
     );
     vars.insert("template_name", template.name.clone().into());
     let ctx = PromptContext { vars, artifacts };

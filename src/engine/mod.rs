@@ -267,7 +267,7 @@ impl Reconcile<'_> {
     ) -> Result<StepEnd, EngineError> {
         let mut jobs = Vec::new();
         for phase in step {
-            let key = format!("{iteration}/{}", phase.id);
+            let key = crate::spec::run_key(iteration, &phase.id);
             if self.request.control.skip.contains(&key) && phase.can_skip {
                 if self
                     .state
@@ -304,7 +304,7 @@ impl Reconcile<'_> {
         }
         for (phase, prepared) in &jobs {
             let run = PhaseExecution {
-                id: format!("{iteration}/{}", phase.id),
+                id: crate::spec::run_key(iteration, &phase.id),
                 phase_id: phase.id.clone(),
                 phase_name: phase.name.clone(),
                 phase_role: phase.role,
@@ -367,7 +367,7 @@ impl Reconcile<'_> {
             })
             .collect();
         let outcomes = join_all(job_list.iter().map(|job| {
-            let key = format!("{iteration}/{}", job.phase.id);
+            let key = crate::spec::run_key(iteration, &job.phase.id);
             let rx = self.control.subscribe();
             let announcer = self.control.announcer();
             let skippable = job.phase.can_skip;

@@ -151,7 +151,7 @@ async fn run_model(
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
     // Agent CLIs run their own loop; chat models get ours.
-    let provider = if agent_cli::is_agent_cli(config.provider_type) {
+    let provider = if config.provider_type.is_agent_cli() {
         None
     } else {
         Some(

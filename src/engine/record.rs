@@ -59,7 +59,7 @@ impl Reconcile<'_> {
             .run(iteration, &phase.id)
             .cloned()
             .unwrap_or_else(|| PhaseExecution {
-                id: format!("{iteration}/{}", phase.id),
+                id: crate::spec::run_key(iteration, &phase.id),
                 phase_id: phase.id.clone(),
                 phase_name: phase.name.clone(),
                 phase_role: phase.role,
@@ -98,7 +98,7 @@ impl Reconcile<'_> {
         fingerprint: &str,
         outcome: PhaseOutcome,
     ) -> Result<(), EngineError> {
-        let run_id = format!("{iteration}/{}", phase.id);
+        let run_id = crate::spec::run_key(iteration, &phase.id);
         let mut artifact_id = None;
         if let Some(content) = &outcome.artifact {
             let kind = phase.output_artifact_type;

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::providers::agent_cli;
 use crate::sandbox::{SandboxMode, SandboxSpec};
 use crate::spec::{ExecutionRequest, PhaseRole, ProjectConfig, WorkflowPhase};
 
@@ -51,7 +50,7 @@ impl SandboxBase {
         let mut chain = Some(&phase.provider_config);
         let mut uses_cli = false;
         while let Some(c) = chain {
-            uses_cli |= agent_cli::is_agent_cli(c.provider_type);
+            uses_cli |= c.provider_type.is_agent_cli();
             chain = c.fallback_provider.as_deref();
         }
         let commands =

@@ -161,7 +161,7 @@ impl Engine {
             let mut config = Some(&phase.provider_config);
             let mut errors = Vec::new();
             while let Some(c) = config {
-                let built = if providers::agent_cli::is_agent_cli(c.provider_type) {
+                let built = if c.provider_type.is_agent_cli() {
                     providers::agent_cli::check(c)
                         .map(|_| ())
                         .map_err(ProviderError::NotConfigured)

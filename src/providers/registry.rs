@@ -197,7 +197,7 @@ fn build_raw(
             })?;
         return Ok(Arc::new(Scripted::load(&project.join(script))?));
     }
-    if super::agent_cli::is_agent_cli(kind) {
+    if kind.is_agent_cli() {
         return Err(ProviderError::NotConfigured(format!(
             "`{}` is an agent CLI: it runs as a subprocess, not through a chat client",
             kind.as_str()

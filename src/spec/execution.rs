@@ -128,6 +128,12 @@ pub struct Artifact {
     pub created_at: String,
 }
 
+/// The key of one phase run, `<iteration>/<phase-id>`: its id in `state.json`, its artifact's id,
+/// and what `skip-phase` names.
+pub fn run_key(iteration: u32, phase_id: &str) -> String {
+    format!("{iteration}/{phase_id}")
+}
+
 /// One run of one phase in one iteration (seed §2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseExecution {

@@ -14,7 +14,7 @@ pub mod template;
 pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
 pub use execution::{
     Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage,
-    WorkflowExecution, Workspace,
+    WorkflowExecution, Workspace, run_key,
 };
 pub use load::{Problem, SpecError};
 pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};
@@ -48,6 +48,22 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, SpecError> {
             message: e.to_string(),
         }],
     })
+}
+
+/// `text` (a YAML mapping, or empty) with the top-level `key` set to `value`, other keys kept.
+pub fn with_top_level_key(
+    text: &str,
+    key: &str,
+    value: &str,
+    path: &Path,
+) -> Result<String, SpecError> {
+    let mut doc: serde_yaml::Mapping = if text.trim().is_empty() {
+        serde_yaml::Mapping::new()
+    } else {
+        from_yaml(text, path)?
+    };
+    doc.insert(key.into(), value.into());
+    to_yaml(&doc)
 }
 
 /// Parses YAML without a schema (for files the runner wrote itself, like `execution.yaml`).

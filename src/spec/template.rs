@@ -291,6 +291,15 @@ pub enum ProviderType {
 }
 
 impl ProviderType {
+    /// True for the agent CLIs (Claude Code, Codex, Gemini CLI, Qwen Code), which run their own
+    /// agent loop as a subprocess; every other type is a chat model in our loop.
+    pub fn is_agent_cli(self) -> bool {
+        matches!(
+            self,
+            Self::ClaudeCode | Self::Codex | Self::GeminiCli | Self::QwenCode
+        )
+    }
+
     /// The name as written in YAML.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -86,7 +86,7 @@ pub fn known_projects(home: &Home) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string(home.projects()) else {
         return Vec::new();
     };
-    serde_yaml::from_str::<Vec<PathBuf>>(&text).unwrap_or_default()
+    crate::spec::from_yaml::<Vec<PathBuf>>(&text, &home.projects()).unwrap_or_default()
 }
 
 /// Adds a project to the registry (no-op when known).
@@ -106,13 +106,15 @@ pub fn register_project(home: &Home, project: &Path) -> Result<(), StoreError> {
         .map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
     let mut projects = match std::fs::read_to_string(home.projects()) {
-        Ok(text) => serde_yaml::from_str::<Vec<PathBuf>>(&text).map_err(|e| {
-            // Never replace a file the user may have edited: say what is wrong instead.
-            io(&home.projects())(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("not a YAML list of project paths ({e}); fix or remove it"),
-            ))
-        })?,
+        Ok(text) => {
+            crate::spec::from_yaml::<Vec<PathBuf>>(&text, &home.projects()).map_err(|e| {
+                // Never replace a file the user may have edited: say what is wrong instead.
+                io(&home.projects())(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a YAML list of project paths ({e}); fix or remove it"),
+                ))
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io(&home.projects())(e)),
     };
@@ -120,7 +122,7 @@ pub fn register_project(home: &Home, project: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     projects.push(project.to_path_buf());
-    let text = serde_yaml::to_string(&projects).unwrap_or_default();
+    let text = crate::spec::to_yaml(&projects).unwrap_or_default();
     write_atomic(&home.projects(), text.as_bytes()).map_err(|e| StoreError::io(&home.projects(), e))
 }
 

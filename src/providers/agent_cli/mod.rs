@@ -21,17 +21,6 @@ use crate::keys::Keys;
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::spec::{ProviderConfig, ProviderType};
 
-/// True for the provider types that are agent CLIs.
-pub fn is_agent_cli(kind: ProviderType) -> bool {
-    matches!(
-        kind,
-        ProviderType::ClaudeCode
-            | ProviderType::Codex
-            | ProviderType::GeminiCli
-            | ProviderType::QwenCode
-    )
-}
-
 /// One run of an agent CLI.
 pub struct CliRun<'a> {
     /// The phase's provider config (`extra_params`: `binary`, `args`, `max_turns`).
