@@ -170,11 +170,7 @@ fn edit(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<u8> {
     write_atomic(&target, edited.as_bytes())?;
     if let Some(repo) = dir.project().and_then(ProjectRepo::open) {
         let mut files = vec![(a.file_path.clone(), edited.clone().into_bytes())];
-        for name in ["execution.yaml", "state.json"] {
-            if let Ok(bytes) = std::fs::read(dir.root().join(name)) {
-                files.push((name.to_owned(), bytes));
-            }
-        }
+        files.extend(dir.control_files());
         // The commit adds the new version on top of the last commit, which holds the old one.
         repo.commit_artifacts_update(
             &dir.id(),

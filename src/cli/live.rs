@@ -5,7 +5,6 @@
 //! pause, `s` skip the running phase, `e` expand or collapse the output.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -264,7 +263,12 @@ pub enum Ending {
 }
 
 /// Follows `dir` until the execution stops, the user detaches or interrupts.
-pub async fn watch(dir: &ExecutionDir, runner_pid: u32, color: bool) -> Result<Ending> {
+pub async fn watch(
+    dir: &ExecutionDir,
+    runner: &mut std::process::Child,
+    color: bool,
+) -> Result<Ending> {
+    let runner_pid = runner.id();
     let request = dir.read_request()?;
     let mut view = View {
         request,
@@ -293,28 +297,20 @@ pub async fn watch(dir: &ExecutionDir, runner_pid: u32, color: bool) -> Result<E
     bar.set_style(
         ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let mut offset = 0u64;
+    let mut tail = autowrkers::store::EventTail::from_start(dir);
     // Events before this offset are history (an earlier run of the execution): they fill the
     // rows but cannot end the view.
-    let history_end = std::fs::metadata(dir.events_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let history_end = autowrkers::store::EventTail::from_end(dir).offset();
+    // The runner was seen holding the execution's lock: once it no longer does, it is gone.
+    let mut seen_alive = false;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let ending = loop {
         // New events since last time.
-        let mut fresh = String::new();
-        if let Ok(mut f) = std::fs::File::open(dir.events_path()) {
-            f.seek(SeekFrom::Start(offset))?;
-            f.read_to_string(&mut fresh)?;
-        }
-        let whole = fresh.rfind('\n').map_or(0, |n| n + 1);
-        let mut line_start = offset;
-        offset += whole as u64;
         let mut stop = None;
-        for line in fresh[..whole].lines() {
-            let historic = line_start < history_end;
-            line_start += line.len() as u64 + 1;
-            let Ok(event) = serde_json::from_str::<Event>(line) else {
+        for (at, line) in tail.read_new()? {
+            let historic = at < history_end;
+            let Ok(event) = serde_json::from_str::<Event>(&line) else {
                 continue;
             };
             view.apply(&event);
@@ -334,14 +330,18 @@ pub async fn watch(dir: &ExecutionDir, runner_pid: u32, color: bool) -> Result<E
         if let Some(status) = stop {
             break Ending::Stopped(status);
         }
-        if !std::path::Path::new(&format!("/proc/{runner_pid}")).exists() {
+        let alive = autowrkers::store::runner_alive(dir);
+        seen_alive |= alive;
+        // Before it takes the lock, the runner is starting; after, the lock is the word.
+        let exited = matches!(runner.try_wait(), Ok(Some(_)));
+        if !alive && (seen_alive || exited) {
             // The runner ended without a final event (killed): report the files' status.
             break Ending::Stopped(dir.read_state()?.status);
         }
         tokio::select! {
             _ = wake.recv() => {}
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break Ending::Interrupted,
+            _ = interrupt.recv() => break Ending::Interrupted,
             key = keys.recv() => match key {
                 Some(b'q') => break Ending::Detached,
                 Some(b'p') => {

@@ -160,9 +160,12 @@ async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Resu
     }
     let bus = EventBus::new(dir);
     let printer = tokio::spawn(print_events(bus.subscribe(), mode, color));
+    // Registered before the run starts: a Ctrl-C at any instant is ours, never the default
+    // action (which would kill the process without saying how to resume).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let result = tokio::select! {
         r = engine.reconcile(dir, &bus) => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupt.recv() => None,
     };
     bus.close();
     let _ = printer.await;
@@ -330,9 +333,8 @@ pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
 /// `logs/runner.log`) and the live view follows it; `q` leaves it running.
 async fn drive_live(dir: &ExecutionDir, color: bool) -> Result<u8> {
     let exe = std::env::current_exe()?;
-    let logs = dir.root().join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let log = std::fs::File::create(logs.join("runner.log"))?;
+    std::fs::create_dir_all(dir.logs_dir())?;
+    let log = std::fs::File::create(dir.runner_log_path())?;
     let project = dir.project().map(|p| p.to_path_buf()).unwrap_or_default();
     let mut child = std::process::Command::new(exe)
         .args(["resume", "--no-realtime", "--path"])
@@ -345,7 +347,7 @@ async fn drive_live(dir: &ExecutionDir, color: bool) -> Result<u8> {
         .process_group(0)
         .spawn()?;
     let pid = child.id();
-    let ending = super::live::watch(dir, pid, color).await?;
+    let ending = super::live::watch(dir, &mut child, color).await?;
     let id = dir.id();
     match ending {
         super::live::Ending::Detached => Ok(0),

@@ -279,9 +279,7 @@ pub fn artifacts(args: IdArgs, home: Home) -> Result<u8> {
 /// going on in another process. Woken by file events, not by polling.
 fn follow(dir: &ExecutionDir) -> Result<u8> {
     use notify::Watcher;
-    use std::io::{Read, Seek, SeekFrom};
-    let path = dir.events_path();
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut tail = autowrkers::store::EventTail::from_end(dir);
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
         if e.is_ok_and(|e| autowrkers::store::is_change(&e)) {
@@ -294,14 +292,8 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     );
     loop {
-        let mut fresh = String::new();
-        if let Ok(mut f) = std::fs::File::open(&path) {
-            f.seek(SeekFrom::Start(offset))?;
-            f.read_to_string(&mut fresh)?;
-        }
-        let whole = fresh.rfind('\n').map_or(0, |n| n + 1);
-        offset += whole as u64;
-        for line in fresh[..whole].lines() {
+        let fresh = tail.read_new()?;
+        for (_, line) in &fresh {
             let Ok(event) = serde_json::from_str::<autowrkers::engine::Event>(line) else {
                 continue;
             };
@@ -314,7 +306,7 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
             state.status,
             WorkflowStatus::Running | WorkflowStatus::Pending
         );
-        if stopped || (!ExecutionLock::is_held(&dir.lock_path()) && whole == 0) {
+        if stopped || (!autowrkers::store::runner_alive(dir) && fresh.is_empty()) {
             eprintln!(
                 "execution {} is {}",
                 short(&state.id),

@@ -35,7 +35,8 @@ pub(crate) struct PhaseEnv<'a> {
     pub checks: &'a Checks,
     pub sandbox: &'a SandboxBase,
     pub limits: &'a OutputLimits,
-    pub log_dir: &'a Path,
+    /// The execution's folder (its phase logs).
+    pub execution: &'a crate::store::ExecutionDir,
 }
 
 /// How a phase run ended.

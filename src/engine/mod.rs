@@ -342,7 +342,6 @@ impl Reconcile<'_> {
             .workspace
             .clone()
             .ok_or(EngineError::NoWorkspace)?;
-        let log_dir = self.dir.root().join("logs");
         let env = PhaseEnv {
             project: Path::new(&self.request.project_path),
             in_worktree: workspace.branch.is_some(),
@@ -354,7 +353,7 @@ impl Reconcile<'_> {
             checks: &self.checks,
             sandbox: &self.sandbox,
             limits: &self.limits,
-            log_dir: &log_dir,
+            execution: self.dir,
         };
         let job_list: Vec<PhaseJob<'_>> = jobs
             .iter()

@@ -40,10 +40,8 @@ pub(super) struct PhaseObserver<'a> {
 
 impl<'a> PhaseObserver<'a> {
     pub fn new(env: &PhaseEnv<'a>, job: &PhaseJob<'_>) -> Self {
-        let _ = std::fs::create_dir_all(env.log_dir);
-        let path = env
-            .log_dir
-            .join(format!("{}.{}.log", job.phase.id, job.iteration));
+        let _ = std::fs::create_dir_all(env.execution.logs_dir());
+        let path = env.execution.log_path(&job.phase.id, job.iteration);
         Self {
             bus: env.bus,
             phase_id: job.phase.id.clone(),

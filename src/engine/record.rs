@@ -173,7 +173,7 @@ impl Reconcile<'_> {
         let Some(repo) = ProjectRepo::open(Path::new(&self.request.project_path)) else {
             return Ok(());
         };
-        let files = snapshot(self.dir);
+        let files = self.dir.snapshot();
         repo.commit_artifacts(&self.state.id, &files, message)?;
         Ok(())
     }
@@ -214,35 +214,4 @@ fn commit_message(run: &PhaseExecution) -> String {
         run.tokens.output,
         run.tokens.cached_input
     )
-}
-
-/// The files committed on the execution's ref: the desired and actual files and artifacts.
-fn snapshot(dir: &ExecutionDir) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    for name in ["execution.yaml", "state.json"] {
-        if let Ok(bytes) = std::fs::read(dir.root().join(name)) {
-            files.push((name.to_owned(), bytes));
-        }
-    }
-    let artifacts = dir.root().join("artifacts");
-    if let Ok(iterations) = std::fs::read_dir(&artifacts) {
-        for it in iterations.filter_map(Result::ok) {
-            for file in std::fs::read_dir(it.path())
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-            {
-                if let Ok(bytes) = std::fs::read(file.path()) {
-                    let rel = format!(
-                        "artifacts/{}/{}",
-                        it.file_name().to_string_lossy(),
-                        file.file_name().to_string_lossy()
-                    );
-                    files.push((rel, bytes));
-                }
-            }
-        }
-    }
-    files.sort();
-    files
 }

@@ -54,11 +54,51 @@ impl ExecutionDir {
     pub fn artifact_rel(iteration: u32, phase_id: &str, ext: &str) -> String {
         format!("artifacts/{iteration}/{phase_id}.{ext}")
     }
+    /// `logs/`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// `logs/runner.log`: the output of a runner started in the background (the live view).
+    pub fn runner_log_path(&self) -> PathBuf {
+        self.logs_dir().join("runner.log")
+    }
+    /// The control files, `execution.yaml` and `state.json`, as (name, bytes).
+    pub fn control_files(&self) -> Vec<(String, Vec<u8>)> {
+        [
+            ("execution.yaml", self.request_path()),
+            ("state.json", self.state_path()),
+        ]
+        .into_iter()
+        .filter_map(|(name, path)| Some((name.to_owned(), std::fs::read(path).ok()?)))
+        .collect()
+    }
+    /// Everything committed on the execution's ref: the control files and every artifact, as
+    /// (path in the folder, bytes), sorted.
+    pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files = self.control_files();
+        let artifacts = self.root.join("artifacts");
+        for it in std::fs::read_dir(&artifacts)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for file in std::fs::read_dir(it.path()).into_iter().flatten().flatten() {
+                if let Ok(bytes) = std::fs::read(file.path()) {
+                    let rel = format!(
+                        "artifacts/{}/{}",
+                        it.file_name().to_string_lossy(),
+                        file.file_name().to_string_lossy()
+                    );
+                    files.push((rel, bytes));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
     /// `logs/<phase-id>.<iteration>.log`.
     pub fn log_path(&self, phase_id: &str, iteration: u32) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(format!("{phase_id}.{iteration}.log"))
+        self.logs_dir().join(format!("{phase_id}.{iteration}.log"))
     }
 
     /// Reads `execution.yaml`.

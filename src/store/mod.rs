@@ -6,12 +6,14 @@ mod execution_dir;
 mod index;
 mod lock;
 mod paths;
+mod tail;
 
 pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
+pub use tail::{EventTail, runner_alive};
 
 use std::path::{Path, PathBuf};
 
