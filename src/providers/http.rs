@@ -101,16 +101,7 @@ impl HttpClient {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(Duration::from_secs_f64);
         let text = response.text().await.unwrap_or_default();
-        let message = scrub(shorten(&text));
-        Err(match status {
-            429 => ProviderError::RateLimited {
-                retry_after,
-                message,
-            },
-            401 | 403 => ProviderError::Auth { status, message },
-            400..=499 => ProviderError::BadRequest { status, message },
-            _ => ProviderError::Server { status, message },
-        })
+        Err(status_error(status, retry_after, scrub(shorten(&text))))
     }
 
     /// GETs a JSON document (model lists).
@@ -125,25 +116,28 @@ impl HttpClient {
         headers: &[Header],
     ) -> Result<serde_json::Value, ProviderError> {
         let mut request = self.client.get(url);
+        let mut secrets: Vec<&Secret> = Vec::new();
         for h in headers {
             request = match h {
-                Header::Plain(n, v) | Header::Secret(n, v, _) => request.header(*n, v.as_str()),
+                Header::Plain(n, v) => request.header(*n, v.as_str()),
+                Header::Secret(n, v, s) => {
+                    secrets.push(s);
+                    request.header(*n, v.as_str())
+                }
             };
         }
+        let scrub = |text: String| secrets.iter().fold(text, |t, s| s.redact(&t));
         let response = request
             .send()
             .await
-            .map_err(|e| ProviderError::Transport(without_url(e)))?;
+            .map_err(|e| ProviderError::Transport(scrub(without_url(e))))?;
         let status = response.status().as_u16();
         let text = response
             .text()
             .await
-            .map_err(|e| ProviderError::Transport(without_url(e)))?;
+            .map_err(|e| ProviderError::Transport(scrub(without_url(e))))?;
         if !(200..300).contains(&status) {
-            return Err(ProviderError::Server {
-                status,
-                message: shorten(&text),
-            });
+            return Err(status_error(status, None, scrub(shorten(&text))));
         }
         serde_json::from_str(&text).map_err(|e| ProviderError::Protocol(format!("not JSON: {e}")))
     }
@@ -256,6 +250,19 @@ fn without_url(e: reqwest::Error) -> String {
         text.push_str(&format!(": {source}"));
     }
     text
+}
+
+/// The error a non-2xx status means, so callers know how to retry (or not).
+fn status_error(status: u16, retry_after: Option<Duration>, message: String) -> ProviderError {
+    match status {
+        429 => ProviderError::RateLimited {
+            retry_after,
+            message,
+        },
+        401 | 403 => ProviderError::Auth { status, message },
+        400..=499 => ProviderError::BadRequest { status, message },
+        _ => ProviderError::Server { status, message },
+    }
 }
 
 fn shorten(text: &str) -> String {

@@ -112,7 +112,15 @@ pub fn parse_yaml<T: DeserializeOwned>(
 
 fn schema_problems(source: &str, schema: &str, json: &Value) -> Vec<Problem> {
     let Some(validator) = schema::validator(schema) else {
-        return vec![];
+        // Fail closed: a file is never accepted unchecked.
+        return vec![Problem {
+            line: 1,
+            column: 1,
+            key: None,
+            message: format!(
+                "internal: the schema {schema} cannot be compiled; nothing was checked"
+            ),
+        }];
     };
     let mut problems: Vec<Problem> = validator
         .iter_errors(json)
