@@ -61,9 +61,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
     }
     if let Err(e) = engine.preflight(&found.template, &project) {
         if let EngineError::NotReady(lines) = &e {
-            let about_keys = lines.iter().any(|l| {
-                l.contains("API key") || l.contains("api_url") || l.contains("not available")
-            });
+            let about_keys = lines.iter().any(|u| u.needs_setup());
             let hint = if about_keys { SETUP_HINT } else { "" };
             eprintln!("error: {e}\n{hint}");
             return Ok(2);

@@ -20,7 +20,7 @@ pub use context::sha256_hex;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
-pub use setup::{Engine, EngineError, StartOptions};
+pub use setup::{Engine, EngineError, StartOptions, Unready};
 
 use std::path::Path;
 
@@ -392,11 +392,13 @@ impl Reconcile<'_> {
                 }
                 Err(control::Interrupt::Cancel) => {
                     cancelled.push(phase.name.clone());
-                    let mut run = self
-                        .state
-                        .run(iteration, &phase.id)
-                        .cloned()
-                        .ok_or(EngineError::NoWorkspace)?;
+                    let mut run =
+                        self.state
+                            .run(iteration, &phase.id)
+                            .cloned()
+                            .ok_or_else(|| {
+                                EngineError::NoRun(crate::spec::run_key(iteration, &phase.id))
+                            })?;
                     run.status = PhaseStatus::Failed;
                     run.error_message =
                         "cancelled while running; its processes were killed".to_owned();

@@ -136,7 +136,7 @@ impl Reconcile<'_> {
             .state
             .run(iteration, &phase.id)
             .cloned()
-            .ok_or(EngineError::NoWorkspace)?;
+            .ok_or_else(|| EngineError::NoRun(crate::spec::run_key(iteration, &phase.id)))?;
         run.status = outcome.status;
         run.passed = outcome.passed;
         run.provider_used = outcome.provider_used;

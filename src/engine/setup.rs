@@ -34,9 +34,9 @@ pub enum EngineError {
     /// Prompts of the template are invalid (found before any call).
     #[error("invalid prompts:\n{}", .0.join("\n"))]
     Prompts(Vec<String>),
-    /// Providers are not set up: each line says what to set.
-    #[error("providers are not set up:\n{}", .0.join("\n"))]
-    NotReady(Vec<String>),
+    /// Providers are not set up: each phase says what to set.
+    #[error("providers are not set up:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    NotReady(Vec<Unready>),
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -49,9 +49,37 @@ pub enum EngineError {
     /// The project folder cannot be worked on as it is; the text says what to do.
     #[error("{0}")]
     Project(String),
+    /// A bug: a phase run was recorded before it was started.
+    #[error("internal: no run {0} in state.json")]
+    NoRun(String),
     /// A bug: a phase ran before the workspace was set up.
     #[error("internal: the workspace is not set up")]
     NoWorkspace,
+}
+
+/// A phase none of whose providers (its own and its fallbacks) can run here.
+#[derive(Debug)]
+pub struct Unready {
+    /// "Name (id)" of the phase.
+    pub phase: String,
+    /// Why each provider of its chain cannot run.
+    pub errors: Vec<ProviderError>,
+}
+
+impl Unready {
+    /// True when some setup (a key, a URL, a CLI) would make it runnable.
+    pub fn needs_setup(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| matches!(e, ProviderError::NeedsSetup(_)))
+    }
+}
+
+impl std::fmt::Display for Unready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        write!(f, "  {}: {}", self.phase, errors.join("; or "))
+    }
 }
 
 /// What `run` asks for.
@@ -159,12 +187,12 @@ impl Engine {
             .filter(|p| p.provider_config.provider_type != ProviderType::None)
         {
             let mut config = Some(&phase.provider_config);
-            let mut errors = Vec::new();
+            let mut errors: Vec<ProviderError> = Vec::new();
             while let Some(c) = config {
                 let built = if c.provider_type.is_agent_cli() {
                     providers::agent_cli::check(c)
                         .map(|_| ())
-                        .map_err(ProviderError::NotConfigured)
+                        .map_err(ProviderError::NeedsSetup)
                 } else {
                     providers::build(c, project, &self.http, &self.keys).map(|_| ())
                 };
@@ -173,17 +201,15 @@ impl Engine {
                         errors.clear();
                         break;
                     }
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => errors.push(e),
                 }
                 config = c.fallback_provider.as_deref();
             }
             if !errors.is_empty() {
-                missing.push(format!(
-                    "  {} ({}): {}",
-                    phase.name,
-                    phase.id,
-                    errors.join("; or ")
-                ));
+                missing.push(Unready {
+                    phase: format!("{} ({})", phase.name, phase.id),
+                    errors,
+                });
             }
         }
         if missing.is_empty() {

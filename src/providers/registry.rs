@@ -112,9 +112,31 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The base URL of `info` for `config`, and where it came from.
-pub fn base_url(info: &ProviderInfo, config: Option<&ProviderConfig>) -> (String, String) {
+/// Where a base URL came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// The template's `api_url`.
+    Template,
+    /// An environment variable (its name).
+    Env(&'static str),
+    /// The vendor's default.
+    Default,
+}
+
+impl std::fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Template => f.write_str("template api_url"),
+            Self::Env(var) => write!(f, "env {var}"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The base URL for `config`, and where it came from.
+pub fn base_url(info: &ProviderInfo, config: Option<&ProviderConfig>) -> (String, UrlSource) {
     if let Some(url) = config.and_then(|c| c.api_url.clone()) {
-        return (url, "template api_url".to_owned());
+        return (url, UrlSource::Template);
     }
     for var in info.url_envs {
         if let Some(url) = env(var) {
@@ -124,10 +146,10 @@ pub fn base_url(info: &ProviderInfo, config: Option<&ProviderConfig>) -> (String
             } else {
                 format!("http://{url}")
             };
-            return (url, format!("env {var}"));
+            return (url, UrlSource::Env(var));
         }
     }
-    (info.default_url.to_owned(), "default".to_owned())
+    (info.default_url.to_owned(), UrlSource::Default)
 }
 
 /// The key for `config`, and where it came from.
@@ -216,19 +238,19 @@ fn build_raw(
     };
     let (url, url_source) = base_url(&info, Some(config));
     if url.is_empty() {
-        return Err(ProviderError::NotConfigured(format!(
+        return Err(ProviderError::NeedsSetup(format!(
             "provider_type `{}` needs api_url (or {}), e.g. http://localhost:11434/v1 for Ollama",
             kind.as_str(),
             info.url_envs.join(" or ")
         )));
     }
     let key = key(&info, Some(config), keys).map(|(k, _)| k);
-    if info.key_required && key.is_none() && url_source == "default" {
+    if info.key_required && key.is_none() && url_source == UrlSource::Default {
         let store_note = keys
             .store_error()
             .map(|e| format!(" (key store: {e})"))
             .unwrap_or_default();
-        return Err(ProviderError::NotConfigured(format!(
+        return Err(ProviderError::NeedsSetup(format!(
             "provider_type `{}` needs an API key: export {} or run `autowrkers provider setup {}`{store_note}",
             kind.as_str(),
             info.key_envs.join(" or "),

@@ -165,6 +165,10 @@ pub enum ProviderError {
     /// The provider cannot be used as configured: say what to set.
     #[error("{0}")]
     NotConfigured(String),
+    /// Setting up is needed before the provider can run (a key, a URL, a CLI to install):
+    /// the message says how. `autowrkers run` adds the setup hint for these.
+    #[error("{0}")]
+    NeedsSetup(String),
 }
 
 impl ProviderError {
