@@ -190,9 +190,7 @@ impl Engine {
             let mut errors: Vec<ProviderError> = Vec::new();
             while let Some(c) = config {
                 let built = if c.provider_type.is_agent_cli() {
-                    providers::agent_cli::check(c)
-                        .map(|_| ())
-                        .map_err(ProviderError::NeedsSetup)
+                    providers::agent_cli::check(c).map(|_| ())
                 } else {
                     providers::build(c, project, &self.http, &self.keys).map(|_| ())
                 };

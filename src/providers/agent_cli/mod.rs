@@ -95,7 +95,7 @@ fn npm_package(kind: ProviderType) -> &'static str {
 }
 
 /// Checks before any call that the CLI of `config` can be started.
-pub fn check(config: &ProviderConfig) -> Result<PathBuf, String> {
+pub fn check(config: &ProviderConfig) -> Result<PathBuf, super::ProviderError> {
     let kind = config.provider_type;
     let wanted = config
         .extra_params
@@ -116,11 +116,11 @@ pub fn check(config: &ProviderConfig) -> Result<PathBuf, String> {
             .find(|p| p.is_file())
     };
     found.ok_or_else(|| {
-        format!(
+        super::ProviderError::NeedsSetup(format!(
             "`{}` needs the `{wanted}` CLI: `npm install -g {}`, or set extra_params.binary to its path",
             kind.as_str(),
             npm_package(kind)
-        )
+        ))
     })
 }
 
