@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::budget::{BilledCall, BudgetExceeded, Meter};
+use crate::budget::{BilledCall, BudgetExceeded, CallEstimate, Meter};
 use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
 use crate::spec::TokenUsage;
 
@@ -83,6 +83,31 @@ pub trait Observer: Send + Sync {
     }
 }
 
+/// What the budget needs to know of `request` before it is sent.
+pub fn call_estimate(request: &ChatRequest) -> CallEstimate {
+    let messages: usize = request
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.len()
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.arguments.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| t.description.len() + t.parameters.to_string().len())
+        .sum();
+    CallEstimate {
+        model: request.model.clone(),
+        prompt_chars: messages + tools,
+        max_output: request.max_tokens.map(u64::from),
+    }
+}
+
 /// Runs the loop on `request.messages`, appending every assistant and tool message to it, and
 /// returns the final answer's text. `tally` accumulates usage even when the loop fails.
 pub async fn converse(
@@ -104,7 +129,7 @@ pub async fn converse(
                 over.notify_one();
             }
         };
-        let ticket = meter.before_call(provider.name(), request)?;
+        let ticket = meter.before_call(provider.name(), &call_estimate(request))?;
         let result = tokio::select! {
             r = provider.chat(request, &on_delta) => r,
             () = over.notified() => {

@@ -6,16 +6,13 @@
 
 use std::sync::Mutex;
 
+use super::estimate::CallEstimate;
 use super::ledger::{Ledger, LedgerEntry, execution_key, global_key, project_key};
 use super::limits::{Budgets, this_month};
 use super::prices::{PriceTable, Pricing};
 use super::shared::{Cursor, Others, Shared};
-use crate::providers::ChatRequest;
 use crate::spec::{ExecutionRequest, TokenUsage};
 use crate::store::Home;
-
-/// Output tokens assumed for a call whose model has no known cap and no `max_tokens`.
-const DEFAULT_MAX_OUTPUT: u64 = 4096;
 
 /// The next call does not fit a budget.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,8 +45,8 @@ pub struct Warning {
 
 /// What the agent loop asks around every model call.
 pub trait Meter: Send + Sync {
-    /// Reserves the worst case of `request` to `provider`; refuses when it does not fit.
-    fn before_call(&self, provider: &str, request: &ChatRequest) -> Result<Ticket, BudgetExceeded>;
+    /// Reserves the worst case of `call` to `provider`; refuses when it does not fit.
+    fn before_call(&self, provider: &str, call: &CallEstimate) -> Result<Ticket, BudgetExceeded>;
     /// Bills the call (ledger line), releases the reservation, returns the USD (None: unknown).
     fn after_call(&self, ticket: Ticket, call: &BilledCall<'_>) -> Option<f64>;
     /// Releases the reservation of a call that failed before using any tokens.
@@ -212,40 +209,8 @@ impl BudgetGuard {
     }
 
     /// The worst case of a call, None when the model's price is unknown.
-    pub fn worst_case(&self, provider: &str, request: &ChatRequest) -> Option<f64> {
-        let price = match self.prices.pricing(provider, &request.model) {
-            Pricing::Free => return Some(0.0),
-            Pricing::Unknown => return None,
-            Pricing::Table(p) => p,
-        };
-        // A conservative token estimate: three characters a token.
-        let chars: usize = request
-            .messages
-            .iter()
-            .map(|m| {
-                m.content.len()
-                    + m.tool_calls
-                        .iter()
-                        .map(|c| c.arguments.len())
-                        .sum::<usize>()
-            })
-            .sum::<usize>()
-            + request
-                .tools
-                .iter()
-                .map(|t| t.description.len() + t.parameters.to_string().len())
-                .sum::<usize>();
-        let prompt = (chars / 3) as u64;
-        let output = request
-            .max_tokens
-            .map(u64::from)
-            .or(price.max_output)
-            .unwrap_or(DEFAULT_MAX_OUTPUT);
-        Some(price.cost(&TokenUsage {
-            input: prompt,
-            output,
-            ..TokenUsage::default()
-        }))
+    pub fn worst_case(&self, provider: &str, call: &CallEstimate) -> Option<f64> {
+        super::estimate::worst_case(&self.prices, provider, call)
     }
 
     fn publish_reserved(&self, reserved: f64) {
@@ -313,9 +278,9 @@ impl Meter for PhaseMeter<'_> {
         g.publish_reserved(live.reserved);
     }
 
-    fn before_call(&self, provider: &str, request: &ChatRequest) -> Result<Ticket, BudgetExceeded> {
+    fn before_call(&self, provider: &str, call: &CallEstimate) -> Result<Ticket, BudgetExceeded> {
         let g = self.guard;
-        let Some(needed) = g.worst_case(provider, request) else {
+        let Some(needed) = g.worst_case(provider, call) else {
             // Unknown price: nothing to reserve; the cost shows as unknown.
             return Ok(Ticket { reserved: 0.0 });
         };
@@ -430,7 +395,7 @@ impl PhaseMeter<'_> {
 pub struct Unmetered;
 
 impl Meter for Unmetered {
-    fn before_call(&self, _: &str, _: &ChatRequest) -> Result<Ticket, BudgetExceeded> {
+    fn before_call(&self, _: &str, _: &CallEstimate) -> Result<Ticket, BudgetExceeded> {
         Ok(Ticket { reserved: 0.0 })
     }
     fn after_call(&self, _: Ticket, call: &BilledCall<'_>) -> Option<f64> {

@@ -40,7 +40,9 @@ pub(super) async fn cli_answer(
     let kind = config.provider_type.as_str();
     let sandbox = sandbox
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
-    let ticket = meter.before_call(kind, request).map_err(Failure::Budget)?;
+    let ticket = meter
+        .before_call(kind, &crate::agent::call_estimate(request))
+        .map_err(Failure::Budget)?;
     let spent = Mutex::new(Spent::default());
     let model = agent_cli::effective_model(config);
     // Bills what the run reported when it ends — or when a timeout or cancel drops it.

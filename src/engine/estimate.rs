@@ -6,16 +6,12 @@ use std::path::Path;
 use super::context::prepare;
 use super::setup::{Engine, EngineError};
 use crate::agent::Toolbox;
-use crate::budget::{PriceTable, Pricing};
+use crate::budget::{CallEstimate, PriceTable, output_cap, worst_case};
 use crate::spec::{
-    ControlRequests, ExecutionRequest, PhaseRole, TokenUsage, TriggerMode, WorkflowExecution,
-    WorkflowTemplate,
+    ControlRequests, ExecutionRequest, PhaseRole, TriggerMode, WorkflowExecution, WorkflowTemplate,
 };
 use crate::store::ExecutionDir;
 use crate::verify;
-
-/// Output tokens assumed when neither `max_tokens` nor the table gives a cap.
-const DEFAULT_OUTPUT_CAP: u64 = 4096;
 
 /// The estimate of one phase.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,23 +104,17 @@ impl Engine {
                                 .sum()
                         })
                         .unwrap_or(0);
-                let prompt_tokens =
-                    ((prepared.system_prompt.len() + prepared.prompt.len() + tools) / 3) as u64;
-                let pricing = prices.pricing(cfg.provider_type.as_str(), &cfg.model_name);
-                let max_tokens = cfg.extra_params.get("max_tokens").and_then(|v| v.as_u64());
-                let output_cap = match pricing {
-                    Pricing::Table(p) => max_tokens.or(p.max_output).unwrap_or(DEFAULT_OUTPUT_CAP),
-                    _ => max_tokens.unwrap_or(DEFAULT_OUTPUT_CAP),
+                // The same worst case the guard reserves before the real call.
+                let call = CallEstimate {
+                    model: cfg.model_name.clone(),
+                    prompt_chars: prepared.system_prompt.len() + prepared.prompt.len() + tools,
+                    max_output: cfg.extra_params.get("max_tokens").and_then(|v| v.as_u64()),
                 };
-                let per_call_usd = match pricing {
-                    Pricing::Free => Some(0.0),
-                    Pricing::Unknown => None,
-                    Pricing::Table(p) => Some(p.cost(&TokenUsage {
-                        input: prompt_tokens,
-                        output: output_cap,
-                        ..TokenUsage::default()
-                    })),
-                };
+                let provider_name = cfg.provider_type.as_str();
+                let prompt_tokens = call.prompt_tokens();
+                let output_cap =
+                    output_cap(&prices.pricing(provider_name, &call.model), call.max_output);
+                let per_call_usd = worst_case(&prices, provider_name, &call);
                 out.push(PhaseEstimate {
                     phase_id: phase.id.clone(),
                     name: phase.name.clone(),

@@ -18,11 +18,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::budget::Price;
+use crate::budget::{CallEstimate, Price, Pricing, output_cap};
 use crate::spec::TokenUsage;
-
-/// Output tokens assumed for a call that names no cap and whose model has none.
-const DEFAULT_MAX_OUTPUT: u64 = 4096;
 
 /// Why the watchdog stopped a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,22 +225,25 @@ async fn forward(State(s): State<Arc<Shared>>, request: Request) -> Response {
     builder.body(Body::from_stream(stream)).unwrap_or_default()
 }
 
-/// A call's worst case: its prompt at three bytes a token, and its output cap.
+/// A call's worst case, as the guard reckons it: the request body as the prompt, and the
+/// output cap the request sets in whichever vendor's field.
 fn worst_case(price: &Price, body: &[u8]) -> f64 {
     let json: Value = serde_json::from_slice(body).unwrap_or_default();
-    let cap = [
-        &json["max_tokens"],
-        &json["max_output_tokens"],
-        &json["max_completion_tokens"],
-        &json["generationConfig"]["maxOutputTokens"],
-    ]
-    .iter()
-    .find_map(|v| v.as_u64())
-    .or(price.max_output)
-    .unwrap_or(DEFAULT_MAX_OUTPUT);
+    let call = CallEstimate {
+        model: String::new(),
+        prompt_chars: body.len(),
+        max_output: [
+            &json["max_tokens"],
+            &json["max_output_tokens"],
+            &json["max_completion_tokens"],
+            &json["generationConfig"]["maxOutputTokens"],
+        ]
+        .iter()
+        .find_map(|v| v.as_u64()),
+    };
     price.cost(&TokenUsage {
-        input: body.len() as u64 / 3,
-        output: cap,
+        input: call.prompt_tokens(),
+        output: output_cap(&Pricing::Table(*price), call.max_output),
         ..TokenUsage::default()
     })
 }
