@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use age::secrecy::{ExposeSecret, SecretString};
 
-use crate::providers::Secret;
+use crate::secret::Secret;
 use crate::store::Home;
 
 /// Why the key store could not be used.

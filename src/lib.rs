@@ -12,6 +12,7 @@ pub mod process;
 pub mod prompts;
 pub mod providers;
 pub mod sandbox;
+pub mod secret;
 pub mod spec;
 pub mod store;
 pub mod templates;

@@ -9,7 +9,7 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::secret::Secret;
+use crate::secret::Secret;
 use super::types::ProviderError;
 
 /// How long a stream may stay silent before the call counts as cut.

@@ -11,7 +11,6 @@ mod openai;
 mod registry;
 mod retry;
 mod scripted;
-mod secret;
 mod types;
 mod wire;
 
@@ -23,7 +22,7 @@ pub use openai::OpenAiChat;
 pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, info, key};
 pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
-pub use secret::Secret;
+pub use crate::secret::Secret;
 pub use types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
     ToolCall, ToolSpec, model_mismatch,

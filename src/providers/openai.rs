@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::http::{Header, HttpClient};
-use super::secret::Secret;
+use crate::secret::Secret;
 use super::types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
     ToolCall,

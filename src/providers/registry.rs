@@ -12,7 +12,7 @@ use super::ollama::OllamaChat;
 use super::openai::OpenAiChat;
 use super::retry::{RetryPolicy, Retrying};
 use super::scripted::Scripted;
-use super::secret::Secret;
+use crate::secret::Secret;
 use super::types::{ChatProvider, ProviderError};
 use crate::keys::{KeySource, Keys};
 use crate::spec::{ProviderConfig, ProviderType};
