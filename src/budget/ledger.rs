@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::TokenUsage;
-use crate::store::{Home, append_line};
+use crate::store::{Home, KvTree, StoreError, append_line};
 
 /// One billed call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +77,15 @@ impl Sum {
     /// What counts against a budget: the known cost plus the worst cases of unknown ones.
     pub fn budget_usd(&self) -> f64 {
         self.usd + self.unknown_worst_case
+    }
+
+    /// Adds another sum to this one.
+    pub fn merge(&mut self, other: &Sum) {
+        self.usd += other.usd;
+        self.calls += other.calls;
+        self.unknown += other.unknown;
+        self.unknown_worst_case += other.unknown_worst_case;
+        self.tokens.add(&other.tokens);
     }
 
     fn add(&mut self, e: &LedgerEntry) {
@@ -174,10 +183,9 @@ impl Ledger {
 
     /// Every sum, from the index brought up to date (or from the files when the index is busy).
     pub fn totals(&self) -> Totals {
-        match sled::Config::new().path(&self.index).open() {
-            Ok(db) => self.totals_indexed(&db).unwrap_or_else(|_| self.scan()),
-            Err(_) => self.scan(),
-        }
+        KvTree::open(&self.index, "ledger")
+            .and_then(|tree| self.totals_indexed(&tree))
+            .unwrap_or_else(|_| self.scan())
     }
 
     /// Sums every file from the start, without the index.
@@ -194,14 +202,13 @@ impl Ledger {
         totals
     }
 
-    fn totals_indexed(&self, db: &sled::Db) -> Result<Totals, sled::Error> {
+    fn totals_indexed(&self, sums: &KvTree) -> Result<Totals, StoreError> {
         // Offsets and sums share one tree so one batch moves both: a crash never counts twice.
-        let sums = db.open_tree("ledger")?;
         for (name, path) in self.files() {
             let offset_key = format!("off:{name}");
             let seen = sums
                 .get(&offset_key)?
-                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
                 .unwrap_or(0);
             let Ok(mut file) = std::fs::File::open(&path) else {
                 continue;
@@ -222,32 +229,26 @@ impl Ledger {
                     delta.fold(&e);
                 }
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Vec::new();
             for (key, add) in delta.sums {
                 let mut sum: Sum = sums
                     .get(&key)?
                     .and_then(|v| serde_json::from_slice(&v).ok())
                     .unwrap_or_default();
-                sum.usd += add.usd;
-                sum.calls += add.calls;
-                sum.unknown += add.unknown;
-                sum.tokens.add(&add.tokens);
-                batch.insert(key.as_bytes(), serde_json::to_vec(&sum).unwrap_or_default());
+                sum.merge(&add);
+                batch.push((key, serde_json::to_vec(&sum).unwrap_or_default()));
             }
-            batch.insert(offset_key.as_bytes(), &(seen + whole as u64).to_be_bytes());
-            sums.apply_batch(batch)?;
+            batch.push((offset_key, (seen + whole as u64).to_be_bytes().to_vec()));
+            sums.put_all(batch)?;
         }
-        db.flush()?;
+        sums.flush()?;
         let mut totals = Totals::default();
-        for item in sums.iter() {
-            let (k, v) = item?;
-            if k.starts_with(b"off:") {
+        for (k, v) in sums.entries()? {
+            if k.starts_with("off:") {
                 continue;
             }
             if let Ok(sum) = serde_json::from_slice(&v) {
-                totals
-                    .sums
-                    .insert(String::from_utf8_lossy(&k).into_owned(), sum);
+                totals.sums.insert(k, sum);
             }
         }
         Ok(totals)

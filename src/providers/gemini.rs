@@ -9,11 +9,11 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::http::{Header, HttpClient};
-use crate::secret::Secret;
 use super::types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
     ToolCall,
 };
+use crate::secret::Secret;
 use crate::spec::TokenUsage;
 
 /// A Gemini endpoint.

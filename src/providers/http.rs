@@ -9,8 +9,8 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::secret::Secret;
 use super::types::ProviderError;
+use crate::secret::Secret;
 
 /// How long a stream may stay silent before the call counts as cut.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -14,6 +14,7 @@ mod scripted;
 mod types;
 mod wire;
 
+pub use crate::secret::Secret;
 pub use anthropic::AnthropicMessages;
 pub use gemini::GeminiGenerate;
 pub use http::HttpClient;
@@ -22,7 +23,6 @@ pub use openai::OpenAiChat;
 pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, info, key};
 pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
-pub use crate::secret::Secret;
 pub use types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
     ToolCall, ToolSpec, model_mismatch,

@@ -12,9 +12,9 @@ use super::ollama::OllamaChat;
 use super::openai::OpenAiChat;
 use super::retry::{RetryPolicy, Retrying};
 use super::scripted::Scripted;
-use crate::secret::Secret;
 use super::types::{ChatProvider, ProviderError};
 use crate::keys::{KeySource, Keys};
+use crate::secret::Secret;
 use crate::spec::{ProviderConfig, ProviderType};
 
 /// How a chat provider is reached: the data that tells vendors apart.

@@ -86,3 +86,51 @@ impl Index {
         self.db.scan_prefix("exec:").next().is_none()
     }
 }
+
+/// A named tree of a sled database, for caches other modules keep (the ledger's sums): string
+/// keys, byte values, and a batch of puts that lands as one. sled stays behind this module.
+pub struct KvTree {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl KvTree {
+    /// Opens (or creates) tree `name` of the database in `dir`.
+    pub fn open(dir: &std::path::Path, name: &str) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree(name)?;
+        Ok(Self { db, tree })
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes every entry at once: after a crash, all of them or none.
+    pub fn put_all(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(key.as_bytes(), value);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Makes what was written durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -10,7 +10,7 @@ mod tail;
 
 pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic};
 pub use execution_dir::ExecutionDir;
-pub use index::{ExecutionSummary, Index};
+pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
 pub use tail::{EventTail, runner_alive};
