@@ -14,6 +14,9 @@ pub const ANALYZE_TASK: &str = "Analyze this codebase and choose the single most
 /// Why a trigger could not produce a task.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
+    /// The registry of known projects cannot be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// No known project has that name.
     #[error("no known project named `{0}` (projects become known when autowrkers runs in them)")]
     UnknownProject(String),
@@ -29,7 +32,7 @@ pub enum TriggerError {
 
 /// The known project whose folder is called `name` (or whose path is `name`).
 pub fn project_by_name(home: &Home, name: &str) -> Result<PathBuf, TriggerError> {
-    store::known_projects(home)
+    store::known_projects(home)?
         .into_iter()
         .find(|p| p.file_name().is_some_and(|f| f == name) || p.as_os_str() == name)
         .ok_or_else(|| TriggerError::UnknownProject(name.to_owned()))

@@ -163,7 +163,7 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
 /// `workflow list`: from the sled index, rebuilt from the files when empty.
 pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let project = args.path.canonicalize().ok();
-    let dirs = store::all_executions(&home, project.as_deref());
+    let dirs = store::all_executions(&home, project.as_deref())?;
     let index = Index::open_in(&home).ok();
     if let Some(index) = &index
         && index.is_empty()

@@ -83,12 +83,17 @@ pub fn is_change(event: &notify::Event) -> bool {
     )
 }
 
-/// The registry of known projects (`~/.autowrkers/projects.yaml`): absolute paths.
-pub fn known_projects(home: &Home) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(home.projects()) else {
-        return Vec::new();
-    };
-    crate::spec::from_yaml::<Vec<PathBuf>>(&text, &home.projects()).unwrap_or_default()
+/// The registry of known projects (`~/.autowrkers/projects.yaml`): absolute paths. A damaged
+/// file is an error with its line and column, never an empty registry.
+pub fn known_projects(home: &Home) -> Result<Vec<PathBuf>, StoreError> {
+    match std::fs::read_to_string(home.projects()) {
+        Ok(text) => Ok(crate::spec::from_yaml::<Vec<PathBuf>>(
+            &text,
+            &home.projects(),
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::io(&home.projects(), e)),
+    }
 }
 
 /// Adds a project to the registry (no-op when known).
@@ -144,22 +149,23 @@ pub fn executions_of(project: &Path) -> Vec<ExecutionDir> {
 }
 
 /// Every execution of `first` (when given) and of every known project, without duplicates.
-pub fn all_executions(home: &Home, first: Option<&Path>) -> Vec<ExecutionDir> {
+pub fn all_executions(home: &Home, first: Option<&Path>) -> Result<Vec<ExecutionDir>, StoreError> {
     let mut projects: Vec<PathBuf> = first.map(Path::to_path_buf).into_iter().collect();
-    for p in known_projects(home) {
+    for p in known_projects(home)? {
         if !projects.contains(&p) {
             projects.push(p);
         }
     }
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<ExecutionDir> = Vec::new();
     for project in projects {
         for dir in executions_of(&project) {
-            if !out.iter().any(|d| d.id() == dir.id()) {
+            if seen.insert(dir.id()) {
                 out.push(dir);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Finds an execution by id or unique prefix, like git: in `project` first, then every known
@@ -169,7 +175,7 @@ pub fn find_execution(
     project: Option<&Path>,
     prefix: &str,
 ) -> Result<ExecutionDir, StoreError> {
-    let matches: Vec<ExecutionDir> = all_executions(home, project)
+    let matches: Vec<ExecutionDir> = all_executions(home, project)?
         .into_iter()
         .filter(|d| d.id().starts_with(prefix))
         .collect();

@@ -284,3 +284,27 @@ async fn a_repository_without_commits_or_a_bare_one_is_refused_before_any_call()
     assert!(out.stderr.contains("bare git repository"), "{}", out.stderr);
     assert!(server.log().is_empty(), "no model was called");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_projects_yaml_is_reported_and_never_replaced() {
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let registry = p.home.path().join("projects.yaml");
+    std::fs::write(&registry, "- /somewhere\n- [unclosed\n").expect("damage");
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "list"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("projects.yaml:"), "{}", out.stderr);
+    let (server, _h) =
+        FakeLlm::start(vec![rule("implementer", None, Reply::text("/complete"))]).await;
+    let out = p
+        .run_template(&implementer_only(&server.url(), ""), &[])
+        .await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("projects.yaml"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&registry).expect("registry"),
+        "- /somewhere\n- [unclosed\n",
+        "the user's file is kept as it was"
+    );
+}
