@@ -1,6 +1,5 @@
 //! `provider list|setup|test|detect|models` (seed §6.4).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ fn config(kind: ProviderType, model: Option<String>, url: Option<String>) -> Pro
         api_url: url,
         temperature: 0.0,
         context_length: 8192,
-        extra_params: BTreeMap::new(),
+        extra_params: Default::default(),
         fallback_provider: None,
     }
 }
@@ -217,7 +216,7 @@ async fn test(
     let keys = Keys::new(home);
     let http = HttpClient::new()?;
     let mut cfg = config(kind, Some(model.clone()), url);
-    cfg.extra_params.insert("retries".into(), 0.into());
+    cfg.extra_params.retries = Some(0);
     let chat = providers::build(&cfg, std::path::Path::new("."), &http, &keys)?;
     let request = ChatRequest {
         model: model.clone(),
@@ -275,7 +274,7 @@ fn print_models(list: &[models::ModelInfo]) {
 fn test_cli(kind: ProviderType, binary: Option<&str>) -> Result<u8> {
     let mut cfg = config(kind, None, None);
     if let Some(b) = binary {
-        cfg.extra_params.insert("binary".into(), b.into());
+        cfg.extra_params.binary = Some(b.into());
     }
     let path = providers::agent_cli::check(&cfg).map_err(|e| anyhow!(e))?;
     let started = Instant::now();

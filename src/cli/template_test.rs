@@ -63,10 +63,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
             extra_params: Default::default(),
             fallback_provider: None,
         };
-        scripted.extra_params.insert(
-            "script".into(),
-            script.to_string_lossy().into_owned().into(),
-        );
+        scripted.extra_params.script = Some(script.to_string_lossy().into_owned());
         phase.provider_config = scripted;
     }
     let scratch = tempfile::tempdir()?;

@@ -108,7 +108,7 @@ impl Engine {
                 let call = CallEstimate {
                     model: cfg.model_name.clone(),
                     prompt_chars: prepared.system_prompt.len() + prepared.prompt.len() + tools,
-                    max_output: cfg.extra_params.get("max_tokens").and_then(|v| v.as_u64()),
+                    max_output: cfg.extra_params.max_tokens.map(u64::from),
                 };
                 let provider_name = cfg.provider_type.as_str();
                 let prompt_tokens = call.prompt_tokens();

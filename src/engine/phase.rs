@@ -172,8 +172,7 @@ async fn run_model(
     }
     let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
         .map_err(|e| Failure::Answer(e.to_string()))?;
-    let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
-    let max_turns = param("max_turns").map_or(DEFAULT_MAX_TURNS, |n| n as u32);
+    let max_turns = config.extra_params.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     let mut request = ChatRequest {
         // The reservation prices what will run (Codex's documented default included).
         model: if provider.is_none() {
@@ -187,7 +186,7 @@ async fn run_model(
         ],
         tools: toolbox.specs(),
         temperature: config.temperature,
-        max_tokens: param("max_tokens").map(|n| n as u32),
+        max_tokens: config.extra_params.max_tokens,
         phase_id: phase.id.clone(),
         iteration: job.iteration,
     };

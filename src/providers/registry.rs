@@ -158,9 +158,7 @@ pub fn key(
     config: Option<&ProviderConfig>,
     keys: &Keys,
 ) -> Option<(Secret, KeySource)> {
-    let custom = config
-        .and_then(|c| c.extra_params.get("api_key_env"))
-        .and_then(|v| v.as_str());
+    let custom = config.and_then(|c| c.extra_params.api_key_env.as_deref());
     let envs: Vec<&str> = custom
         .into_iter()
         .chain(info.key_envs.iter().copied())
@@ -169,15 +167,14 @@ pub fn key(
 }
 
 fn retry_policy(config: &ProviderConfig) -> RetryPolicy {
-    let param = |k: &str| config.extra_params.get(k).and_then(|v| v.as_u64());
     let mut policy = RetryPolicy::default();
     if let Some(ms) = env("AUTOWRKERS_RETRY_BASE_MS").and_then(|v| v.parse().ok()) {
         policy.base = Duration::from_millis(ms);
     }
-    if let Some(n) = param("retries") {
-        policy.retries = n as u32;
+    if let Some(n) = config.extra_params.retries {
+        policy.retries = n;
     }
-    if let Some(ms) = param("retry_base_ms") {
+    if let Some(ms) = config.extra_params.retry_base_ms {
         policy.base = Duration::from_millis(ms);
     }
     policy
@@ -208,9 +205,8 @@ fn build_raw(
     if kind == ProviderType::Scripted {
         let script = config
             .extra_params
-            .get("script")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
+            .script
+            .clone()
             .or_else(|| env("AUTOWRKERS_SCRIPT"))
             .ok_or_else(|| {
                 ProviderError::NotConfigured(

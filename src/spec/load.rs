@@ -221,6 +221,20 @@ fn rule_problems(t: &WorkflowTemplate, source: &str) -> Vec<Problem> {
                 Some(_) => {}
             }
         }
+        let mut chain = Some(&phase.provider_config);
+        while let Some(c) = chain {
+            for (key, why) in c.extra_params.misplaced(c.provider_type) {
+                at(
+                    i,
+                    "provider_config",
+                    format!(
+                        "extra_params.{key} for `{}`: {why}",
+                        c.provider_type.as_str()
+                    ),
+                );
+            }
+            chain = c.fallback_provider.as_deref();
+        }
         let none = phase.provider_config.provider_type == ProviderType::None;
         if phase.role == PhaseRole::Verifier && !none {
             at(

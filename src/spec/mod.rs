@@ -19,8 +19,9 @@ pub use execution::{
 pub use load::{Problem, SpecError};
 pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};
 pub use template::{
-    ArtifactType, FailureBehavior, IterationBehavior, PhaseRole, PhaseStatus, ProviderConfig,
-    ProviderType, SandboxMode, TriggerMode, WorkflowPhase, WorkflowStatus, WorkflowTemplate,
+    ArtifactType, ExtraParams, FailureBehavior, IterationBehavior, PhaseRole, PhaseStatus,
+    ProviderConfig, ProviderType, SandboxMode, TriggerMode, WorkflowPhase, WorkflowStatus,
+    WorkflowTemplate,
 };
 
 use std::path::Path;

@@ -3,8 +3,6 @@
 //! A template is what a user edits in their editor; `schemas/workflow_template.schema.json` is
 //! generated from these types, so a field added here is a field the editor completes.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -328,6 +326,73 @@ fn default_context_length() -> u32 {
     8192
 }
 
+/// The provider-specific settings of a phase (`extra_params`). Each applies to some provider
+/// kinds only; the template's rules say so when one is set where it means nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraParams {
+    /// Turns of the agent loop (chat providers; default 40), or Claude Code's `--max-turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// The output cap of each call (chat providers): also what the budget reserves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Retries of a failed call before the fallback (chat providers; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// The first retry's delay in milliseconds, doubled each time (chat providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_base_ms: Option<u64>,
+    /// The environment variable holding the key, instead of the vendor's usual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The replies file of the `scripted` provider, relative to the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// An agent CLI's executable (default: its usual name on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// Extra arguments of an agent CLI: a flag we set too is replaced, the rest appended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+impl ExtraParams {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The keys set that mean nothing for `kind`, with why.
+    pub fn misplaced(&self, kind: ProviderType) -> Vec<(&'static str, &'static str)> {
+        let cli = kind.is_agent_cli();
+        let mut out = Vec::new();
+        if !cli && (self.binary.is_some() || !self.args.is_empty()) {
+            let key = if self.binary.is_some() {
+                "binary"
+            } else {
+                "args"
+            };
+            out.push((
+                key,
+                "only agent CLIs (claude_code, codex, gemini_cli, qwen_code) take it",
+            ));
+        }
+        if self.script.is_some() && kind != ProviderType::Scripted {
+            out.push(("script", "only the scripted provider takes it"));
+        }
+        if cli
+            && (self.max_tokens.is_some() || self.retries.is_some() || self.retry_base_ms.is_some())
+        {
+            out.push((
+                "max_tokens",
+                "agent CLIs make their own calls: max_tokens, retries and retry_base_ms do not apply",
+            ));
+        }
+        out
+    }
+}
+
 /// Which model a phase talks to, and how (seed §2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -346,9 +411,9 @@ pub struct ProviderConfig {
     /// Context window in tokens; sent to servers that need it (Ollama's `num_ctx`).
     #[serde(default = "default_context_length")]
     pub context_length: u32,
-    /// Provider-specific settings: `max_turns`, `max_tokens`, `script` (scripted), `binary` (CLIs), ….
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra_params: BTreeMap<String, serde_json::Value>,
+    /// Provider-specific settings; an unknown key is an error.
+    #[serde(default, skip_serializing_if = "ExtraParams::is_empty")]
+    pub extra_params: ExtraParams,
     /// Tried when this provider keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_provider: Option<Box<ProviderConfig>>,

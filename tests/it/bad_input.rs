@@ -308,3 +308,37 @@ async fn a_damaged_projects_yaml_is_reported_and_never_replaced() {
         "the user's file is kept as it was"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extra_params_are_typed_per_provider_kind() {
+    let p = Project::plain(&[]);
+    let t = |params: &str, kind: &str| {
+        format!(
+            "name: x\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config:\n      provider_type: {kind}\n      extra_params: {{{params}}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n"
+        )
+    };
+    // A typo is an error at its place, not a setting silently ignored.
+    p.write("typo.yaml", &t("max_turn: 5", "openai"));
+    let mut cmd = p.cmd();
+    cmd.args(["template", "validate", "typo.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("typo.yaml:8:"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    // A real key where it means nothing.
+    p.write("misplaced.yaml", &t("binary: /usr/bin/claude", "openai"));
+    let mut cmd = p.cmd();
+    cmd.args(["template", "validate", "misplaced.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("extra_params.binary"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}

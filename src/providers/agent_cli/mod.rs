@@ -99,8 +99,8 @@ pub fn check(config: &ProviderConfig) -> Result<PathBuf, super::ProviderError> {
     let kind = config.provider_type;
     let wanted = config
         .extra_params
-        .get("binary")
-        .and_then(|v| v.as_str())
+        .binary
+        .as_deref()
         .unwrap_or(default_binary(kind));
     let found = if wanted.contains('/') {
         Some(PathBuf::from(wanted)).filter(|p| p.is_file())
@@ -161,8 +161,8 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
     );
     let program = cfg
         .extra_params
-        .get("binary")
-        .and_then(|v| v.as_str())
+        .binary
+        .as_deref()
         .map_or_else(|| PathBuf::from(default_binary(kind)), PathBuf::from);
     let model = effective_model(cfg);
     // Claude Code takes standing instructions from a file; the other CLIs have no channel
@@ -177,7 +177,7 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
     } else {
         format!("{}\n\n{}", run.system_prompt, run.prompt)
     };
-    let max_turns = cfg.extra_params.get("max_turns").and_then(|v| v.as_u64());
+    let max_turns = cfg.extra_params.max_turns;
     let home_s = home.to_string_lossy().into_owned();
     let mut env = vec![("HOME".to_owned(), home_s.clone())];
     let mut args: Vec<String> = Vec::new();
@@ -322,15 +322,7 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
             Box::new(ClaudeLike::new(true, run.can_edit))
         }
     };
-    let extra: Vec<String> = cfg
-        .extra_params
-        .get("args")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(str::to_owned))
-        .collect();
-    let args = args::merge(args, &extra);
+    let args = args::merge(args, &cfg.extra_params.args);
     Ok(Plan {
         program,
         args,
