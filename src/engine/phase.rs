@@ -82,8 +82,8 @@ async fn run_inner(
         return run_verifier(env, observer, sandbox.as_ref(), &job.phase.provider_config).await;
     }
     let mut errors = Vec::new();
-    let mut config = Some(&job.phase.provider_config);
-    while let Some(current) = config {
+    let chain: Vec<&ProviderConfig> = job.phase.provider_config.chain().collect();
+    for (i, current) in chain.iter().copied().enumerate() {
         match run_model(job, env, observer, current, tally, sandbox.as_ref()).await {
             Ok(mut outcome) => {
                 if let Some(served) = tally.served_model.as_deref()
@@ -117,15 +117,10 @@ async fn run_inner(
                 return outcome;
             }
             Err(Failure::Provider(e)) => {
-                let label = format!(
-                    "{} ({})",
-                    current.provider_type.as_str(),
-                    current.model_name
-                );
+                let label = current.label();
                 errors.push(format!("{label}: {e}"));
-                config = current.fallback_provider.as_deref();
-                if let Some(next) = config {
-                    let to = format!("{} ({})", next.provider_type.as_str(), next.model_name);
+                if let Some(next) = chain.get(i + 1) {
+                    let to = next.label();
                     observer.note(&format!("{label} failed: {e}; falling back to {to}"));
                     env.bus.emit(EventKind::ProviderFallback {
                         phase_id: job.phase.id.clone(),

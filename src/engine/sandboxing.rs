@@ -47,12 +47,10 @@ impl SandboxBase {
     /// The sandbox of `phase` in `workdir`; None for a phase that starts no command (a chat
     /// model in a read-only role has only the file tools, confined in-process).
     pub fn spec_for(&self, phase: &WorkflowPhase, workdir: &Path) -> Option<SandboxSpec> {
-        let mut chain = Some(&phase.provider_config);
-        let mut uses_cli = false;
-        while let Some(c) = chain {
-            uses_cli |= c.provider_type.is_agent_cli();
-            chain = c.fallback_provider.as_deref();
-        }
+        let uses_cli = phase
+            .provider_config
+            .chain()
+            .any(|c| c.provider_type.is_agent_cli());
         let commands =
             uses_cli || matches!(phase.role, PhaseRole::Implementer | PhaseRole::Verifier);
         commands.then(|| SandboxSpec {

@@ -186,22 +186,21 @@ impl Engine {
             .iter()
             .filter(|p| p.provider_config.provider_type != ProviderType::None)
         {
-            let mut config = Some(&phase.provider_config);
+            // Ready when some provider of the chain can run; else every reason counts.
             let mut errors: Vec<ProviderError> = Vec::new();
-            while let Some(c) = config {
+            for c in phase.provider_config.chain() {
                 let built = if c.provider_type.is_agent_cli() {
                     providers::agent_cli::check(c).map(|_| ())
                 } else {
                     providers::build(c, project, &self.http, &self.keys).map(|_| ())
                 };
                 match built {
-                    Ok(_) => {
+                    Ok(()) => {
                         errors.clear();
                         break;
                     }
                     Err(e) => errors.push(e),
                 }
-                config = c.fallback_provider.as_deref();
             }
             if !errors.is_empty() {
                 missing.push(Unready {

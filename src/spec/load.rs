@@ -221,8 +221,7 @@ fn rule_problems(t: &WorkflowTemplate, source: &str) -> Vec<Problem> {
                 Some(_) => {}
             }
         }
-        let mut chain = Some(&phase.provider_config);
-        while let Some(c) = chain {
+        for c in phase.provider_config.chain() {
             for (key, why) in c.extra_params.misplaced(c.provider_type) {
                 at(
                     i,
@@ -233,7 +232,6 @@ fn rule_problems(t: &WorkflowTemplate, source: &str) -> Vec<Problem> {
                     ),
                 );
             }
-            chain = c.fallback_provider.as_deref();
         }
         let none = phase.provider_config.provider_type == ProviderType::None;
         if phase.role == PhaseRole::Verifier && !none {

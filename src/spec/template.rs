@@ -357,6 +357,18 @@ pub struct ExtraParams {
     pub args: Vec<String>,
 }
 
+impl ProviderConfig {
+    /// This provider and its fallbacks, in the order they are tried.
+    pub fn chain(&self) -> impl Iterator<Item = &ProviderConfig> {
+        std::iter::successors(Some(self), |c| c.fallback_provider.as_deref())
+    }
+
+    /// `type (model)`, as messages and events name a provider.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.provider_type.as_str(), self.model_name)
+    }
+}
+
 impl ExtraParams {
     /// True when nothing is set.
     pub fn is_empty(&self) -> bool {
