@@ -10,7 +10,7 @@ use super::observer::PhaseObserver;
 use crate::agent::{Observer, Tally};
 use crate::budget::{BilledCall, BudgetExceeded, Meter, Ticket};
 use crate::providers::agent_cli::{self, CliError, CliRun, Note, Spent};
-use crate::providers::{ChatRequest, Message, Role};
+use crate::providers::{ChatRequest, Message, ProviderError, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{PhaseRole, ProviderConfig};
 
@@ -84,7 +84,9 @@ pub(super) async fn cli_answer(
             reserved: 0.0,
             needed: s.needed,
         }),
-        CliError::Failed(e) => Failure::Provider(format!("{kind}: {e}")),
+        CliError::Failed(message) => {
+            Failure::Provider(ProviderError::AgentCli { cli: kind, message })
+        }
     })?;
     request
         .messages

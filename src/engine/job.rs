@@ -75,7 +75,7 @@ impl PhaseOutcome {
 /// Why a model phase got no acceptable answer from one provider.
 pub(super) enum Failure {
     /// The provider could not answer: the fallback may.
-    Provider(String),
+    Provider(crate::providers::ProviderError),
     /// The model answered, but never acceptably.
     Answer(String),
     /// The next call did not fit a budget: stop, do not fall back.

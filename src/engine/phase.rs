@@ -127,7 +127,7 @@ async fn run_inner(
                         iteration: job.iteration,
                         from: label,
                         to,
-                        reason: e,
+                        reason: e.to_string(),
                     });
                 }
             }
@@ -149,10 +149,7 @@ async fn run_model(
     let provider = if config.provider_type.is_agent_cli() {
         None
     } else {
-        Some(
-            providers::build(config, env.project, env.http, env.keys)
-                .map_err(|e| Failure::Provider(e.to_string()))?,
-        )
+        Some(providers::build(config, env.project, env.http, env.keys).map_err(Failure::Provider)?)
     };
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
@@ -208,7 +205,7 @@ async fn run_model(
             )
             .await
             .map_err(|e| match e {
-                agent::AgentError::Provider(p) => Failure::Provider(p.to_string()),
+                agent::AgentError::Provider(p) => Failure::Provider(p),
                 agent::AgentError::Budget(b) => Failure::Budget(b),
                 other => Failure::Answer(other.to_string()),
             })?

@@ -165,6 +165,14 @@ pub enum ProviderError {
     /// The provider cannot be used as configured: say what to set.
     #[error("{0}")]
     NotConfigured(String),
+    /// An agent CLI run failed: the CLI's own message.
+    #[error("{cli}: {message}")]
+    AgentCli {
+        /// The provider type of the CLI.
+        cli: &'static str,
+        /// What it said.
+        message: String,
+    },
     /// Setting up is needed before the provider can run (a key, a URL, a CLI to install):
     /// the message says how. `autowrkers run` adds the setup hint for these.
     #[error("{0}")]
