@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::budget::{BilledCall, BudgetExceeded, CallEstimate, Meter};
+use crate::budget::{BilledCall, BudgetExceeded, CallEstimate, Meter, Ticket};
 use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
 use crate::spec::TokenUsage;
 
@@ -39,6 +39,23 @@ impl Tally {
             cost_usd: Some(0.0),
             ..Self::default()
         }
+    }
+
+    /// Bills one call through `meter` (its ledger line, its reservation settled) and adds its
+    /// tokens and cost here: the one place a call is billed, for chat models and agent CLIs.
+    pub fn bill(
+        &mut self,
+        meter: &dyn Meter,
+        ticket: Ticket,
+        call: &BilledCall<'_>,
+    ) -> Option<f64> {
+        let cost = meter.after_call(ticket, call);
+        self.usage.add(&call.usage);
+        self.add_cost(cost);
+        if let Some(served) = call.served {
+            self.served_model = Some(served.to_owned());
+        }
+        cost
     }
 
     /// Adds one billed call's cost; None (unknown) makes the whole cost unknown from then on,
@@ -139,7 +156,8 @@ pub async fn converse(
                     output: seen.load(Ordering::Relaxed) / 4,
                     ..TokenUsage::default()
                 };
-                meter.after_call(
+                tally.bill(
+                    meter,
                     ticket,
                     &BilledCall {
                         provider: provider.name(),
@@ -150,7 +168,6 @@ pub async fn converse(
                         reported_is_estimate: false,
                     },
                 );
-                tally.usage.add(&usage);
                 tally.add_cost(None);
                 tally.calls += 1;
                 return Err(AgentError::ReplyTooLong(limit));
@@ -165,7 +182,8 @@ pub async fn converse(
         if result.is_err() && usage == TokenUsage::default() {
             meter.release(ticket);
         } else {
-            let cost = meter.after_call(
+            tally.bill(
+                meter,
                 ticket,
                 &BilledCall {
                     provider: provider.name(),
@@ -176,8 +194,6 @@ pub async fn converse(
                     reported_is_estimate: false,
                 },
             );
-            tally.usage.add(&usage);
-            tally.add_cost(cost);
         }
         let response = result?;
         tally.calls += 1;

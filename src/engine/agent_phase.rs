@@ -123,7 +123,8 @@ impl Bill<'_> {
             self.tally.add_cost(None);
             return;
         }
-        let cost = self.meter.after_call(
+        self.tally.bill(
+            self.meter,
             ticket,
             &BilledCall {
                 provider: self.provider,
@@ -134,11 +135,6 @@ impl Bill<'_> {
                 reported_is_estimate: spent.cost_is_estimate,
             },
         );
-        self.tally.usage.add(&spent.usage);
-        self.tally.add_cost(cost);
-        if spent.served_model.is_some() {
-            self.tally.served_model = spent.served_model;
-        }
     }
 }
 
