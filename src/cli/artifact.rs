@@ -9,8 +9,7 @@ use owo_colors::OwoColorize;
 
 use super::args::ArtifactCommand;
 use super::output::use_color;
-use autowrkers::engine::{json_artifact, sha256_hex, short};
-use autowrkers::git::ProjectRepo;
+use autowrkers::engine::{Engine, json_artifact, short};
 use autowrkers::spec::{Artifact, ArtifactType};
 use autowrkers::store::{self, ExecutionDir, Home, write_atomic};
 
@@ -129,9 +128,9 @@ pub fn run_editor(file: &Path) -> Result<()> {
 }
 
 /// Opens `$EDITOR` on a copy; a JSON artifact must pass its schema (on a terminal the editor is
-/// opened again with the reason; otherwise the edit is refused). The new version is written
-/// and committed on the execution's ref; the next reconcile marks it edited and re-runs every
-/// phase whose prompt included it.
+/// opened again with the reason; otherwise the edit is refused). The new version is written,
+/// marked edited in `state.json` and committed on the execution's ref; the next reconcile
+/// re-runs every phase whose prompt included it.
 fn edit(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<u8> {
     let (dir, a) = find(home, path, id, artifact)?;
     let original = dir.read_artifact(&a.file_path)?;
@@ -168,15 +167,10 @@ fn edit(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<u8> {
     };
     let target = dir.artifact_path(&a.file_path)?;
     write_atomic(&target, edited.as_bytes())?;
-    if let Some(repo) = dir.project().and_then(ProjectRepo::open) {
-        let mut files = vec![(a.file_path.clone(), edited.clone().into_bytes())];
-        files.extend(dir.control_files());
-        // The commit adds the new version on top of the last commit, which holds the old one.
-        repo.commit_artifacts_update(
-            &dir.id(),
-            &files,
-            &format!("hand edit of {} ({})", a.id, sha256_hex(edited.as_bytes())),
-        )?;
+    // Recorded and committed now, the same way the runner records an edit it finds; with a
+    // runner live on the execution, that runner records it.
+    if !autowrkers::store::runner_alive(&dir) {
+        Engine::new(home.clone())?.record_hand_edits(&dir)?;
     }
     eprintln!(
         "saved {}; `autowrkers resume {}` re-runs the phases that read it",

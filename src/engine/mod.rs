@@ -8,6 +8,7 @@ mod control;
 mod estimate;
 pub mod events;
 mod extract;
+mod hand_edit;
 mod job;
 mod observer;
 mod phase;

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use super::events::EventKind;
 use super::{EngineError, Reconcile, now, sha256_hex};
-use crate::git::ProjectRepo;
 use crate::spec::{Artifact, PhaseExecution, PhaseStatus, WorkflowPhase};
 use crate::store::ExecutionDir;
 
@@ -170,12 +169,7 @@ impl Reconcile<'_> {
 
     /// Commits the execution's files on its ref (git projects only).
     pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
-        let Some(repo) = ProjectRepo::open(Path::new(&self.request.project_path)) else {
-            return Ok(());
-        };
-        let files = self.dir.snapshot();
-        repo.commit_artifacts(&self.state.id, &files, message)?;
-        Ok(())
+        super::hand_edit::commit_snapshot(Path::new(&self.request.project_path), self.dir, message)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::events::{EventBus, EventKind};
 use super::transitions::IllegalTransition;
-use super::{Reconcile, now, sha256_hex, short};
+use super::{Reconcile, now, short};
 use crate::git::{GitError, ProjectRepo};
 use crate::keys::Keys;
 use crate::prompts::{PromptError, PromptLibrary};
@@ -383,27 +383,14 @@ impl Engine {
 }
 
 impl Reconcile<'_> {
-    /// Notices artifacts a person changed since the runner wrote them: marks them edited and
-    /// commits the new version (the old one is in git already). Downstream phases then see a
-    /// different prompt, so their fingerprints no longer match and they run again.
+    /// Records the hand edits made since the runner last wrote (see `hand_edit`).
     fn note_hand_edits(&mut self) -> Result<(), EngineError> {
-        let mut edited = Vec::new();
-        for artifact in &mut self.state.artifacts {
-            let Ok(content) = self.dir.read_artifact(&artifact.file_path) else {
-                continue;
-            };
-            let sha = sha256_hex(content.as_bytes());
-            if sha != artifact.sha256 {
-                artifact.sha256 = sha;
-                artifact.is_edited = true;
-                edited.push(artifact.id.clone());
-            }
-        }
+        let edited = super::hand_edit::mark(self.dir, &mut self.state);
         if edited.is_empty() {
             return Ok(());
         }
         self.dir.write_state(&self.state)?;
-        self.commit(&format!("hand edit of {}", edited.join(", ")))
+        self.commit(&super::hand_edit::message(&edited))
     }
 }
 

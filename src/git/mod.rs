@@ -177,18 +177,7 @@ impl ProjectRepo {
         files: &[(String, Vec<u8>)],
         message: &str,
     ) -> Result<String, GitError> {
-        self.commit_on_ref(id, files, message, false)
-    }
-
-    /// Like [`Self::commit_artifacts`], but keeps every file of the previous commit that
-    /// `files` does not replace (a hand edit of one artifact).
-    pub fn commit_artifacts_update(
-        &self,
-        id: &str,
-        files: &[(String, Vec<u8>)],
-        message: &str,
-    ) -> Result<String, GitError> {
-        self.commit_on_ref(id, files, message, true)
+        self.commit_on_ref(id, files, message)
     }
 
     fn commit_on_ref(
@@ -196,7 +185,6 @@ impl ProjectRepo {
         id: &str,
         files: &[(String, Vec<u8>)],
         message: &str,
-        keep: bool,
     ) -> Result<String, GitError> {
         let refname = execution_ref(id);
         let parent = self
@@ -205,11 +193,6 @@ impl ProjectRepo {
             .ok()
             .and_then(|r| r.peel_to_commit().ok());
         let mut index = git2::Index::new().ctx("new index")?;
-        if let (true, Some(p)) = (keep, &parent) {
-            index
-                .read_tree(&p.tree().ctx("parent tree")?)
-                .ctx("read parent tree")?;
-        }
         for (path, bytes) in files {
             let blob = self.repo.blob(bytes).ctx("write blob")?;
             index

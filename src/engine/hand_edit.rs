@@ -1,0 +1,67 @@
+//! Hand edits of artifacts (DESIGN §2): a person may change an artifact file, by hand or with
+//! `artifact edit`. Whoever notices it first — `artifact edit` right away, or the runner when it
+//! next reconciles — marks the artifact edited in `state.json` and commits the new version on
+//! the execution's ref (the old one is in git already). Downstream phases then see a different
+//! prompt, so their fingerprints no longer match and they run again.
+
+use std::path::Path;
+
+use super::setup::{Engine, EngineError};
+use super::sha256_hex;
+use crate::git::ProjectRepo;
+use crate::spec::WorkflowExecution;
+use crate::store::{ExecutionDir, ExecutionLock, StoreError};
+
+/// Marks the artifacts of `state` whose file no longer has the hash the runner recorded;
+/// returns their ids.
+pub(crate) fn mark(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<String> {
+    let mut edited = Vec::new();
+    for artifact in &mut state.artifacts {
+        let Ok(content) = dir.read_artifact(&artifact.file_path) else {
+            continue;
+        };
+        let sha = sha256_hex(content.as_bytes());
+        if sha != artifact.sha256 {
+            artifact.sha256 = sha;
+            artifact.is_edited = true;
+            edited.push(artifact.id.clone());
+        }
+    }
+    edited
+}
+
+/// Commits everything of `dir` on its ref with `message` (git projects only).
+pub(crate) fn commit_snapshot(
+    project: &Path,
+    dir: &ExecutionDir,
+    message: &str,
+) -> Result<(), EngineError> {
+    let Some(repo) = ProjectRepo::open(project) else {
+        return Ok(());
+    };
+    repo.commit_artifacts(&dir.id(), &dir.snapshot(), message)?;
+    Ok(())
+}
+
+/// The commit message of a hand edit.
+pub(crate) fn message(edited: &[String]) -> String {
+    format!("hand edit of {}", edited.join(", "))
+}
+
+impl Engine {
+    /// Records the hand edits of `dir` now (under its lock): marks them in `state.json` and
+    /// commits them. Returns the edited artifacts' ids. A live runner holding the lock records
+    /// them itself at its next reconcile.
+    pub fn record_hand_edits(&self, dir: &ExecutionDir) -> Result<Vec<String>, EngineError> {
+        let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
+        let mut state = dir.read_state()?;
+        let edited = mark(dir, &mut state);
+        if edited.is_empty() {
+            return Ok(edited);
+        }
+        dir.write_state(&state)?;
+        let request = dir.read_request()?;
+        commit_snapshot(Path::new(&request.project_path), dir, &message(&edited))?;
+        Ok(edited)
+    }
+}
