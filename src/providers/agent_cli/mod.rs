@@ -5,6 +5,7 @@
 //! output. A timeout or cancel drops the run, which kills the whole process group.
 
 mod args;
+mod flags;
 mod parse;
 mod run;
 mod watchdog;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::registry::{base_url, info, key};
 use crate::budget::Price;
 use crate::keys::Keys;
-use crate::sandbox::{Sandbox, SandboxMode};
+use crate::sandbox::Sandbox;
 use crate::spec::{ProviderConfig, ProviderType};
 
 /// One run of an agent CLI.
@@ -68,30 +69,47 @@ pub fn effective_model(config: &ProviderConfig) -> String {
 }
 
 /// The API a CLI speaks, for its base URL and key.
-fn api_of(kind: ProviderType) -> ProviderType {
-    match kind {
-        ProviderType::ClaudeCode => ProviderType::Anthropic,
-        ProviderType::GeminiCli => ProviderType::GeminiSdk,
-        _ => ProviderType::Openai,
-    }
+/// Facts about one CLI: the API it speaks (for its base URL and key), its executable, and the
+/// npm package that installs it. None for a provider type that is not an agent CLI.
+struct CliFacts {
+    api: ProviderType,
+    binary: &'static str,
+    package: &'static str,
+}
+
+fn facts(kind: ProviderType) -> Option<CliFacts> {
+    let (api, binary, package) = match kind {
+        ProviderType::ClaudeCode => (
+            ProviderType::Anthropic,
+            "claude",
+            "@anthropic-ai/claude-code",
+        ),
+        ProviderType::Codex => (ProviderType::Openai, "codex", "@openai/codex"),
+        ProviderType::GeminiCli => (ProviderType::GeminiSdk, "gemini", "@google/gemini-cli"),
+        ProviderType::QwenCode => (ProviderType::Openai, "qwen", "@qwen-code/qwen-code"),
+        _ => return None,
+    };
+    Some(CliFacts {
+        api,
+        binary,
+        package,
+    })
+}
+
+fn not_a_cli(kind: ProviderType) -> String {
+    format!("`{}` is not an agent CLI", kind.as_str())
+}
+
+fn api_of(kind: ProviderType) -> Result<ProviderType, String> {
+    facts(kind).map(|f| f.api).ok_or_else(|| not_a_cli(kind))
 }
 
 fn default_binary(kind: ProviderType) -> &'static str {
-    match kind {
-        ProviderType::ClaudeCode => "claude",
-        ProviderType::Codex => "codex",
-        ProviderType::GeminiCli => "gemini",
-        _ => "qwen",
-    }
+    facts(kind).map_or("", |f| f.binary)
 }
 
 fn npm_package(kind: ProviderType) -> &'static str {
-    match kind {
-        ProviderType::ClaudeCode => "@anthropic-ai/claude-code",
-        ProviderType::Codex => "@openai/codex",
-        ProviderType::GeminiCli => "@google/gemini-cli",
-        _ => "@qwen-code/qwen-code",
-    }
+    facts(kind).map_or("", |f| f.package)
 }
 
 /// Checks before any call that the CLI of `config` can be started.
@@ -137,7 +155,7 @@ struct Plan {
 
 /// The base URL of the API the CLI of `cfg` speaks, as configured.
 fn upstream_url(cfg: &ProviderConfig) -> Result<String, String> {
-    let api = info(api_of(cfg.provider_type)).ok_or("no API data")?;
+    let api = info(api_of(cfg.provider_type)?).ok_or("no API data")?;
     Ok(base_url(&api, Some(cfg)).0)
 }
 
@@ -145,7 +163,7 @@ fn upstream_url(cfg: &ProviderConfig) -> Result<String, String> {
 fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan, String> {
     let cfg = run.config;
     let kind = cfg.provider_type;
-    let api = info(api_of(kind)).ok_or("no API data")?;
+    let api = info(api_of(kind)?).ok_or("no API data")?;
     let upstream = upstream_url(cfg)?;
     let url = proxy.map_or_else(|| upstream.clone(), |w| w.base_url(&upstream));
     let api_port = match proxy {
@@ -177,151 +195,27 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
     } else {
         format!("{}\n\n{}", run.system_prompt, run.prompt)
     };
-    let max_turns = cfg.extra_params.max_turns;
-    let home_s = home.to_string_lossy().into_owned();
-    let mut env = vec![("HOME".to_owned(), home_s.clone())];
-    let mut args: Vec<String> = Vec::new();
-    let parser: Box<dyn StreamParser> = match kind {
-        ProviderType::ClaudeCode => {
-            // Claude's base URL has no /v1.
-            env.push((
-                "ANTHROPIC_BASE_URL".into(),
-                url.trim_end_matches('/').trim_end_matches("/v1").to_owned(),
-            ));
-            env.push(("ANTHROPIC_API_KEY".into(), secret));
-            env.push((
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
-                "1".into(),
-            ));
-            env.push(("CLAUDE_CODE_MAX_RETRIES".into(), "1".into()));
-            // `-p` without a prompt argument reads the prompt from stdin.
-            args.extend([
-                "-p".into(),
-                "--output-format".into(),
-                "stream-json".into(),
-                "--verbose".into(),
-            ]);
-            if let Some(file) = &system_file {
-                args.extend([
-                    "--append-system-prompt-file".into(),
-                    file.to_string_lossy().into_owned(),
-                ]);
-            }
-            args.extend([
-                "--no-session-persistence".into(),
-                "--permission-mode".into(),
-            ]);
-            args.push(if run.can_edit { "acceptEdits" } else { "plan" }.into());
-            if run.can_edit {
-                // The implementer may run the project's commands (inside our sandbox).
-                args.extend(["--allowedTools".into(), "Bash".into()]);
-            }
-            if !model.is_empty() {
-                args.extend(["--model".into(), model]);
-            }
-            if let Some(n) = max_turns {
-                args.extend(["--max-turns".into(), n.to_string()]);
-            }
-            if let Some(usd) = run.max_budget_usd {
-                args.extend(["--max-budget-usd".into(), format!("{usd:.4}")]);
-            }
-            Box::new(ClaudeLike::new(false, run.can_edit))
-        }
-        ProviderType::Codex => {
-            let codex_home = home.join(".codex");
-            std::fs::create_dir_all(&codex_home).map_err(|e| e.to_string())?;
-            env.push((
-                "CODEX_HOME".into(),
-                codex_home.to_string_lossy().into_owned(),
-            ));
-            env.push(("AUTOWRKERS_CODEX_KEY".into(), secret));
-            let base = if url.trim_end_matches('/').ends_with("/v1") {
-                url.trim_end_matches('/').to_owned()
-            } else {
-                format!("{}/v1", url.trim_end_matches('/'))
-            };
-            args.extend([
-                "exec".into(),
-                "--json".into(),
-                "--ephemeral".into(),
-                "--skip-git-repo-check".into(),
-            ]);
-            args.extend(["--disable".into(), "plugins".into(), "-s".into()]);
-            // Codex's own Linux sandbox cannot nest inside ours; ours holds the same walls
-            // (and more), so inside it Codex runs its commands directly.
-            args.push(
-                if run.sandbox.mode() != SandboxMode::FullAccess {
-                    "danger-full-access"
-                } else if run.can_edit {
-                    "workspace-write"
-                } else {
-                    "read-only"
-                }
-                .into(),
-            );
-            args.extend(["-C".into(), run.workdir.to_string_lossy().into_owned()]);
-            if !model.is_empty() {
-                args.extend(["-c".into(), format!("model={model}")]);
-            }
-            args.extend(["-c".into(), "model_provider=autowrkers".into(), "-c".into()]);
-            args.push(format!(
-                "model_providers.autowrkers={{name=\"autowrkers\",base_url=\"{base}\",env_key=\"AUTOWRKERS_CODEX_KEY\",wire_api=\"responses\",request_max_retries=1,stream_max_retries=1}}"
-            ));
-            // `-` reads the prompt from stdin.
-            args.push("-".into());
-            Box::new(Codex::default())
-        }
-        ProviderType::GeminiCli => {
-            let dir = home.join(".gemini");
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let settings = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"general":{"enableAutoUpdate":false},"telemetry":{"enabled":false}}"#;
-            std::fs::write(dir.join("settings.json"), settings).map_err(|e| e.to_string())?;
-            env.push(("GEMINI_API_KEY".into(), secret));
-            env.push((
-                "GOOGLE_GEMINI_BASE_URL".into(),
-                url.trim_end_matches('/')
-                    .trim_end_matches("/v1beta")
-                    .to_owned(),
-            ));
-            // Without a prompt argument and with stdin not a terminal, it reads stdin.
-            args.extend([
-                "--output-format".into(),
-                "stream-json".into(),
-                "--skip-trust".into(),
-            ]);
-            args.extend([
-                "--approval-mode".into(),
-                // yolo adds the shell tool: the implementer runs the project's commands.
-                if run.can_edit { "yolo" } else { "default" }.into(),
-            ]);
-            if !model.is_empty() {
-                // Without -m it first asks a routing model which model to use.
-                args.extend(["-m".into(), model]);
-            }
-            Box::new(GeminiCli::default())
-        }
-        _ => {
-            let base = if url.trim_end_matches('/').ends_with("/v1") {
-                url.clone()
-            } else {
-                format!("{}/v1", url.trim_end_matches('/'))
-            };
-            env.push(("OPENAI_API_KEY".into(), secret));
-            env.push(("OPENAI_BASE_URL".into(), base));
-            env.push(("OPENAI_MODEL".into(), model));
-            args.extend([
-                "--auth-type".into(),
-                "openai".into(),
-                "--output-format".into(),
-                "stream-json".into(),
-            ]);
-            args.extend([
-                "--approval-mode".into(),
-                if run.can_edit { "yolo" } else { "default" }.into(),
-            ]);
-            Box::new(ClaudeLike::new(true, run.can_edit))
-        }
+    let setup = flags::Setup {
+        run,
+        home,
+        url,
+        secret,
+        model,
+        system_file,
     };
+    let flags::Launch {
+        env: vendor_env,
+        args,
+        parser,
+    } = match kind {
+        ProviderType::ClaudeCode => flags::claude(&setup),
+        ProviderType::Codex => flags::codex(&setup)?,
+        ProviderType::GeminiCli => flags::gemini(&setup)?,
+        ProviderType::QwenCode => flags::qwen(&setup),
+        other => return Err(format!("`{}` is not an agent CLI", other.as_str())),
+    };
+    let mut env = vec![("HOME".to_owned(), home.to_string_lossy().into_owned())];
+    env.extend(vendor_env);
     let args = args::merge(args, &cfg.extra_params.args);
     Ok(Plan {
         program,
