@@ -15,6 +15,7 @@ mod phase;
 mod record;
 mod sandboxing;
 mod setup;
+mod step;
 pub mod transitions;
 
 pub use context::sha256_hex;
@@ -23,19 +24,11 @@ pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
 pub use setup::{Engine, EngineError, StartOptions, Unready};
 
-use std::path::Path;
-
-use futures_util::future::join_all;
-
-use self::context::prepare;
-use self::job::{PhaseEnv, PhaseJob};
-use self::phase::run_phase;
-use self::record::completed_event;
 use self::transitions::{Trigger, transition};
 use crate::prompts::PromptLibrary;
 use crate::spec::{
-    Decision, ExecutionRequest, FailureBehavior, IterationBehavior, PhaseExecution, PhaseStatus,
-    WorkflowExecution, WorkflowPhase, WorkflowStatus,
+    Decision, ExecutionRequest, IterationBehavior, PhaseStatus, WorkflowExecution, WorkflowPhase,
+    WorkflowStatus,
 };
 use crate::store::ExecutionDir;
 use crate::verify::Checks;
@@ -257,217 +250,6 @@ impl Reconcile<'_> {
         }
         self.set_status(Trigger::ReviewFailedIterate)?;
         self.next_iteration(reason)?;
-        Ok(StepEnd::Continue)
-    }
-
-    /// Runs the phases of one step that are not up to date, concurrently.
-    async fn run_step(
-        &mut self,
-        step: &[&WorkflowPhase],
-        iteration: u32,
-    ) -> Result<StepEnd, EngineError> {
-        let mut jobs = Vec::new();
-        for phase in step {
-            let key = crate::spec::run_key(iteration, &phase.id);
-            if self.request.control.skip.contains(&key) && phase.can_skip {
-                if self
-                    .state
-                    .run(iteration, &phase.id)
-                    .is_none_or(|r| r.status != PhaseStatus::Skipped)
-                {
-                    self.record_skip(phase, iteration, "skipped on request")?;
-                }
-                continue;
-            }
-            let prepared = prepare(
-                &self.request,
-                &self.state,
-                self.dir,
-                &self.prompts,
-                &self.checks,
-                phase,
-                iteration,
-            )?;
-            let up_to_date = self.state.run(iteration, &phase.id).is_some_and(|r| {
-                (r.status == PhaseStatus::Completed && r.fingerprint == prepared.fingerprint)
-                    || r.status == PhaseStatus::Skipped
-            });
-            if up_to_date {
-                if let Some(run) = self.state.run(iteration, &phase.id) {
-                    self.bus.emit(completed_event(run, 0, true));
-                }
-                continue;
-            }
-            jobs.push((phase, prepared));
-        }
-        if jobs.is_empty() {
-            return Ok(StepEnd::Continue);
-        }
-        for (phase, prepared) in &jobs {
-            let run = PhaseExecution {
-                id: crate::spec::run_key(iteration, &phase.id),
-                phase_id: phase.id.clone(),
-                phase_name: phase.name.clone(),
-                phase_role: phase.role,
-                provider_used: phase.provider_config.provider_type.as_str().to_owned(),
-                model_used: phase.provider_config.model_name.clone(),
-                model_served: None,
-                status: PhaseStatus::Running,
-                iteration,
-                input_artifact_ids: prepared.input_artifact_ids.clone(),
-                output_artifact_id: None,
-                fingerprint: String::new(),
-                tokens: Default::default(),
-                cost_usd: None,
-                calls: 0,
-                unknown_cost_calls: 0,
-                passed: None,
-                started_at: Some(now()),
-                completed_at: None,
-                error_message: String::new(),
-                commit: None,
-            };
-            self.upsert(run);
-            self.state.current_phase_id = Some(phase.id.clone());
-            self.bus.emit(EventKind::PhaseStarted {
-                phase_id: phase.id.clone(),
-                phase_name: phase.name.clone(),
-                iteration,
-                provider: phase.provider_config.provider_type.as_str().to_owned(),
-                model: phase.provider_config.model_name.clone(),
-            });
-        }
-        self.save()?;
-        let workspace = self
-            .state
-            .workspace
-            .clone()
-            .ok_or(EngineError::NoWorkspace)?;
-        let env = PhaseEnv {
-            project: Path::new(&self.request.project_path),
-            in_worktree: workspace.branch.is_some(),
-            workspace: &workspace,
-            bus: self.bus,
-            http: &self.engine.http,
-            keys: &self.engine.keys,
-            budget: &self.budget,
-            checks: &self.checks,
-            sandbox: &self.sandbox,
-            limits: &self.limits,
-            execution: self.dir,
-        };
-        let job_list: Vec<PhaseJob<'_>> = jobs
-            .iter()
-            .map(|(phase, prepared)| PhaseJob {
-                phase,
-                iteration,
-                system_prompt: prepared.system_prompt.clone(),
-                prompt: prepared.prompt.clone(),
-                start_commit: self.start_commit(phase, iteration),
-            })
-            .collect();
-        let outcomes = join_all(job_list.iter().map(|job| {
-            let key = crate::spec::run_key(iteration, &job.phase.id);
-            let rx = self.control.subscribe();
-            let announcer = self.control.announcer();
-            let skippable = job.phase.can_skip;
-            let env = &env;
-            async move {
-                tokio::select! {
-                    outcome = run_phase(job, env) => Ok(outcome),
-                    // Dropping the phase's future kills its process group.
-                    why = control::interrupted(rx, key, skippable, (announcer, env.bus)) => Err(why),
-                }
-            }
-        }))
-        .await;
-        let mut failed = Vec::new();
-        let mut budget_stop = None;
-        let mut cancelled = Vec::new();
-        for ((phase, prepared), outcome) in jobs.iter().zip(outcomes) {
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(control::Interrupt::Skip) => {
-                    self.record_skip(phase, iteration, "skipped on request while running")?;
-                    continue;
-                }
-                Err(control::Interrupt::Cancel) => {
-                    cancelled.push(phase.name.clone());
-                    let mut run =
-                        self.state
-                            .run(iteration, &phase.id)
-                            .cloned()
-                            .ok_or_else(|| {
-                                EngineError::NoRun(crate::spec::run_key(iteration, &phase.id))
-                            })?;
-                    run.status = PhaseStatus::Failed;
-                    run.error_message =
-                        "cancelled while running; its processes were killed".to_owned();
-                    run.completed_at = Some(now());
-                    self.bus.emit(completed_event(&run, 0, false));
-                    self.upsert(run);
-                    continue;
-                }
-            };
-            if let Some(b) = &outcome.budget {
-                budget_stop.get_or_insert_with(|| b.clone());
-            } else if outcome.status == PhaseStatus::Failed {
-                failed.push((*phase, outcome.error.clone()));
-            }
-            self.record_outcome(phase, iteration, &prepared.fingerprint, outcome)?;
-        }
-        if !cancelled.is_empty() {
-            self.state.message = format!("cancelled while {} ran", cancelled.join(" and "));
-            self.set_status(Trigger::Cancel)?;
-            self.bus.emit(EventKind::Cancelled {});
-            return Ok(StepEnd::Stop);
-        }
-        if let Some(b) = budget_stop {
-            let s = short(&self.state.id).to_owned();
-            self.state.message = format!(
-                "{b}; raise it (`autowrkers budget set --scope {} --limit N{}`), then `autowrkers resume {s}`",
-                b.scope,
-                if b.scope == "execution" {
-                    format!(" --id {s}")
-                } else {
-                    String::new()
-                }
-            );
-            self.set_status(Trigger::BudgetExceeded)?;
-            self.bus.emit(EventKind::Failed {
-                reason: self.state.message.clone(),
-                status: self.state.status,
-            });
-            return Ok(StepEnd::Stop);
-        }
-        for (phase, error) in failed {
-            match self.request.template.failure_behavior {
-                FailureBehavior::SkipPhase if phase.can_skip => {
-                    self.record_skip(phase, iteration, &format!("skipped after failure: {error}"))?;
-                }
-                FailureBehavior::PauseNotify => {
-                    self.state.message = format!(
-                        "{} failed: {error}; fix the cause, then `autowrkers resume {}`",
-                        phase.name,
-                        short(&self.state.id)
-                    );
-                    self.set_status(Trigger::Pause)?;
-                    self.bus.emit(EventKind::Paused {
-                        reason: self.state.message.clone(),
-                    });
-                    return Ok(StepEnd::Stop);
-                }
-                _ => {
-                    self.state.message = format!("{} failed: {error}", phase.name);
-                    self.set_status(Trigger::Error)?;
-                    self.bus.emit(EventKind::Failed {
-                        reason: self.state.message.clone(),
-                        status: self.state.status,
-                    });
-                    return Ok(StepEnd::Stop);
-                }
-            }
-        }
         Ok(StepEnd::Continue)
     }
 }
