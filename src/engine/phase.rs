@@ -14,7 +14,7 @@ use crate::agent::{self, Tally, Toolbox};
 use crate::budget::Warning;
 use crate::git::{self, ProjectRepo};
 use crate::providers::agent_cli;
-use crate::providers::{self, ChatRequest, Message, Role};
+use crate::providers::{self, Answerer, ChatRequest, Message, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase};
 use crate::verify;
@@ -146,21 +146,15 @@ async fn run_model(
 ) -> Result<PhaseOutcome, Failure> {
     let phase = job.phase;
     // Agent CLIs run their own loop; chat models get ours.
-    let provider = if config.provider_type.is_agent_cli() {
-        None
-    } else {
-        Some(providers::build(config, env.project, env.http, env.keys).map_err(Failure::Provider)?)
+    let provider = match providers::answerer(config, env.project, env.http, env.keys)
+        .map_err(Failure::Provider)?
+    {
+        Answerer::Chat(p) => Some(p),
+        Answerer::Cli => None,
     };
     let implementer = phase.role == PhaseRole::Implementer;
     if implementer && env.in_worktree {
-        // Uncommitted files can only be an interrupted run's half work: start clean.
-        ProjectRepo::open(env.project)
-            .ok_or_else(|| Failure::Answer("the project is no longer a git repository".into()))
-            .and_then(|repo| {
-                let wt = repo.worktree_repo(Path::new(&env.workspace.dir));
-                wt.and_then(|wt| git::reset_worktree(&wt, job.start_commit.as_deref()))
-                    .map_err(|e| Failure::Answer(e.to_string()))
-            })?;
+        reset_worktree(job, env)?;
     }
     let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
         .map_err(|e| Failure::Answer(e.to_string()))?;
@@ -182,7 +176,6 @@ async fn run_model(
         phase_id: phase.id.clone(),
         iteration: job.iteration,
     };
-    let kind = phase.output_artifact_type;
     let mut attempt = 0;
     let warn = |w: Warning| {
         env.bus.emit(EventKind::BudgetWarning {
@@ -229,15 +222,7 @@ async fn run_model(
                     "answer not accepted ({reason}); asking again ({attempt}/{})",
                     phase.max_retries
                 ));
-                let pattern = phase
-                    .success_pattern
-                    .as_deref()
-                    .map(|p| format!(" and end with `{p}`"))
-                    .unwrap_or_default();
-                request.messages.push(Message::text(
-                    Role::User,
-                    format!("Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."),
-                ));
+                request.messages.push(retry_request(phase, &reason));
             }
             Err(reason) => {
                 return Err(Failure::Answer(format!(
@@ -247,34 +232,7 @@ async fn run_model(
             }
         }
     };
-    let mut commit = None;
-    let (artifact, passed) = match kind {
-        ArtifactType::CodeDiff => {
-            let (diff, tip) =
-                code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?;
-            commit = tip;
-            (Some(diff), None)
-        }
-        _ if kind.is_json() => {
-            let value = checked.unwrap_or_default();
-            let passed = if phase.role.is_reviewer() {
-                value.get("approved").and_then(|v| v.as_bool())
-            } else {
-                None
-            };
-            (
-                Some(serde_json::to_string_pretty(&value).unwrap_or_default()),
-                passed,
-            )
-        }
-        _ => {
-            let body = phase
-                .success_pattern
-                .as_deref()
-                .map_or(text.clone(), |p| text.replace(p, ""));
-            (Some(body.trim().to_owned() + "\n"), None)
-        }
-    };
+    let (artifact, passed, commit) = artifact_of(env, observer, job, &text, checked)?;
     Ok(PhaseOutcome {
         status: PhaseStatus::Completed,
         passed,
@@ -290,6 +248,74 @@ async fn run_model(
 }
 
 /// Checks the final answer: the success pattern, and for JSON artifacts the schema.
+/// The implementer starts from the code it must find: uncommitted files in its worktree can
+/// only be an interrupted run's half work.
+fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<(), Failure> {
+    let repo = ProjectRepo::open(env.project)
+        .ok_or_else(|| Failure::Answer("the project is no longer a git repository".into()))?;
+    repo.worktree_repo(Path::new(&env.workspace.dir))
+        .and_then(|wt| git::reset_worktree(&wt, job.start_commit.as_deref()))
+        .map_err(|e| Failure::Answer(e.to_string()))
+}
+
+/// What the model is told when its answer was not accepted.
+fn retry_request(phase: &WorkflowPhase, reason: &str) -> Message {
+    let pattern = phase
+        .success_pattern
+        .as_deref()
+        .map(|p| format!(" and end with `{p}`"))
+        .unwrap_or_default();
+    Message::text(
+        Role::User,
+        format!(
+            "Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."
+        ),
+    )
+}
+
+/// What an accepted answer leaves: its artifact, a reviewer's verdict, and (for the
+/// implementer in a worktree) the commit holding its changes.
+type Produced = (Option<String>, Option<bool>, Option<String>);
+
+/// The [`Produced`] of an accepted answer.
+fn artifact_of(
+    env: &PhaseEnv<'_>,
+    observer: &PhaseObserver<'_>,
+    job: &PhaseJob<'_>,
+    text: &str,
+    checked: Option<serde_json::Value>,
+) -> Result<Produced, Failure> {
+    let phase = job.phase;
+    let kind = phase.output_artifact_type;
+    Ok(match kind {
+        ArtifactType::CodeDiff => {
+            let (diff, tip) =
+                code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?;
+            (Some(diff), None, tip)
+        }
+        _ if kind.is_json() => {
+            let value = checked.unwrap_or_default();
+            let passed = if phase.role.is_reviewer() {
+                value.get("approved").and_then(|v| v.as_bool())
+            } else {
+                None
+            };
+            (
+                Some(serde_json::to_string_pretty(&value).unwrap_or_default()),
+                passed,
+                None,
+            )
+        }
+        _ => {
+            let body = phase
+                .success_pattern
+                .as_deref()
+                .map_or(text.to_owned(), |p| text.replace(p, ""));
+            (Some(body.trim().to_owned() + "\n"), None, None)
+        }
+    })
+}
+
 fn check_answer(phase: &WorkflowPhase, text: &str) -> Result<Option<serde_json::Value>, String> {
     if let Some(p) = phase.success_pattern.as_deref().filter(|p| !p.is_empty())
         && !text.contains(p)

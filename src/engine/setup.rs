@@ -189,13 +189,8 @@ impl Engine {
             // Ready when some provider of the chain can run; else every reason counts.
             let mut errors: Vec<ProviderError> = Vec::new();
             for c in phase.provider_config.chain() {
-                let built = if c.provider_type.is_agent_cli() {
-                    providers::agent_cli::check(c).map(|_| ())
-                } else {
-                    providers::build(c, project, &self.http, &self.keys).map(|_| ())
-                };
-                match built {
-                    Ok(()) => {
+                match providers::answerer(c, project, &self.http, &self.keys) {
+                    Ok(_) => {
                         errors.clear();
                         break;
                     }

@@ -1,5 +1,6 @@
 //! Providers (DESIGN §6): the vendor-neutral chat types, the shared HTTP/streaming layer, each
-//! vendor's client, retries, and the registry that builds one from a phase's `provider_config`.
+//! vendor's client, retries, the registry that builds one from a phase's `provider_config`, and
+//! the agent CLIs. [`answerer`] is the one seam: what answers a phase, chat model or CLI.
 
 pub mod agent_cli;
 mod anthropic;
@@ -27,3 +28,27 @@ pub use types::{
     BoxFuture, ChatProvider, ChatRequest, ChatResponse, DeltaSink, Message, ProviderError, Role,
     ToolCall, ToolSpec, model_mismatch,
 };
+
+/// What answers a phase: a chat model driven by our agent loop, or an agent CLI that runs its
+/// own (checked to be installed).
+pub enum Answerer {
+    /// A chat model, built and ready.
+    Chat(std::sync::Arc<dyn ChatProvider>),
+    /// An agent CLI: started per run by [`agent_cli::run`].
+    Cli,
+}
+
+/// The answerer of `config`, or why it cannot run here (a key, a URL, a CLI to install…).
+pub fn answerer(
+    config: &crate::spec::ProviderConfig,
+    project: &std::path::Path,
+    http: &HttpClient,
+    keys: &crate::keys::Keys,
+) -> Result<Answerer, ProviderError> {
+    if config.provider_type.is_agent_cli() {
+        agent_cli::check(config)?;
+        Ok(Answerer::Cli)
+    } else {
+        build(config, project, http, keys).map(Answerer::Chat)
+    }
+}
