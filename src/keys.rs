@@ -239,29 +239,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 
 /// Reads a line from the terminal without echoing it.
 pub fn read_hidden(prompt: &str) -> std::io::Result<String> {
-    use std::os::fd::AsRawFd;
-    let stdin = std::io::stdin();
-    let fd = stdin.as_raw_fd();
-    eprint!("{prompt}");
-    std::io::stderr().flush()?;
-    // SAFETY: termios calls on our own stdin with a zeroed struct they fill in.
-    let saved = unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(fd, &mut t) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let saved = t;
-        t.c_lflag &= !libc::ECHO;
-        t.c_lflag |= libc::ECHONL;
-        libc::tcsetattr(fd, libc::TCSANOW, &t);
-        saved
-    };
-    let mut line = String::new();
-    let result = stdin.read_line(&mut line);
-    // SAFETY: restores the settings read above.
-    unsafe {
-        libc::tcsetattr(fd, libc::TCSANOW, &saved);
-    }
-    result?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    let term = console::Term::stderr();
+    term.write_str(prompt)?;
+    let line = term.read_secure_line()?;
+    term.write_line("")?;
+    Ok(line)
 }

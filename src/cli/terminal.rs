@@ -1,53 +1,22 @@
-//! The little terminal control the live view needs: key-at-a-time input without echo (restored
-//! on drop) and the terminal's width. Plain termios and ioctl through libc.
+//! The little terminal control the live view needs, through the `console` crate: keys one at a
+//! time without echo (Ctrl-C still interrupts: console raises SIGINT for it), and the width.
 
-use std::io::Read;
-use std::os::fd::AsRawFd;
+use console::{Key, Term};
 
-/// Raw-ish mode on stdin while alive: no line buffering, no echo; Ctrl-C still interrupts.
-pub struct KeyMode {
-    saved: Option<libc::termios>,
-}
-
-impl KeyMode {
-    /// Switches stdin to key-at-a-time input (no-op when stdin is not a terminal).
-    pub fn enter() -> Self {
-        let fd = std::io::stdin().as_raw_fd();
-        // SAFETY: termios calls on our own stdin, with a struct they fill in.
-        let saved = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(fd, &mut t) != 0 {
-                return Self { saved: None };
-            }
-            let saved = t;
-            t.c_lflag &= !(libc::ICANON | libc::ECHO);
-            t.c_cc[libc::VMIN] = 1;
-            t.c_cc[libc::VTIME] = 0;
-            libc::tcsetattr(fd, libc::TCSANOW, &t);
-            saved
-        };
-        Self { saved: Some(saved) }
-    }
-}
-
-impl Drop for KeyMode {
-    fn drop(&mut self) {
-        if let Some(saved) = self.saved {
-            // SAFETY: restores what `enter` read.
-            unsafe {
-                libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &saved);
-            }
-        }
-    }
-}
-
-/// Reads keys on a thread and sends each byte.
+/// Reads keys on a thread and sends each plain character key as a byte.
 pub fn spawn_key_reader(tx: tokio::sync::mpsc::UnboundedSender<u8>) {
     std::thread::spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut byte = [0u8; 1];
-        while let Ok(1) = stdin.read(&mut byte) {
-            if tx.send(byte[0]).is_err() {
+        let term = Term::stdout();
+        if !term.is_term() {
+            return;
+        }
+        while let Ok(key) = term.read_key() {
+            let byte = match key {
+                Key::Char(c) if c.is_ascii() => c as u8,
+                Key::Enter => b'\n',
+                _ => continue,
+            };
+            if tx.send(byte).is_err() {
                 break;
             }
         }
@@ -56,14 +25,8 @@ pub fn spawn_key_reader(tx: tokio::sync::mpsc::UnboundedSender<u8>) {
 
 /// Columns of the terminal on stdout (80 when unknown).
 pub fn width() -> usize {
-    // SAFETY: TIOCGWINSZ fills the winsize struct we pass.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0
-            && ws.ws_col > 0
-        {
-            return usize::from(ws.ws_col);
-        }
+    match Term::stdout().size_checked() {
+        Some((_, cols)) if cols > 0 => usize::from(cols),
+        _ => 80,
     }
-    80
 }
