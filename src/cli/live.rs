@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use notify::Watcher;
 
 use super::output::{cost, paint};
-use super::terminal::{spawn_key_reader, width};
+use super::terminal::{KeyMode, spawn_key_reader, width};
 use autowrkers::engine::{Event, EventKind, short};
 use autowrkers::spec::{ExecutionRequest, PhaseStatus, WorkflowStatus};
 use autowrkers::store::ExecutionDir;
@@ -290,6 +290,7 @@ pub async fn watch(
         }
     })?;
     watcher.watch(dir.root(), notify::RecursiveMode::NonRecursive)?;
+    let _keys_mode = KeyMode::enter();
     let (key_tx, mut keys) = tokio::sync::mpsc::unbounded_channel();
     spawn_key_reader(key_tx);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());

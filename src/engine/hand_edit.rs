@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::Reconcile;
 use super::setup::{Engine, EngineError};
 use super::sha256_hex;
 use crate::git::ProjectRepo;
@@ -63,5 +64,17 @@ impl Engine {
         let request = dir.read_request()?;
         commit_snapshot(Path::new(&request.project_path), dir, &message(&edited))?;
         Ok(edited)
+    }
+}
+
+impl Reconcile<'_> {
+    /// Records the hand edits made since the runner last wrote (see `hand_edit`).
+    pub(super) fn note_hand_edits(&mut self) -> Result<(), EngineError> {
+        let edited = mark(self.dir, &mut self.state);
+        if edited.is_empty() {
+            return Ok(());
+        }
+        self.dir.write_state(&self.state)?;
+        self.commit(&message(&edited))
     }
 }

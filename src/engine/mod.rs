@@ -1,10 +1,17 @@
 //! The reconciler (DESIGN §4): reads an execution's desired file and actual state, runs the
 //! phases that are not up to date, and moves the status through the seed's Appendix B until
 //! the execution is terminal, paused or awaiting approval.
+//!
+//! One module a job: `setup` (the `Engine`: create, start a pass), this file (the pass's loop,
+//! safe points, iterations), `step` (one step's phases), `phase` / `agent_phase` (one phase
+//! run, chat model or agent CLI), `observer` (its output), `record` (its result in state.json
+//! and git), `hand_edit`, `control` (requests while running), `context` (prompts and
+//! fingerprints), `sandboxing`, `estimate` (the dry run), `events`, `transitions`, `error`.
 
 mod agent_phase;
 mod context;
 mod control;
+mod error;
 mod estimate;
 pub mod events;
 mod extract;

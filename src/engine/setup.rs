@@ -1,86 +1,25 @@
-//! Creating executions and starting a reconcile pass: the lock, the workspace (worktree,
-//! branch, base commit), checks before any money is spent, and hand-edited artifacts.
+//! The runner, `Engine`: creating executions (with the checks made before any money is spent)
+//! and starting a reconcile pass — the lock, the recovery after a kill, the workspace (worktree,
+//! branch, base commit). The pass itself is `Reconcile` (mod.rs, step.rs, record.rs,
+//! hand_edit.rs).
 
 use std::path::{Path, PathBuf};
 
+pub use super::error::{EngineError, Unready};
 use super::events::{EventBus, EventKind};
-use super::transitions::IllegalTransition;
 use super::{Reconcile, now, short};
-use crate::git::{GitError, ProjectRepo};
+use crate::git::ProjectRepo;
 use crate::keys::Keys;
-use crate::prompts::{PromptError, PromptLibrary};
+use crate::prompts::PromptLibrary;
 use crate::providers::{self, HttpClient, ProviderError};
 use crate::spec::{
     self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType,
-    SandboxMode, SpecError, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
+    SandboxMode, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
 };
 use crate::store::{
     self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError,
 };
 use crate::verify;
-
-/// Why an execution could not be started or reconciled.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// A file could not be read or written.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A YAML file is invalid.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// A prompt is missing or invalid.
-    #[error(transparent)]
-    Prompt(#[from] PromptError),
-    /// Prompts of the template are invalid (found before any call).
-    #[error("invalid prompts:\n{}", .0.join("\n"))]
-    Prompts(Vec<String>),
-    /// Providers are not set up: each phase says what to set.
-    #[error("providers are not set up:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    NotReady(Vec<Unready>),
-    /// A provider could not be built.
-    #[error(transparent)]
-    Provider(#[from] ProviderError),
-    /// Git failed.
-    #[error(transparent)]
-    Git(#[from] GitError),
-    /// A bug: a transition outside Appendix B.
-    #[error(transparent)]
-    Transition(#[from] IllegalTransition),
-    /// The project folder cannot be worked on as it is; the text says what to do.
-    #[error("{0}")]
-    Project(String),
-    /// A bug: a phase run was recorded before it was started.
-    #[error("internal: no run {0} in state.json")]
-    NoRun(String),
-    /// A bug: a phase ran before the workspace was set up.
-    #[error("internal: the workspace is not set up")]
-    NoWorkspace,
-}
-
-/// A phase none of whose providers (its own and its fallbacks) can run here.
-#[derive(Debug)]
-pub struct Unready {
-    /// "Name (id)" of the phase.
-    pub phase: String,
-    /// Why each provider of its chain cannot run.
-    pub errors: Vec<ProviderError>,
-}
-
-impl Unready {
-    /// True when some setup (a key, a URL, a CLI) would make it runnable.
-    pub fn needs_setup(&self) -> bool {
-        self.errors
-            .iter()
-            .any(|e| matches!(e, ProviderError::NeedsSetup(_)))
-    }
-}
-
-impl std::fmt::Display for Unready {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-        write!(f, "  {}: {}", self.phase, errors.join("; or "))
-    }
-}
 
 /// What `run` asks for.
 #[derive(Debug, Clone)]
@@ -374,18 +313,6 @@ impl Engine {
             created_at: request.created_at,
             cost_usd: state.total_cost_usd,
         });
-    }
-}
-
-impl Reconcile<'_> {
-    /// Records the hand edits made since the runner last wrote (see `hand_edit`).
-    fn note_hand_edits(&mut self) -> Result<(), EngineError> {
-        let edited = super::hand_edit::mark(self.dir, &mut self.state);
-        if edited.is_empty() {
-            return Ok(());
-        }
-        self.dir.write_state(&self.state)?;
-        self.commit(&super::hand_edit::message(&edited))
     }
 }
 
