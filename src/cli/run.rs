@@ -10,7 +10,7 @@ use super::output::{choose, print_events};
 use super::status_code;
 use autowrkers::engine::{Engine, EngineError, EventBus, StartOptions, short};
 use autowrkers::spec::{Decision, TriggerMode, WorkflowStatus};
-use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home};
+use autowrkers::store::{self, ExecutionDir, Home};
 use autowrkers::templates;
 
 /// What to tell a user whose providers are not set up.
@@ -128,7 +128,7 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
             r.control.approvals.insert(iteration, Decision::Reject);
         }
     })?;
-    if ExecutionLock::is_held(&dir.lock_path()) {
+    if store::runner_alive(&dir) {
         eprintln!("requested {what:?}; the running runner applies it at its next safe point");
         return Ok(0);
     }

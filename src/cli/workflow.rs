@@ -6,7 +6,7 @@ use super::args::{IdArgs, ListArgs, LogsArgs, StatusArgs};
 use super::output::{cost, icon};
 use autowrkers::engine::short;
 use autowrkers::spec::WorkflowStatus;
-use autowrkers::store::{self, ExecutionDir, ExecutionLock, Home, Index};
+use autowrkers::store::{self, ExecutionDir, Home, Index};
 
 fn print_run(run: &autowrkers::spec::PhaseExecution) {
     let verdict = match run.passed {
@@ -53,7 +53,7 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
     }
-    let live = ExecutionLock::is_held(&dir.lock_path());
+    let live = store::runner_alive(&dir);
     let mut status = state.status.as_str().to_owned();
     if state.status == WorkflowStatus::Running && !live {
         status.push_str(&format!(

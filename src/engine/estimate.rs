@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::context::prepare;
-use super::setup::{Engine, EngineError};
+use super::runner::{Engine, EngineError};
 use crate::agent::Toolbox;
 use crate::budget::{CallEstimate, PriceTable, output_cap, worst_case};
 use crate::spec::{

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::Reconcile;
-use super::setup::{Engine, EngineError};
+use super::runner::{Engine, EngineError};
 use super::sha256_hex;
 use crate::git::ProjectRepo;
 use crate::spec::WorkflowExecution;

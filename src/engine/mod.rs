@@ -2,7 +2,7 @@
 //! phases that are not up to date, and moves the status through the seed's Appendix B until
 //! the execution is terminal, paused or awaiting approval.
 //!
-//! One module a job: `setup` (the `Engine`: create, start a pass), this file (the pass's loop,
+//! One module a job: `runner` (the `Engine`: create, start a pass), this file (the pass's loop,
 //! safe points, iterations), `step` (one step's phases), `phase` / `agent_phase` (one phase
 //! run, chat model or agent CLI), `observer` (its output), `record` (its result in state.json
 //! and git), `hand_edit`, `control` (requests while running), `context` (prompts and
@@ -20,8 +20,8 @@ mod job;
 mod observer;
 mod phase;
 mod record;
+mod runner;
 mod sandboxing;
-mod setup;
 mod step;
 pub mod transitions;
 
@@ -29,7 +29,7 @@ pub use context::sha256_hex;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
-pub use setup::{Engine, EngineError, StartOptions, Unready};
+pub use runner::{Engine, EngineError, StartOptions, Unready};
 
 use self::transitions::{Trigger, transition};
 use crate::prompts::PromptLibrary;

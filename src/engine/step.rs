@@ -11,7 +11,7 @@ use super::control::{self, Interrupt};
 use super::job::{PhaseEnv, PhaseJob, PhaseOutcome};
 use super::phase::run_phase;
 use super::record::completed_event;
-use super::setup::EngineError;
+use super::runner::EngineError;
 use super::transitions::Trigger;
 use super::{EventKind, Reconcile, StepEnd, now, short};
 use crate::budget::BudgetExceeded;

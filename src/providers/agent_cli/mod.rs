@@ -154,16 +154,21 @@ struct Plan {
 }
 
 /// The base URL of the API the CLI of `cfg` speaks, as configured.
-fn upstream_url(cfg: &ProviderConfig) -> Result<String, String> {
-    let api = info(api_of(cfg.provider_type)?).ok_or("no API data")?;
-    Ok(base_url(&api, Some(cfg)).0)
+fn upstream_url(cfg: &ProviderConfig) -> Result<String, CliError> {
+    Ok(base_url(&api_info(cfg.provider_type)?, Some(cfg)).0)
+}
+
+/// The registry's data on the API a CLI speaks.
+fn api_info(kind: ProviderType) -> Result<super::ProviderInfo, CliError> {
+    let api = api_of(kind).map_err(CliError::Failed)?;
+    info(api).ok_or_else(|| CliError::Failed(format!("no API data for `{}`", api.as_str())))
 }
 
 /// The plan of a run; with a `proxy`, the CLI talks to the watchdog instead of the API.
-fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan, String> {
+fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan, CliError> {
     let cfg = run.config;
     let kind = cfg.provider_type;
-    let api = info(api_of(kind)?).ok_or("no API data")?;
+    let api = api_info(kind)?;
     let upstream = upstream_url(cfg)?;
     let url = proxy.map_or_else(|| upstream.clone(), |w| w.base_url(&upstream));
     let api_port = match proxy {
@@ -188,7 +193,8 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
     let system_file = (kind == ProviderType::ClaudeCode && !run.system_prompt.is_empty())
         .then(|| home.join(".autowrkers-system-prompt.md"));
     if let Some(file) = &system_file {
-        std::fs::write(file, run.system_prompt).map_err(|e| e.to_string())?;
+        std::fs::write(file, run.system_prompt)
+            .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", file.display())))?;
     }
     let prompt = if run.system_prompt.is_empty() || system_file.is_some() {
         run.prompt.to_owned()
@@ -209,10 +215,10 @@ fn plan(run: &CliRun<'_>, home: &Path, proxy: Option<&Watchdog>) -> Result<Plan,
         parser,
     } = match kind {
         ProviderType::ClaudeCode => flags::claude(&setup),
-        ProviderType::Codex => flags::codex(&setup)?,
-        ProviderType::GeminiCli => flags::gemini(&setup)?,
+        ProviderType::Codex => flags::codex(&setup).map_err(CliError::Failed)?,
+        ProviderType::GeminiCli => flags::gemini(&setup).map_err(CliError::Failed)?,
         ProviderType::QwenCode => flags::qwen(&setup),
-        other => return Err(format!("`{}` is not an agent CLI", other.as_str())),
+        other => return Err(CliError::Failed(not_a_cli(other))),
     };
     let mut env = vec![("HOME".to_owned(), home.to_string_lossy().into_owned())];
     env.extend(vendor_env);

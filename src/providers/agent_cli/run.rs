@@ -38,7 +38,7 @@ pub async fn run(
         // Claude Code enforces --max-budget-usd itself.
         (ProviderType::ClaudeCode, _, _) | (_, None, _) | (_, _, None) => None,
         (_, Some(cap), Some(price)) => {
-            let upstream = upstream_url(run.config).map_err(CliError::Failed)?;
+            let upstream = upstream_url(run.config)?;
             Some(
                 Watchdog::start(&upstream, run.http.clone(), price, cap)
                     .await
@@ -88,7 +88,7 @@ async fn run_process(
         prompt,
         api_port,
         mut parser,
-    } = plan(run, &home, watchdog).map_err(CliError::Failed)?;
+    } = plan(run, &home, watchdog)?;
     let program = resolve(&program);
     let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
     let install = install_root(&program);
