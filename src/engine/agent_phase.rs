@@ -8,30 +8,24 @@ use std::sync::Mutex;
 use super::job::{Failure, PhaseEnv, PhaseJob};
 use super::observer::PhaseObserver;
 use crate::agent::{Observer, Tally};
-use crate::budget::{BilledCall, BudgetExceeded, Meter, Ticket};
+use crate::budget::{BilledCall, BudgetExceeded, CallEstimate, Meter, Ticket};
+use crate::providers::ProviderError;
 use crate::providers::agent_cli::{self, CliError, CliRun, Note, Spent};
-use crate::providers::{ChatRequest, Message, ProviderError, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{PhaseRole, ProviderConfig};
 
 /// One answer from an agent CLI: it runs its own agent loop in the worktree; we bill what it
-/// reports and turn its events into progress lines. Retry reasons are appended to its prompt.
+/// reports and turn its events into progress lines. The reasons earlier answers were refused
+/// follow its prompt.
 pub(super) async fn cli_answer(
     job: &PhaseJob<'_>,
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     (config, sandbox): (&ProviderConfig, Option<&Sandbox>),
-    request: &mut ChatRequest,
+    retries: &[String],
     tally: &mut Tally,
     meter: &dyn Meter,
 ) -> Result<String, Failure> {
-    let retries: Vec<&str> = request
-        .messages
-        .iter()
-        .skip(2)
-        .filter(|m| m.role == Role::User)
-        .map(|m| m.content.as_str())
-        .collect();
     let prompt = if retries.is_empty() {
         job.prompt.clone()
     } else {
@@ -40,11 +34,17 @@ pub(super) async fn cli_answer(
     let kind = config.provider_type.as_str();
     let sandbox = sandbox
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
+    let model = agent_cli::effective_model(config);
+    // The reservation prices what will run (Codex's documented default included).
+    let estimate = CallEstimate {
+        model: model.clone(),
+        prompt_chars: job.system_prompt.len() + prompt.len(),
+        max_output: None,
+    };
     let ticket = meter
-        .before_call(kind, &crate::agent::call_estimate(request))
+        .before_call(kind, &estimate)
         .map_err(Failure::Budget)?;
     let spent = Mutex::new(Spent::default());
-    let model = agent_cli::effective_model(config);
     // Bills what the run reported when it ends — or when a timeout or cancel drops it.
     let mut bill = Bill {
         meter,
@@ -88,9 +88,6 @@ pub(super) async fn cli_answer(
             Failure::Provider(ProviderError::AgentCli { cli: kind, message })
         }
     })?;
-    request
-        .messages
-        .push(Message::text(Role::Assistant, &result.text));
     Ok(result.text)
 }
 

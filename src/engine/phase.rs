@@ -13,7 +13,6 @@ use super::observer::PhaseObserver;
 use crate::agent::{self, Tally, Toolbox};
 use crate::budget::Warning;
 use crate::git::{self, ProjectRepo};
-use crate::providers::agent_cli;
 use crate::providers::{self, Answerer, ChatRequest, Message, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase};
@@ -159,23 +158,24 @@ async fn run_model(
     let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
         .map_err(|e| Failure::Answer(e.to_string()))?;
     let max_turns = config.extra_params.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
-    let mut request = ChatRequest {
-        // The reservation prices what will run (Codex's documented default included).
-        model: if provider.is_none() {
-            agent_cli::effective_model(config)
-        } else {
-            config.model_name.clone()
-        },
-        messages: vec![
-            Message::text(Role::System, &job.system_prompt),
-            Message::text(Role::User, &job.prompt),
-        ],
-        tools: toolbox.specs(),
-        temperature: config.temperature,
-        max_tokens: config.extra_params.max_tokens,
-        phase_id: phase.id.clone(),
-        iteration: job.iteration,
-    };
+    // A chat model gets our loop and a conversation; an agent CLI only the prompt.
+    let mut chat = provider.map(|p| {
+        let request = ChatRequest {
+            model: config.model_name.clone(),
+            messages: vec![
+                Message::text(Role::System, &job.system_prompt),
+                Message::text(Role::User, &job.prompt),
+            ],
+            tools: toolbox.specs(),
+            temperature: config.temperature,
+            max_tokens: config.extra_params.max_tokens,
+            phase_id: phase.id.clone(),
+            iteration: job.iteration,
+        };
+        (p, request)
+    });
+    // Why earlier answers were not accepted: said to the model with the next attempt.
+    let mut retries: Vec<String> = Vec::new();
     let mut attempt = 0;
     let warn = |w: Warning| {
         env.bus.emit(EventKind::BudgetWarning {
@@ -186,10 +186,10 @@ async fn run_model(
     };
     let meter = env.budget.meter(&phase.id, job.iteration, &warn);
     let (text, checked) = loop {
-        let text = if let Some(provider) = &provider {
+        let text = if let Some((provider, request)) = &mut chat {
             agent::converse(
                 provider.as_ref(),
-                &mut request,
+                request,
                 &toolbox,
                 max_turns,
                 observer,
@@ -208,7 +208,7 @@ async fn run_model(
                 env,
                 observer,
                 (config, sandbox),
-                &mut request,
+                &retries,
                 tally,
                 &meter,
             )
@@ -222,7 +222,11 @@ async fn run_model(
                     "answer not accepted ({reason}); asking again ({attempt}/{})",
                     phase.max_retries
                 ));
-                request.messages.push(retry_request(phase, &reason));
+                let retry = retry_text(phase, &reason);
+                if let Some((_, request)) = &mut chat {
+                    request.messages.push(Message::text(Role::User, &retry));
+                }
+                retries.push(retry);
             }
             Err(reason) => {
                 return Err(Failure::Answer(format!(
@@ -259,17 +263,14 @@ fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<(), Failure>
 }
 
 /// What the model is told when its answer was not accepted.
-fn retry_request(phase: &WorkflowPhase, reason: &str) -> Message {
+fn retry_text(phase: &WorkflowPhase, reason: &str) -> String {
     let pattern = phase
         .success_pattern
         .as_deref()
         .map(|p| format!(" and end with `{p}`"))
         .unwrap_or_default();
-    Message::text(
-        Role::User,
-        format!(
-            "Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."
-        ),
+    format!(
+        "Your answer was not accepted: {reason}. Answer again with the complete output in the required format{pattern}."
     )
 }
 

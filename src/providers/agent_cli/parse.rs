@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::CliError;
 use crate::spec::TokenUsage;
 
 /// What a line means for the phase.
@@ -54,7 +55,7 @@ pub trait StreamParser: Send {
     /// Reads one line of stdout.
     fn line(&mut self, line: &str) -> Vec<Note>;
     /// The outcome once the process exited with `exit` (None: killed).
-    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, String>;
+    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, CliError>;
     /// What the stream reported it used so far.
     fn spent(&self) -> Spent;
 }
@@ -225,10 +226,11 @@ impl StreamParser for ClaudeLike {
         }
     }
 
-    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, String> {
+    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, CliError> {
         self.result
             .take()
             .unwrap_or_else(|| Err(format!("ended without a result line (exit {exit:?})")))
+            .map_err(CliError::Failed)
     }
 
     fn spent(&self) -> Spent {
@@ -311,16 +313,18 @@ impl StreamParser for Codex {
         }
     }
 
-    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, String> {
+    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, CliError> {
         if let Some(f) = self
             .failed
             .take()
             .filter(|_| !self.completed || exit != Some(0))
         {
-            return Err(f);
+            return Err(CliError::Failed(f));
         }
         if !self.completed {
-            return Err(format!("ended without turn.completed (exit {exit:?})"));
+            return Err(CliError::Failed(format!(
+                "ended without turn.completed (exit {exit:?})"
+            )));
         }
         Ok(CliResult {
             text: self.text.clone(),
@@ -438,15 +442,16 @@ impl StreamParser for GeminiCli {
         }
     }
 
-    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, String> {
-        match (self.result.take(), exit) {
+    fn finish(&mut self, exit: Option<i32>) -> Result<CliResult, CliError> {
+        let outcome = match (self.result.take(), exit) {
             (Some(r), _) => r,
             // API errors exit with the HTTP status mod 256 (500 → 244).
             (None, Some(code)) if code != 0 => Err(format!(
                 "exited with {code} (an API error; HTTP status mod 256)"
             )),
             (None, _) => Err("ended without a result line".to_owned()),
-        }
+        };
+        outcome.map_err(CliError::Failed)
     }
 
     fn spent(&self) -> Spent {
@@ -497,12 +502,17 @@ mod tests {
         );
         assert_eq!(
             p.finish(Some(0)),
-            Err("API Error: 500".into()),
+            Err(CliError::Failed("API Error: 500".into())),
             "is_error wins over subtype"
         );
         let mut p = ClaudeLike::new(false, true);
         p.line(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","permission_denials":[{"tool_name":"Write","tool_input":{"file_path":"/x"}}]}"#);
-        assert!(p.finish(Some(0)).expect_err("denied").contains("Write /x"));
+        assert!(
+            p.finish(Some(0))
+                .expect_err("denied")
+                .to_string()
+                .contains("Write /x")
+        );
         assert!(ClaudeLike::new(false, true).finish(Some(1)).is_err());
     }
 
@@ -541,7 +551,10 @@ mod tests {
         );
         let mut p = Codex::default();
         p.line(r#"{"type":"turn.failed","error":{"message":"stream error: 500"}}"#);
-        assert_eq!(p.finish(Some(1)), Err("stream error: 500".into()));
+        assert_eq!(
+            p.finish(Some(1)),
+            Err(CliError::Failed("stream error: 500".into()))
+        );
     }
 
     #[test]
@@ -569,6 +582,7 @@ mod tests {
             GeminiCli::default()
                 .finish(Some(244))
                 .expect_err("api error")
+                .to_string()
                 .contains("244")
         );
     }

@@ -159,6 +159,9 @@ async fn run_process(
         on_note(Note::Raw(format!("stderr: {line}")));
     }
     parser.finish(status.code()).map_err(|e| {
+        let CliError::Failed(message) = e else {
+            return e;
+        };
         let tail: Vec<&str> = stderr
             .lines()
             .rev()
@@ -166,10 +169,10 @@ async fn run_process(
             .take(3)
             .collect();
         CliError::Failed(if tail.is_empty() {
-            e
+            message
         } else {
             format!(
-                "{e} (stderr: {})",
+                "{message} (stderr: {})",
                 tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             )
         })
