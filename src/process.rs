@@ -1,6 +1,6 @@
-//! Shell commands in their own process group: the verifier's checks and the implementer's
-//! `run_command`. A timeout, a cancel or a dropped future kills the whole group, so a phase
-//! never leaves a child running.
+//! Shell commands in their own process group, inside the phase's sandbox: the verifier's checks
+//! and the implementer's `run_command`. A timeout, a cancel or a dropped future kills the whole
+//! group, so a phase never leaves a child running.
 
 use std::ffi::OsStr;
 use std::process::Stdio;

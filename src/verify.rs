@@ -1,5 +1,5 @@
 //! The verifier (`provider_type: none`): runs the project's lint, test and build commands in
-//! the worktree and writes their evidence. A run is "completed" on this evidence, never on an
+//! the worktree, inside the phase's sandbox, and writes their evidence. A run is "completed" on this evidence, never on an
 //! implementer's claim.
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The cost ledger (DESIGN §7): `~/.autowrkers/ledger/YYYY-MM.ndjson`, one whole line per billed
 //! call, appended with a single `O_APPEND` write so several runners can share it.
 //!
-//! Sums come from the sled index, which folds in whatever the ledger files gained since it last
+//! Sums come from the index (a `store::KvTree`), which folds in whatever the ledger files gained since it last
 //! looked (it stores how many bytes of each file it has read). Writers never touch the index;
 //! a missing index is rebuilt from the files; when another process holds the index, the files
 //! are summed directly. The ledger is the truth, the index a cache.

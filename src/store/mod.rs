@@ -1,5 +1,6 @@
 //! Files as the truth (DESIGN §2): folder layout, atomic writes, the runner's lock, the known
-//! projects and the sled index that caches lookups. sled is used only in `index`.
+//! projects, the event tail and the sled index that caches lookups. sled is used only in
+//! `index` (its `Index`, and `KvTree` for the ledger's sums).
 
 mod atomic;
 mod execution_dir;

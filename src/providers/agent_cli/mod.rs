@@ -1,8 +1,10 @@
 //! Agent CLIs as phase providers (DESIGN §6): Claude Code, Codex CLI, Gemini CLI and Qwen Code
-//! run as subprocesses in the phase's worktree, non-interactively, in their JSON-streaming
-//! modes, with stdin from /dev/null, a home folder of their own, and the flags that keep them
-//! off other hosts. Their events become our progress lines; their final result the phase
-//! output. A timeout or cancel drops the run, which kills the whole process group.
+//! run as subprocesses in the phase's worktree and sandbox, non-interactively, in their
+//! JSON-streaming modes, with the prompt on stdin, a home folder of their own, their own
+//! vendor's key only, and the flags that keep them off other hosts (`flags`). Their events
+//! become our progress lines (`parse`); what they spend is billed whatever the outcome and
+//! capped (`run`, `watchdog`). A timeout or cancel drops the run, which kills the whole
+//! process group.
 
 mod args;
 mod flags;
