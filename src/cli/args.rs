@@ -6,6 +6,20 @@ use std::path::PathBuf;
 use autowrkers::spec::SandboxMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--status` values: the names `state.json` uses.
+fn parse_status(s: &str) -> Result<String, String> {
+    let all = autowrkers::spec::WorkflowStatus::ALL;
+    if all.iter().any(|st| st.as_str() == s) {
+        Ok(s.to_owned())
+    } else {
+        let names: Vec<&str> = all.iter().map(|st| st.as_str()).collect();
+        Err(format!(
+            "`{s}` is not a status: use one of {}",
+            names.join(", ")
+        ))
+    }
+}
+
 /// `--sandbox` values: the template's spelling, so one word works in both places.
 fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
     match s {
@@ -485,8 +499,9 @@ pub struct StatusArgs {
 /// `workflow list`.
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
-    /// Only executions with this status.
-    #[arg(long)]
+    /// Only executions with this status (pending, running, paused, awaiting_approval,
+    /// completed, failed, cancelled, budget_exceeded).
+    #[arg(long, value_parser = parse_status)]
     pub status: Option<String>,
     /// The project to list first.
     #[arg(long, default_value = ".")]

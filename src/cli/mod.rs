@@ -58,8 +58,27 @@ fn error_code(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<StoreError>().map_or(1, store_code)
 }
 
+/// `autowrkers workflow list | head -1`: when the reader of our output goes away, stop quietly
+/// with success, as `ls` or `git log` do, instead of a panic about a broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

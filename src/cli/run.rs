@@ -3,7 +3,7 @@
 
 use std::os::unix::process::CommandExt;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::args::{IdArgs, OutputArgs, SkipArgs, StartArgs};
 use super::output::{choose, print_events};
@@ -28,9 +28,14 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         Some(name) => autowrkers::triggers::project_by_name(&home, name)?,
         None => args.path.clone(),
     };
-    let project = path
-        .canonicalize()
-        .with_context(|| format!("no such project directory: {}", path.display()))?;
+    let Ok(project) = path.canonicalize() else {
+        // A usage error (exit 2), with what to do.
+        eprintln!(
+            "error: no such project directory: {}; give an existing folder with --path",
+            path.display()
+        );
+        return Ok(2);
+    };
     let engine = Engine::new(home.clone())?;
     let config = engine.project_config(&project)?;
     let (trigger, task) = match (&args.task, args.issue) {

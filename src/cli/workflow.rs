@@ -160,6 +160,17 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
     }
 }
 
+/// A task on one table row: its first line, with `…` when there is more.
+fn one_line(task: &str) -> String {
+    let mut lines = task.lines();
+    let first = lines.next().unwrap_or("").trim();
+    if lines.any(|l| !l.trim().is_empty()) {
+        format!("{first} …")
+    } else {
+        first.to_owned()
+    }
+}
+
 /// `workflow list`: from the sled index, rebuilt from the files when empty.
 pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let project = args.path.canonicalize().ok();
@@ -216,7 +227,7 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
                 short(&id),
                 status,
                 created,
-                task
+                one_line(&task)
             );
         }
     }

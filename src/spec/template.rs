@@ -108,6 +108,18 @@ pub enum WorkflowStatus {
 }
 
 impl WorkflowStatus {
+    /// Every status, in the order of the seed's lifecycle.
+    pub const ALL: [WorkflowStatus; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::Paused,
+        Self::AwaitingApproval,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::BudgetExceeded,
+    ];
+
     /// True when no reconciling will change the status any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)

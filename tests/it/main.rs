@@ -15,6 +15,7 @@ mod concurrency;
 mod control;
 mod crash;
 mod fake_llm;
+mod first_hour;
 mod keys;
 mod live_control;
 mod live_view;
