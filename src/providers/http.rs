@@ -243,13 +243,35 @@ where
 }
 
 /// reqwest errors print the URL; a query string may hold a key, so keep only the kind.
+/// A transport error in words a person can act on: the server's origin (scheme, host, port:
+/// never a path or query, which could carry a key), what went wrong, and what to check.
 fn without_url(e: reqwest::Error) -> String {
+    let origin = e.url().map(|u| {
+        let host = u.host_str().unwrap_or("?");
+        match u.port() {
+            Some(port) => format!("{}://{host}:{port}", u.scheme()),
+            None => format!("{}://{host}", u.scheme()),
+        }
+    });
+    let connect = e.is_connect();
+    let timeout = e.is_timeout();
     let e = e.without_url();
     let mut text = e.to_string();
     if let Some(source) = std::error::Error::source(&e) {
         text.push_str(&format!(": {source}"));
     }
-    text
+    let Some(origin) = origin else {
+        return text;
+    };
+    if connect {
+        format!(
+            "cannot connect to {origin} ({text}); check that the server runs there, or the provider's api_url"
+        )
+    } else if timeout {
+        format!("{origin} did not answer in time ({text})")
+    } else {
+        format!("{origin}: {text}")
+    }
 }
 
 /// The error a non-2xx status means, so callers know how to retry (or not).

@@ -71,3 +71,27 @@ async fn a_task_on_several_lines_is_one_row() {
         "JSON keeps the whole task"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_server_is_named_with_what_to_check() {
+    // Nothing listens on a port we bound and let go of.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let template = implementer_only(&format!("http://127.0.0.1:{port}/v1"), "").replace(
+        "api_key_env: FAKE_LLM_KEY",
+        "api_key_env: FAKE_LLM_KEY, retries: 0",
+    );
+    let out = p.run_template(&template, &[]).await;
+    assert_ne!(out.code, 0);
+    let message = p.state()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains(&format!("cannot connect to http://127.0.0.1:{port}")),
+        "{message}"
+    );
+    assert!(message.contains("api_url"), "{message}");
+    assert!(message.contains("openai_compatible"), "{message}");
+}
