@@ -124,9 +124,10 @@ pub fn describe(event: &Event, color: bool) -> Option<String> {
                 icon(PhaseStatus::Running)
             )
         }
-        EventKind::PhaseProgress { text, .. } => text
+        // Prefixed with the phase: two reviewers' lines interleave when they run together.
+        EventKind::PhaseProgress { phase_id, text, .. } => text
             .lines()
-            .map(|l| format!("  │ {l}"))
+            .map(|l| format!("  │ {phase_id}: {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
         EventKind::PhaseCompleted {

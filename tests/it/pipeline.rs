@@ -138,6 +138,14 @@ async fn default_shaped_pipeline_iterates_and_completes() {
         "stdout:\n{}\nstderr:\n{}",
         out.stdout, out.stderr
     );
+    // The two reviewers run together: each output line says whose it is.
+    for reviewer in ["phase-review-func", "phase-review-style"] {
+        assert!(
+            out.stdout.contains(&format!("│ {reviewer}: ")),
+            "{}",
+            out.stdout
+        );
+    }
 
     let state = p.state();
     assert_eq!(state["status"], "completed");
