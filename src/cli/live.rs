@@ -2,7 +2,8 @@
 //! (so `q` can leave it running); this view follows its `events.ndjson` — woken by file
 //! events — and draws the seed's box: header, one row per phase, the iteration / cost / elapsed
 //! line, and the running phase's output collapsed to its last lines. Keys: `q` detach, `p`
-//! pause, `s` skip the running phase, `e` expand or collapse the output.
+//! pause, `s` skip the running phase (asking which when several run), `e` expand or collapse
+//! the output.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -43,6 +44,8 @@ struct View {
     started: Instant,
     color: bool,
     notes: Vec<String>,
+    /// `s` pressed while several phases run: the phases offered, chosen by their number.
+    choosing_skip: Option<Vec<String>>,
 }
 
 impl View {
@@ -235,6 +238,17 @@ impl View {
             }
             out.push(fit(format!("└{}", "─".repeat(w.saturating_sub(2)))));
         }
+        if let Some(choices) = &self.choosing_skip {
+            let listed: Vec<String> = choices
+                .iter()
+                .enumerate()
+                .map(|(i, id)| format!("{} {id}", i + 1))
+                .collect();
+            out.push(fit(format!(
+                "Skip which phase? {}  (another key: none)",
+                listed.join("  ")
+            )));
+        }
         out.push(
             "[Press 'q' to detach, 'p' to pause, 's' to skip phase, 'e' to expand/collapse]"
                 .to_owned(),
@@ -262,6 +276,17 @@ pub enum Ending {
     Interrupted,
 }
 
+/// Asks the runner to skip phase `id` of `iteration` (through `execution.yaml`).
+fn skip(dir: &ExecutionDir, iteration: u32, id: &str) -> Result<()> {
+    let key = autowrkers::spec::run_key(iteration, id);
+    dir.edit_request(|r| {
+        if !r.control.skip.contains(&key) {
+            r.control.skip.push(key);
+        }
+    })?;
+    Ok(())
+}
+
 /// Follows `dir` until the execution stops, the user detaches or interrupts.
 pub async fn watch(
     dir: &ExecutionDir,
@@ -282,6 +307,7 @@ pub async fn watch(
         started: Instant::now(),
         color,
         notes: Vec::new(),
+        choosing_skip: None,
     };
     let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
@@ -348,14 +374,27 @@ pub async fn watch(
                     dir.edit_request(|r| r.control.pause = true)?;
                 }
                 Some(b's') => {
-                    let iteration = view.iteration;
-                    let running: Vec<String> = view
+                    let skippable: Vec<String> = view
                         .running
                         .iter()
                         .filter(|id| view.request.template.phase(id).is_some_and(|p| p.can_skip))
-                        .map(|id| autowrkers::spec::run_key(iteration, id))
+                        .cloned()
                         .collect();
-                    dir.edit_request(|r| r.control.skip.extend(running))?;
+                    // One running phase is skipped at once; with several, the view asks which.
+                    match skippable.as_slice() {
+                        [] => {}
+                        [only] => skip(dir, view.iteration, only)?,
+                        _ => view.choosing_skip = Some(skippable),
+                    }
+                }
+                Some(key) if view.choosing_skip.is_some() => {
+                    let choices = view.choosing_skip.take().unwrap_or_default();
+                    let picked = (key as char)
+                        .to_digit(10)
+                        .and_then(|n| choices.get((n as usize).checked_sub(1)?));
+                    if let Some(id) = picked {
+                        skip(dir, view.iteration, id)?;
+                    }
                 }
                 Some(b'e') => view.expanded = !view.expanded,
                 _ => {}

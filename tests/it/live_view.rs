@@ -222,11 +222,12 @@ async fn live_view_shows_the_rows_pauses_on_p_and_detaches_on_q() {
         tmux.transcript().contains("EXIT=0")
     })
     .await;
-    assert!(
-        tmux.transcript().contains("detached: the run goes on"),
-        "{}",
-        tmux.transcript()
-    );
+    // EXIT=0 is written to the transcript directly, the pane's text through tmux's pipe: wait
+    // for the latter too.
+    until(&mut wake, "the detach message", || {
+        tmux.transcript().contains("detached: the run goes on")
+    })
+    .await;
     assert_ne!(
         p.state()["status"],
         "completed",
@@ -292,4 +293,79 @@ async fn provider_setup_reads_keys_without_echo_on_a_terminal() {
         "{}",
         out.stdout
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
+    let mut rules = two_iteration_rules(Duration::ZERO);
+    // Both reviewers' first calls are held: they run together while the keys are pressed.
+    for model in ["reviewer-a", "reviewer-b"] {
+        rules.insert(
+            0,
+            Rule::new(model, Some(0), Reply::text("held").held()).times(1),
+        );
+    }
+    let (server, mut held) = FakeLlm::start(rules).await;
+    let p = project(&server.url());
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (_w, mut wake) = watch(scratch.path());
+    let (_we, mut state_changed) = watch(&p.path().join(".autowrkers"));
+    let tmux = Tmux::start(
+        &p,
+        "run --task 'Add a --verbose flag' --template pipeline.yaml",
+        &scratch.path().join("pane.txt"),
+    );
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(120), held.recv())
+            .await
+            .expect("a reviewer called")
+            .expect("model");
+    }
+    tmux.keys("s");
+    until(&mut wake, "the view asks which phase", || {
+        tmux.screen().contains("Skip which phase?")
+    })
+    .await;
+    let screen = tmux.screen();
+    let line = screen
+        .lines()
+        .find(|l| l.contains("Skip which phase?"))
+        .expect("prompt")
+        .to_owned();
+    let digit = if line.contains("1 phase-review-style") {
+        "1"
+    } else {
+        "2"
+    };
+    tmux.keys(digit);
+    until(
+        &mut wake,
+        "the runner takes the skip of the style review",
+        || tmux.screen().contains("skipping 1/phase-review-style"),
+    )
+    .await;
+    // The step settles when its last phase ends: let the functional review answer.
+    server.release_holds();
+    let run_status = |p: &Project, id: &str| {
+        std::fs::read_to_string(p.execution().join("state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|s| {
+                s["phase_executions"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["id"] == id)
+                    .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    until(&mut state_changed, "the step settles", || {
+        run_status(&p, "1/phase-review-style") == "skipped"
+    })
+    .await;
+    // Only the chosen one: the functional review ran to its end.
+    assert_eq!(run_status(&p, "1/phase-review-func"), "completed");
+    let request = std::fs::read_to_string(p.execution().join("execution.yaml")).expect("yaml");
+    assert!(!request.contains("1/phase-review-func"), "{request}");
+    drop(tmux);
 }
