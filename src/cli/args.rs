@@ -509,6 +509,12 @@ pub struct ListArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// At most this many rows, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Every execution (no limit).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `workflow logs`.

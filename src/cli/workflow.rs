@@ -160,6 +160,15 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
     }
 }
 
+/// One row of `workflow list`.
+struct Row {
+    created: String,
+    id: String,
+    status: String,
+    task: String,
+    project: String,
+}
+
 /// A task on one table row: its first line, with `…` when there is more.
 fn one_line(task: &str) -> String {
     let mut lines = task.lines();
@@ -188,34 +197,62 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
         Some(s) if !s.is_empty() => s,
         _ => Vec::new(),
     };
-    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    // One row per execution (by id: the index and the folders may spell a path two ways).
     // Status comes from state.json (the truth); the index supplies the list of executions.
-    let mut seen: Vec<String> = summaries.iter().map(|s| s.dir.clone()).collect();
-    for d in &dirs {
-        let root = d.root().to_string_lossy().into_owned();
-        if !seen.contains(&root) {
-            seen.push(root);
-        }
-    }
-    for root in seen {
+    let mut roots: Vec<String> = summaries.iter().map(|s| s.dir.clone()).collect();
+    roots.extend(dirs.iter().map(|d| d.root().to_string_lossy().into_owned()));
+    let mut ids = std::collections::HashSet::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for root in roots {
         let d = ExecutionDir::new(&root);
-        let (Ok(req), Ok(st)) = (d.read_request(), d.read_state()) else {
-            continue;
-        };
-        let status = st.status.as_str().to_owned();
-        if args.status.as_deref().is_some_and(|s| s != status) {
+        if !ids.insert(d.id()) || !d.root().exists() {
             continue;
         }
-        rows.push((
-            req.created_at,
-            req.id,
-            status,
-            req.task_description,
-            req.project_path,
-        ));
+        let row = match (d.read_request(), d.read_state()) {
+            (Ok(req), Ok(st)) => {
+                let mut status = st.status.as_str().to_owned();
+                if st.status == WorkflowStatus::Running && !store::runner_alive(&d) {
+                    status = "interrupted".to_owned();
+                }
+                Row {
+                    created: req.created_at,
+                    id: req.id,
+                    status,
+                    task: req.task_description,
+                    project: req.project_path,
+                }
+            }
+            // A damaged execution is listed with why, never hidden.
+            (Err(e), _) | (_, Err(e)) => Row {
+                created: String::new(),
+                id: d.id(),
+                status: "damaged".to_owned(),
+                task: e.to_string(),
+                project: d
+                    .project()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            },
+        };
+        let wanted = args
+            .status
+            .as_deref()
+            .is_none_or(|s| s == row.status || (s == "running" && row.status == "interrupted"));
+        if wanted {
+            rows.push(row);
+        }
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
-    for (created, id, status, task, project) in rows {
+    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    let shown = if args.all { rows.len() } else { args.limit };
+    let hidden = rows.len().saturating_sub(shown);
+    for row in rows.into_iter().take(shown) {
+        let Row {
+            created,
+            id,
+            status,
+            task,
+            project,
+        } = row;
         if args.json {
             println!(
                 "{}",
@@ -230,6 +267,9 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
                 one_line(&task)
             );
         }
+    }
+    if hidden > 0 && !args.json {
+        eprintln!("… and {hidden} older (`--all` lists every execution, `--limit N` more)");
     }
     Ok(0)
 }

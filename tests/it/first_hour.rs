@@ -95,3 +95,71 @@ async fn an_unreachable_server_is_named_with_what_to_check() {
     assert!(message.contains("api_url"), "{message}");
     assert!(message.contains("openai_compatible"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_list_shows_each_execution_once_interrupted_and_damaged_ones_too() {
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let start = |task: &str, crash: Option<&str>| {
+        let mut cmd = p.cmd();
+        cmd.args(["run", "--task", task, "--template", "t.yaml"]);
+        if let Some(point) = crash {
+            cmd.env("AUTOWRKERS_CRASH_AT", point);
+        }
+        cmd
+    };
+    // One killed mid-run, one that completes, one whose state.json gets damaged.
+    let _ = run(start("killed", Some("before-ref-commit#1"))).await;
+    assert_eq!(run(start("done", None)).await.code, 0);
+    assert_eq!(run(start("third", None)).await.code, 0);
+    let list = |args: &[&str]| {
+        let mut cmd = p.cmd();
+        cmd.args(["workflow", "list"]).args(args);
+        run(cmd)
+    };
+    let out = list(&[]).await;
+    assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
+    let executions = p.path().join(".autowrkers/executions");
+    let target = std::fs::read_dir(&executions)
+        .expect("executions")
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("execution.yaml"))
+                .is_ok_and(|t| t.contains("task_description: third"))
+        })
+        .expect("the damaged one");
+    std::fs::write(target.join("state.json"), "{ not json").expect("damage");
+    // Resuming the killed one from the project folder (relative `--path .`) adds no row.
+    let killed = std::fs::read_dir(&executions)
+        .expect("executions")
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            std::fs::read_to_string(d.join("execution.yaml"))
+                .is_ok_and(|t| t.contains("task_description: killed"))
+        })
+        .expect("the killed one");
+    let id = killed
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    assert_eq!(run(cmd).await.code, 0);
+    let out = list(&[]).await;
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    assert!(out.stdout.contains("damaged"), "{}", out.stdout);
+    assert!(out.stdout.contains("invalid JSON"), "{}", out.stdout);
+    assert!(!out.stdout.contains("interrupted"), "{}", out.stdout);
+    let out = list(&["--limit", "1"]).await;
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stderr.contains("--all"), "{}", out.stderr);
+}
