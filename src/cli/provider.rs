@@ -77,8 +77,11 @@ pub async fn run(cmd: ProviderCommand, home: Home) -> Result<u8> {
                     print_models(&list.models);
                     Ok(0)
                 }
-                None => bail!(
+                None if models::detectable(kind) => bail!(
                     "no models cached for {provider}; run `autowrkers provider detect {provider}`"
+                ),
+                None => bail!(
+                    "`{provider}` has no model list here: name the model in the template's `model_name` (model detection works for ollama and lm_studio)"
                 ),
             }
         }
@@ -112,11 +115,17 @@ fn list(home: &Home) -> Result<u8> {
         ProviderType::GeminiCli,
         ProviderType::QwenCode,
     ] {
-        println!(
-            "{:<18} {:<34} agent CLI: not available in this version",
-            kind.as_str(),
-            "-"
-        );
+        let state = match providers::agent_cli::check(&config(kind, None, None)) {
+            Ok(path) => match cli_version(&path) {
+                Ok(version) => format!("agent CLI {version} ({})", path.display()),
+                Err(e) => format!(
+                    "agent CLI at {}, but it does not start: {e}",
+                    path.display()
+                ),
+            },
+            Err(e) => format!("agent CLI, not installed: {e}"),
+        };
+        println!("{:<18} {:<34} {state}", kind.as_str(), "its vendor's key");
     }
     println!(
         "{:<18} {:<34} canned replies (extra_params.script)",
@@ -209,9 +218,13 @@ async fn test(
     let model = model
         .or_else(|| default_test_model(kind, home))
         .ok_or_else(|| {
-            anyhow!(
-                "give --model (no default for {provider}; `provider detect {provider}` lists them)"
-            )
+            if models::detectable(kind) {
+                anyhow!(
+                    "give --model (no default for {provider}; `autowrkers provider detect {provider}` lists them)"
+                )
+            } else {
+                anyhow!("give --model NAME: {provider} has no default model to test")
+            }
         })?;
     let keys = Keys::new(home);
     let http = HttpClient::new()?;
@@ -270,6 +283,23 @@ fn print_models(list: &[models::ModelInfo]) {
     }
 }
 
+/// What `<cli> --version` prints.
+fn cli_version(path: &std::path::Path) -> Result<String> {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} --version failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// `provider test` for an agent CLI: is it installed, and does it start (its version)?
 fn test_cli(kind: ProviderType, binary: Option<&str>) -> Result<u8> {
     let mut cfg = config(kind, None, None);
@@ -278,19 +308,7 @@ fn test_cli(kind: ProviderType, binary: Option<&str>) -> Result<u8> {
     }
     let path = providers::agent_cli::check(&cfg).map_err(|e| anyhow!(e))?;
     let started = Instant::now();
-    let out = std::process::Command::new(&path)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start {}", path.display()))?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() {
-        bail!(
-            "{} --version failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let version = cli_version(&path)?;
     println!(
         "ok: {} {version} at {} (started in {} ms)",
         kind.as_str(),

@@ -76,6 +76,11 @@ pub async fn detect(
     }
 }
 
+/// True for the providers whose installed models `provider detect` can list.
+pub fn detectable(kind: ProviderType) -> bool {
+    matches!(kind, ProviderType::Ollama | ProviderType::LmStudio)
+}
+
 /// `/api/show` reports the context length as `model_info["<architecture>.context_length"]`.
 fn context_from_show(show: &Value) -> Option<u64> {
     show["model_info"]

@@ -163,3 +163,50 @@ async fn workflow_list_shows_each_execution_once_interrupted_and_damaged_ones_to
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
     assert!(out.stderr.contains("--all"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_hints_only_name_commands_that_work() {
+    let p = Project::plain(&[]);
+    // Installed agent CLIs are listed with their versions.
+    let bin = crate::agent_clis::cli_bin();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = p.cmd();
+    cmd.env("PATH", &path).args(["provider", "list"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("not available"), "{}", out.stdout);
+    assert!(out.stdout.contains("codex-cli 0.171.0"), "{}", out.stdout);
+    // No hint sends the user to `detect` where detect cannot work.
+    for args in [
+        &["provider", "models", "openai"][..],
+        &["provider", "test", "openai_compatible"][..],
+    ] {
+        let mut cmd = p.cmd();
+        cmd.args(args);
+        let out = run(cmd).await;
+        assert_ne!(out.code, 0);
+        assert!(
+            !out.stderr.contains("detect openai"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("provider detect"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Where detect is the hint, detect is a real command for that provider.
+    let mut cmd = p.cmd();
+    cmd.args(["provider", "models", "ollama"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stderr.contains("provider detect ollama"),
+        "{}",
+        out.stderr
+    );
+}
