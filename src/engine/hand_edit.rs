@@ -9,13 +9,30 @@ use std::path::Path;
 use super::Reconcile;
 use super::runner::{Engine, EngineError};
 use super::sha256_hex;
+use super::transitions::{Trigger, transition};
 use crate::git::ProjectRepo;
 use crate::spec::WorkflowExecution;
 use crate::store::{ExecutionDir, ExecutionLock, StoreError};
 
 /// Marks the artifacts of `state` whose file no longer has the hash the runner recorded;
-/// returns their ids.
+/// returns their ids. A completed execution with an edit is reopened, so `resume` re-runs
+/// what reads the artifact.
 pub(crate) fn mark(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<String> {
+    let edited = mark_edited(dir, state);
+    if !edited.is_empty()
+        && let Ok(status) = transition(state.status, Trigger::HandEdit)
+    {
+        state.status = status;
+        state.completed_at = None;
+        state.message = format!(
+            "reopened by a hand edit of {}; `autowrkers resume` re-runs what reads it",
+            edited.join(", ")
+        );
+    }
+    edited
+}
+
+fn mark_edited(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<String> {
     let mut edited = Vec::new();
     for artifact in &mut state.artifacts {
         let Ok(content) = dir.read_artifact(&artifact.file_path) else {

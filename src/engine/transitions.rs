@@ -30,6 +30,8 @@ pub enum Trigger {
     Approve,
     /// The awaited iteration was rejected.
     Reject,
+    /// An artifact of a completed execution was edited by hand: what reads it is stale.
+    HandEdit,
 }
 
 /// An illegal transition: a bug in the runner.
@@ -63,6 +65,9 @@ pub fn transition(
         (AwaitingApproval, T::Reject) => Failed,
         // Raising the limit and resuming continues a budget-stopped run (issue: budgets).
         (BudgetExceeded, T::Resume) => Running,
+        // A hand edit reopens a completed execution: `resume` re-runs what reads the artifact,
+        // and the iteration is judged again.
+        (Completed, T::HandEdit) => Running,
         // Cancelling works from every non-terminal status.
         (Pending | Paused | AwaitingApproval | BudgetExceeded, T::Cancel) => Cancelled,
         _ => return Err(IllegalTransition { from, trigger }),

@@ -10,7 +10,7 @@ use crate::pipeline::{held_first_call, project, two_iteration_rules};
 use crate::support::{Project, run};
 
 /// An "editor" that replaces the file it is given with `content`.
-fn editor(dir: &std::path::Path, name: &str, content: &str) -> String {
+pub fn editor(dir: &std::path::Path, name: &str, content: &str) -> String {
     let path = dir.join(name);
     std::fs::write(
         &path,

@@ -210,3 +210,49 @@ async fn provider_hints_only_name_commands_that_work() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_of_a_completed_execution_is_rerun_by_resume_as_promised() {
+    let (server, _h) = FakeLlm::start(crate::pipeline::two_iteration_rules(
+        std::time::Duration::ZERO,
+    ))
+    .await;
+    let p = crate::pipeline::project(&server.url());
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "Add a --verbose flag",
+        "--template",
+        "pipeline.yaml",
+    ]);
+    assert_eq!(run(cmd).await.code, 0);
+    assert_eq!(p.state()["status"], "completed");
+    let id = p.state()["id"].as_str().expect("id").to_owned();
+    let implementer_calls = server.calls("implementer").len();
+
+    let scripts = tempfile::tempdir().expect("scripts");
+    let editor = crate::commands::editor(
+        scripts.path(),
+        "edit.sh",
+        "{\"summary\": \"add --verbose, documented\", \"tasks\": [{\"id\": 1, \"title\": \"flag and docs\"}]}",
+    );
+    let mut cmd = p.cmd();
+    cmd.env("EDITOR", &editor)
+        .env_remove("VISUAL")
+        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
+        .stdin(Stdio::null());
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("resume"), "{}", out.stderr);
+
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        server.calls("implementer").len() > implementer_calls,
+        "the implementer reads the task list: it ran again"
+    );
+    assert_eq!(p.state()["status"], "completed");
+}
