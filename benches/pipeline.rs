@@ -130,6 +130,7 @@ fn orchestration() {
                 budget: None,
                 in_place: false,
                 sandbox: None,
+                include_uncommitted: false,
                 interactive: false,
             })
             .expect("create");
@@ -284,6 +285,7 @@ fn streaming_overhead() {
                 budget: None,
                 in_place: true,
                 sandbox: None,
+                include_uncommitted: false,
                 interactive: false,
             })
             .expect("create");

@@ -441,6 +441,10 @@ pub struct StartArgs {
     /// Change the user's checkout instead of a worktree on a new branch.
     #[arg(long)]
     pub in_place: bool,
+    /// Start the implementer from HEAD plus your uncommitted work (tracked changes and untracked
+    /// files git does not ignore), snapshotted without touching your index.
+    #[arg(long, conflicts_with = "in_place")]
+    pub include_uncommitted: bool,
     /// Sandbox of every command a model causes, for all phases: `read-only`,
     /// `workspace-write` or `full-access` (no sandbox). Default: per phase, `workspace-write`
     /// for the implementer and verifier, `read-only` for the others.

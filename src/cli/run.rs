@@ -73,6 +73,19 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         }
         return Err(e.into());
     }
+    if !args.include_uncommitted
+        && !args.in_place
+        && let Some(repo) = autowrkers::git::ProjectRepo::open(&project)
+    {
+        let dirty = repo.uncommitted();
+        if let Some(first) = dirty.first() {
+            eprintln!(
+                "warning: {} uncommitted file(s) ({first}{}) are not where the implementer starts; pass --include-uncommitted to include them",
+                dirty.len(),
+                if dirty.len() > 1 { ", …" } else { "" }
+            );
+        }
+    }
     let dir = engine.create(StartOptions {
         trigger,
         project,
@@ -82,6 +95,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         budget: args.budget.or(config.budget_limit),
         in_place: args.in_place,
         sandbox: args.sandbox,
+        include_uncommitted: args.include_uncommitted,
         interactive: args.interactive,
     })?;
     if !args.output.json {

@@ -80,6 +80,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
         budget: None,
         in_place: false,
         sandbox: None,
+        include_uncommitted: false,
         interactive: false,
     })?;
     let bus = EventBus::new(&dir);

@@ -56,6 +56,7 @@ impl Engine {
             interactive_mode: false,
             in_place: false,
             sandbox: None,
+            include_uncommitted: false,
             created_at: String::new(),
             control: ControlRequests::default(),
         };

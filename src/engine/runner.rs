@@ -40,6 +40,8 @@ pub struct StartOptions {
     pub in_place: bool,
     /// `--sandbox`: the sandbox of every phase, over the template's.
     pub sandbox: Option<SandboxMode>,
+    /// `--include-uncommitted`: start from HEAD plus the user's uncommitted work.
+    pub include_uncommitted: bool,
     /// A person watches (decides `configurable` iteration behaviour).
     pub interactive: bool,
 }
@@ -179,6 +181,7 @@ impl Engine {
             interactive_mode: opts.interactive && behavior == IterationBehavior::Configurable,
             in_place: opts.in_place,
             sandbox: opts.sandbox,
+            include_uncommitted: opts.include_uncommitted,
             created_at: now(),
             control: ControlRequests::default(),
         };
@@ -277,8 +280,12 @@ impl Engine {
         let Some(repo) = ProjectRepo::open(project) else {
             return Ok(here(None));
         };
-        let Some(base) = repo.head_commit() else {
+        let Some(head) = repo.head_commit() else {
             return Ok(here(None));
+        };
+        let base = match request.include_uncommitted && !request.in_place {
+            true => repo.snapshot_uncommitted()?.unwrap_or(head),
+            false => head,
         };
         if request.in_place {
             return Ok(here(Some(base)));

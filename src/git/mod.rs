@@ -113,6 +113,60 @@ impl ProjectRepo {
             .collect()
     }
 
+    /// The user's uncommitted work (tracked changes and untracked files git does not ignore),
+    /// outside `.autowrkers/`: the paths, empty for a clean checkout.
+    pub fn uncommitted(&self) -> Vec<String> {
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let Ok(statuses) = self.repo.statuses(Some(&mut opts)) else {
+            return Vec::new();
+        };
+        statuses
+            .iter()
+            .filter_map(|s| s.path().map(str::to_owned))
+            .filter(|p| !p.starts_with(".autowrkers/"))
+            .collect()
+    }
+
+    /// A commit of HEAD plus the user's uncommitted work, made without touching their index,
+    /// HEAD or any ref: the base `--include-uncommitted` starts from. None for a clean checkout.
+    pub fn snapshot_uncommitted(&self) -> Result<Option<String>, GitError> {
+        if self.uncommitted().is_empty() {
+            return Ok(None);
+        }
+        let head = self
+            .repo
+            .head()
+            .ctx("head")?
+            .peel_to_commit()
+            .ctx("head commit")?;
+        // An in-memory copy of the index: staged, written as trees, never saved to disk.
+        let mut index = self.repo.index().ctx("index")?;
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .ctx("stage the working files")?;
+        index.update_all(["*"], None).ctx("stage deletions")?;
+        let tree_id = index.write_tree().ctx("write tree")?;
+        // Forget the staged copy: the user's index file stays as it was.
+        index.read(true).ctx("reload the index")?;
+        let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
+        let sig = signature(&self.repo)?;
+        let oid = self
+            .repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "autowrkers: the uncommitted work the run starts from",
+                &tree,
+                &[&head],
+            )
+            .ctx("commit the uncommitted work")?;
+        Ok(Some(oid.to_string()))
+    }
+
     /// The commit HEAD points to; None for a repository without commits.
     pub fn head_commit(&self) -> Option<String> {
         self.repo

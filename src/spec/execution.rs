@@ -69,6 +69,10 @@ pub struct ExecutionRequest {
     /// Implement in the user's checkout instead of a worktree.
     #[serde(default)]
     pub in_place: bool,
+    /// `run --include-uncommitted`: the implementer starts from HEAD plus the user's
+    /// uncommitted work.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_uncommitted: bool,
     /// `run --sandbox`: the sandbox of every phase of this execution, over the template's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::spec::SandboxMode>,

@@ -256,3 +256,71 @@ async fn an_edit_of_a_completed_execution_is_rerun_by_resume_as_promised() {
     );
     assert_eq!(p.state()["status"], "completed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncommitted_work_is_warned_about_or_included_without_touching_the_index() {
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p = Project::git(&[("a.txt", "committed\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    // Uncommitted work: a staged change, an unstaged one and a new file.
+    p.write("a.txt", "staged\n");
+    crate::support::git(&p.path(), &["add", "a.txt"]);
+    p.write("a.txt", "unstaged\n");
+    p.write("new.txt", "untracked\n");
+    let status_before = crate::support::git(&p.path(), &["status", "--porcelain"]);
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--include-uncommitted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.on_branch("a.txt"), "committed\n", "by default: HEAD");
+
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p2 = Project::git(&[("a.txt", "committed\n")]);
+    p2.write("t.yaml", &implementer_only(&server.url(), ""));
+    p2.write("a.txt", "staged\n");
+    crate::support::git(&p2.path(), &["add", "a.txt"]);
+    p2.write("a.txt", "unstaged\n");
+    p2.write("new.txt", "untracked\n");
+    let mut cmd = p2.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "t.yaml",
+        "--include-uncommitted",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        p2.on_branch("a.txt"),
+        "unstaged\n",
+        "the working file as it is"
+    );
+    assert_eq!(p2.on_branch("new.txt"), "untracked\n");
+    // The user's index and files are as they were.
+    assert_eq!(
+        crate::support::git(&p2.path(), &["status", "--porcelain"]),
+        status_before
+    );
+    assert_eq!(
+        crate::support::git(&p2.path(), &["show", ":a.txt"]),
+        "staged\n",
+        "the staged version is still what is staged"
+    );
+}
