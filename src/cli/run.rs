@@ -211,15 +211,14 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
     let message = dir.read_state().map(|st| st.message).unwrap_or_default();
     let next = match status {
         WorkflowStatus::Completed => {
-            let branch = dir
-                .read_state()
-                .ok()
-                .and_then(|st| st.workspace)
-                .and_then(|w| w.branch);
-            match branch {
-                Some(b) => {
-                    format!("completed; the change is on branch {b} (`git diff HEAD...{b}`)")
-                }
+            let workspace = dir.read_state().ok().and_then(|st| st.workspace);
+            match workspace
+                .as_ref()
+                .and_then(|w| w.branch.as_ref().zip(w.base_commit.as_ref()))
+            {
+                Some((b, base)) => format!(
+                    "completed; the change is on branch {b}:\n  git diff --stat {base}..{b}   # what changed\n  git checkout {b}                # try it"
+                ),
                 None => "completed".to_owned(),
             }
         }

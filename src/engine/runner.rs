@@ -262,6 +262,9 @@ impl Engine {
         if let Ok(s) = &status {
             // The ref's tip always tells how the execution stands.
             pass.commit(&format!("autowrkers: {}", s.as_str()))?;
+            if s.is_terminal() {
+                release_branch(&pass)?;
+            }
         }
         self.index(dir);
         status
@@ -321,6 +324,22 @@ impl Engine {
             cost_usd: state.total_cost_usd,
         });
     }
+}
+
+/// An execution that ended gives its branch back: its worktree (everything is committed on the
+/// branch) is removed, so `git checkout <branch>` and `git branch -D` work at once. A reopened
+/// execution gets its worktree again from the branch.
+fn release_branch(pass: &Reconcile<'_>) -> Result<(), EngineError> {
+    let Some(ws) = &pass.state.workspace else {
+        return Ok(());
+    };
+    if ws.branch.is_none() {
+        return Ok(());
+    }
+    if let Some(repo) = ProjectRepo::open(Path::new(&pass.request.project_path)) {
+        repo.remove_worktree(Path::new(&ws.dir))?;
+    }
+    Ok(())
 }
 
 /// Refuses, before anything is written or spent, a bare repository (no files to change) and a

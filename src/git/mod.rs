@@ -167,6 +167,28 @@ impl ProjectRepo {
         Ok(Some(oid.to_string()))
     }
 
+    /// Removes the worktree at `path` (its folder and the project's record of it), so its branch
+    /// is free to check out. Found through the project's records, like [`Self::worktree_repo`].
+    pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let names = self.repo.worktrees().ctx("list worktrees")?;
+        for name in names.iter().flatten() {
+            let Ok(wt) = self.repo.find_worktree(name) else {
+                continue;
+            };
+            let at = wt
+                .path()
+                .canonicalize()
+                .unwrap_or_else(|_| wt.path().to_path_buf());
+            if at == want {
+                let mut opts = git2::WorktreePruneOptions::new();
+                opts.valid(true).working_tree(true);
+                wt.prune(Some(&mut opts)).ctx("remove the worktree")?;
+            }
+        }
+        Ok(())
+    }
+
     /// The commit HEAD points to; None for a repository without commits.
     pub fn head_commit(&self) -> Option<String> {
         self.repo

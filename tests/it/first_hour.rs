@@ -324,3 +324,54 @@ async fn uncommitted_work_is_warned_about_or_included_without_touching_the_index
         "the staged version is still what is staged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_result_branch_is_free_to_check_out_when_the_run_ends() {
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new(
+            "implementer",
+            Some(0),
+            Reply::tool(
+                "write_file",
+                serde_json::json!({"path": "a.txt", "content": "changed\n"}),
+            ),
+        ),
+        Rule::new("implementer", None, Reply::text("/complete")),
+    ])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let branch = p.branch();
+    assert!(
+        out.stderr.contains(&format!("git checkout {branch}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("git diff --stat"), "{}", out.stderr);
+    // The hint's commands work as printed.
+    let stat = crate::support::git(
+        &p.path(),
+        &[
+            "diff",
+            "--stat",
+            &format!(
+                "{}..{branch}",
+                p.state()["workspace"]["base_commit"]
+                    .as_str()
+                    .expect("base")
+            ),
+        ],
+    );
+    assert!(stat.contains("a.txt"), "{stat}");
+    crate::support::git(&p.path(), &["checkout", "-q", &branch]);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
+        "changed\n"
+    );
+    crate::support::git(&p.path(), &["checkout", "-q", "main"]);
+    crate::support::git(&p.path(), &["branch", "-D", &branch]);
+}
