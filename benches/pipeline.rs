@@ -131,6 +131,7 @@ fn orchestration() {
                 in_place: false,
                 sandbox: None,
                 include_uncommitted: false,
+                no_verify: false,
                 interactive: false,
             })
             .expect("create");
@@ -286,6 +287,7 @@ fn streaming_overhead() {
                 in_place: true,
                 sandbox: None,
                 include_uncommitted: false,
+                no_verify: false,
                 interactive: false,
             })
             .expect("create");

@@ -20,6 +20,8 @@ pub struct Checks {
     pub commands: Vec<(&'static str, String)>,
     /// Limit per command.
     pub timeout: Duration,
+    /// Verification turned off on purpose (`run --no-verify`): no checks is then a pass.
+    pub off: bool,
 }
 
 /// The commands from the project config, else detected from the project's files.
@@ -37,6 +39,7 @@ pub fn resolve(config: Option<&VerifyConfig>, dir: &Path) -> Checks {
             source: "config".to_owned(),
             commands,
             timeout: Duration::from_secs(c.timeout_seconds),
+            off: false,
         };
     }
     let timeout = Duration::from_secs(VerifyConfig::default().timeout_seconds);
@@ -45,6 +48,7 @@ pub fn resolve(config: Option<&VerifyConfig>, dir: &Path) -> Checks {
         source,
         commands,
         timeout,
+        off: false,
     }
 }
 
@@ -140,11 +144,21 @@ pub async fn run(
         ));
         results.push(result);
     }
-    let note = results.is_empty().then(|| {
-        "no verification commands: set verify.lint/test/build in .autowrkers/config.yaml".to_owned()
-    });
+    let note = match (results.is_empty(), checks.off) {
+        (true, true) => Some("verification turned off (`run --no-verify`)".to_owned()),
+        (true, false) => Some(
+            "no verification commands: set verify.lint/test/build in .autowrkers/config.yaml"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let passed = if results.is_empty() {
+        checks.off
+    } else {
+        results.iter().all(|r| r.exit_code == Some(0))
+    };
     VerificationReport {
-        passed: !results.is_empty() && results.iter().all(|r| r.exit_code == Some(0)),
+        passed,
         source: checks.source.clone(),
         checks: results,
         note,
@@ -196,6 +210,7 @@ mod tests {
             source: "none".into(),
             commands: vec![],
             timeout: Duration::from_secs(5),
+            off: false,
         };
         // The helper binary is not this test's: the walls are tested through the binary.
         let sandbox = crate::sandbox::Sandbox::new(&crate::sandbox::SandboxSpec {
@@ -216,6 +231,7 @@ mod tests {
                 ("test", "echo boom; exit 3".into()),
             ],
             timeout: Duration::from_secs(5),
+            off: false,
         };
         let report = run(&checks, &sandbox, |_| {}).await;
         assert!(!report.passed);

@@ -441,6 +441,10 @@ pub struct StartArgs {
     /// Change the user's checkout instead of a worktree on a new branch.
     #[arg(long)]
     pub in_place: bool,
+    /// Run without verification commands on purpose: the verifier passes with a note (without
+    /// this, a project with no `verify:` commands and none detected is refused before any call).
+    #[arg(long)]
+    pub no_verify: bool,
     /// Start the implementer from HEAD plus your uncommitted work (tracked changes and untracked
     /// files git does not ignore), snapshotted without touching your index.
     #[arg(long, conflicts_with = "in_place")]

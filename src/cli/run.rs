@@ -73,6 +73,24 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         }
         return Err(e.into());
     }
+    // No money on a run that cannot pass: a verifier with nothing to run always fails.
+    let verifies = found
+        .template
+        .phases
+        .iter()
+        .any(|p| p.role == autowrkers::spec::PhaseRole::Verifier);
+    if verifies
+        && !args.no_verify
+        && autowrkers::verify::resolve(config.verify.as_ref(), &project)
+            .commands
+            .is_empty()
+    {
+        eprintln!(
+            "error: the template verifies, but {} has no verification commands: set `verify:` (lint, test, build) in .autowrkers/config.yaml, or pass --no-verify to run without verification",
+            project.display()
+        );
+        return Ok(2);
+    }
     if !args.include_uncommitted
         && !args.in_place
         && let Some(repo) = autowrkers::git::ProjectRepo::open(&project)
@@ -96,6 +114,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         in_place: args.in_place,
         sandbox: args.sandbox,
         include_uncommitted: args.include_uncommitted,
+        no_verify: args.no_verify,
         interactive: args.interactive,
     })?;
     if !args.output.json {

@@ -81,6 +81,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
         in_place: false,
         sandbox: None,
         include_uncommitted: false,
+        no_verify: false,
         interactive: false,
     })?;
     let bus = EventBus::new(&dir);

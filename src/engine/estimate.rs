@@ -57,6 +57,7 @@ impl Engine {
             in_place: false,
             sandbox: None,
             include_uncommitted: false,
+            no_verify: false,
             created_at: String::new(),
             control: ControlRequests::default(),
         };

@@ -42,6 +42,8 @@ pub struct StartOptions {
     pub sandbox: Option<SandboxMode>,
     /// `--include-uncommitted`: start from HEAD plus the user's uncommitted work.
     pub include_uncommitted: bool,
+    /// `--no-verify`: run without verification commands on purpose.
+    pub no_verify: bool,
     /// A person watches (decides `configurable` iteration behaviour).
     pub interactive: bool,
 }
@@ -182,6 +184,7 @@ impl Engine {
             in_place: opts.in_place,
             sandbox: opts.sandbox,
             include_uncommitted: opts.include_uncommitted,
+            no_verify: opts.no_verify,
             created_at: now(),
             control: ControlRequests::default(),
         };
@@ -223,7 +226,8 @@ impl Engine {
                 Path::new(&workspace.dir),
             )?;
         }
-        let checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
+        let mut checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
+        checks.off = request.no_verify;
         if !state.status.is_terminal() {
             bus.emit(EventKind::Started {
                 task: request.task_description.clone(),

@@ -69,6 +69,10 @@ pub struct ExecutionRequest {
     /// Implement in the user's checkout instead of a worktree.
     #[serde(default)]
     pub in_place: bool,
+    /// `run --no-verify`: a project without verification commands runs anyway, and its
+    /// verifier passes with a note.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_verify: bool,
     /// `run --include-uncommitted`: the implementer starts from HEAD plus the user's
     /// uncommitted work.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -375,3 +375,28 @@ async fn the_result_branch_is_free_to_check_out_when_the_run_ends() {
     crate::support::git(&p.path(), &["checkout", "-q", "main"]);
     crate::support::git(&p.path(), &["branch", "-D", &branch]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_money_on_a_run_that_cannot_pass_verification() {
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    // A plain Python file: no pyproject, no Makefile, no verify commands.
+    let p = Project::git(&[("app.py", "print('hi')\n")]);
+    let template = implementer_only(&server.url(), "")
+        + "  - id: verify\n    name: verify\n    role: verifier\n    provider_config: {provider_type: none}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: 2\n";
+    let out = p.run_template(&template, &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("verify:"), "{}", out.stderr);
+    assert!(out.stderr.contains("--no-verify"), "{}", out.stderr);
+    assert!(server.log().is_empty(), "no model was called");
+    // On purpose, without verification: it runs, and the report says why it passed.
+    let out = p.run_template(&template, &["--no-verify"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report =
+        std::fs::read_to_string(p.execution().join("artifacts/1/verify.json")).expect("report");
+    assert!(report.contains("--no-verify"), "{report}");
+}
