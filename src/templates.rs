@@ -1,5 +1,6 @@
 //! Finding templates: a file path, or an id/name among the project's templates, the global ones
-//! and the built-in default. Project templates override global ones with the same id.
+//! and the built-in ones (shipped in the binary, so `--template openai-only` works anywhere).
+//! Project templates override global ones with the same id, and both override built-in ones.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,22 @@ pub enum TemplateError {
     #[error("no template `{0}`: give a YAML file, or an id from `autowrkers template list`")]
     NotFound(String),
 }
+
+/// The id of the built-in default pipeline (the seed's §8 template).
+pub const DEFAULT_ID: &str = "default_pipeline";
+
+/// The templates shipped in the binary: (id, YAML). The default comes first.
+const BUILT_IN: [(&str, &str); 3] = [
+    (DEFAULT_ID, spec::DEFAULT_TEMPLATE_YAML),
+    (
+        "openai-only",
+        include_str!("../examples/templates/openai-only.yaml"),
+    ),
+    (
+        "ollama-local",
+        include_str!("../examples/templates/ollama-local.yaml"),
+    ),
+];
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -64,14 +81,19 @@ pub fn list(project: &Path, home: &Home) -> (Vec<Found>, Vec<SpecError>) {
             }
         }
     }
-    if let Ok(template) = spec::default_template()
-        && !found.iter().any(|f| f.template.id == template.id)
-    {
-        found.push(Found {
-            template,
-            scope: "built-in",
-            source: "built-in".to_owned(),
-        });
+    for (id, yaml) in BUILT_IN {
+        let shipped = PathBuf::from(format!("<built-in>/{id}.yaml"));
+        match spec::load::parse_template(yaml, &shipped) {
+            Ok(template) if !found.iter().any(|f| f.template.id == template.id) => {
+                found.push(Found {
+                    template,
+                    scope: "built-in",
+                    source: "built-in".to_owned(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
     }
     (found, errors)
 }
@@ -100,7 +122,9 @@ pub fn resolve(
     let (found, errors) = list(project, home);
     let pick = match wanted {
         Some(w) => found.into_iter().find(|f| {
-            f.template.id == w || f.template.name == w || (w == "default" && f.scope == "built-in")
+            f.template.id == w
+                || f.template.name == w
+                || (w == "default" && f.scope == "built-in" && f.template.id == DEFAULT_ID)
         }),
         None => {
             let default = found
@@ -108,7 +132,9 @@ pub fn resolve(
                 .position(|f| f.template.is_default && f.scope != "built-in");
             match default {
                 Some(i) => found.into_iter().nth(i),
-                None => found.into_iter().find(|f| f.scope == "built-in"),
+                None => found
+                    .into_iter()
+                    .find(|f| f.scope == "built-in" && f.template.id == DEFAULT_ID),
             }
         }
     };

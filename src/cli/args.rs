@@ -34,7 +34,7 @@ fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
 
 const AFTER_HELP: &str = "\
 Examples:
-  autowrkers run --path . --task \"Add a --verbose flag\" --template examples/templates/openai-only.yaml
+  autowrkers run --path . --task \"Add a --verbose flag\" --template openai-only
   autowrkers workflow status 3f2a          # ids accept unique prefixes, like git
   autowrkers resume 3f2a                   # after Ctrl-C or a crash: only stale phases run
   autowrkers template validate my.yaml     # file, line and column of every problem
@@ -52,7 +52,7 @@ Examples:
 
 const RUN_HELP: &str = "\
 Examples:
-  autowrkers run --task \"Add a --verbose flag\" --template examples/templates/openai-only.yaml
+  autowrkers run --task \"Add a --verbose flag\" --template openai-only
   autowrkers run --analyze                          # the analyzer picks the change
   autowrkers run --issue 42 --budget 5              # a GitHub issue, at most $5
   autowrkers run --task \"…\" --dry-run             # prompts and a cost estimate, no call

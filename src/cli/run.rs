@@ -20,7 +20,8 @@ Set a key or point the template at a local server, then run again:
   export OPENROUTER_API_KEY=…      (provider_type: openrouter)
   Ollama:    provider_type: openai_compatible, api_url: http://localhost:11434/v1
   LM Studio: provider_type: lm_studio (http://localhost:1234/v1, or LM_STUDIO_URL)
-Ready-made templates are in examples/templates/ (openai-only.yaml, ollama-local.yaml, demo-scripted.yaml).";
+Built-in templates work by name: --template openai-only (one OpenAI key), --template ollama-local (a local Ollama);
+`autowrkers template list` shows what each needs.";
 
 /// `run` / `workflow start`.
 pub async fn start(args: StartArgs, home: Home) -> Result<u8> {

@@ -55,8 +55,13 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
                     .map_or(f.template.is_default, |d| d == f.template.id);
                 let default = if is_default { " (default)" } else { "" };
                 println!(
-                    "{:<24} {:<9} {}{default}  [{}]",
-                    f.template.id, f.scope, f.template.name, f.source
+                    "{:<24} {:<9} {}{default}  [{}]\n{:<34} needs: {}",
+                    f.template.id,
+                    f.scope,
+                    f.template.name,
+                    f.source,
+                    "",
+                    needs(&f.template)
                 );
             }
             for e in &errors {
@@ -104,4 +109,34 @@ pub fn schema(args: SchemaArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// What a template needs to run here: the keys of its providers, the agent CLIs it starts, the
+/// local servers it calls (each provider's first choice; fallbacks are optional).
+fn needs(template: &spec::WorkflowTemplate) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for config in template.phases.iter().map(|p| &p.provider_config) {
+        let kind = config.provider_type;
+        let need = if kind.is_agent_cli() {
+            Some(format!("the {} CLI", kind.as_str()))
+        } else if let Some(info) = autowrkers::providers::info(kind) {
+            match (info.key_required, info.key_envs.first(), &config.api_url) {
+                (true, Some(var), _) => Some((*var).to_owned()),
+                (_, _, Some(url)) => Some(format!("a server at {url}")),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(n) = need
+            && !out.contains(&n)
+        {
+            out.push(n);
+        }
+    }
+    if out.is_empty() {
+        "nothing".to_owned()
+    } else {
+        out.join(", ")
+    }
 }

@@ -170,6 +170,7 @@ impl ProjectRepo {
     /// Removes the worktree at `path` (its folder and the project's record of it), so its branch
     /// is free to check out. Found through the project's records, like [`Self::worktree_repo`].
     pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        let _lock = self.worktree_lock()?;
         let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let names = self.repo.worktrees().ctx("list worktrees")?;
         for name in names.iter().flatten() {
@@ -200,6 +201,38 @@ impl ProjectRepo {
 
     /// Creates branch `branch` at `base` and a worktree for it at `path` (reused when present).
     pub fn ensure_worktree(
+        &self,
+        name: &str,
+        branch: &str,
+        base: &str,
+        path: &Path,
+    ) -> Result<(), GitError> {
+        if path.join(".git").exists() {
+            return Ok(());
+        }
+        let _lock = self.worktree_lock()?;
+        self.add_worktree(name, branch, base, path)
+    }
+
+    /// One runner at a time adds or removes this repository's worktrees: libgit2 reads and
+    /// writes `.git/worktrees` without a lock of its own, and runs started together raced.
+    fn worktree_lock(&self) -> Result<std::fs::File, GitError> {
+        let path = self.repo.commondir().join("autowrkers-worktrees.lock");
+        let io = |e: std::io::Error| GitError {
+            action: format!("lock {}", path.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
+    fn add_worktree(
         &self,
         name: &str,
         branch: &str,

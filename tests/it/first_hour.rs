@@ -400,3 +400,48 @@ async fn no_money_on_a_run_that_cannot_pass_verification() {
         std::fs::read_to_string(p.execution().join("artifacts/1/verify.json")).expect("report");
     assert!(report.contains("--no-verify"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundled_templates_travel_with_the_binary() {
+    // A project far from this repository's examples/.
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let mut cmd = p.cmd();
+    cmd.args(["template", "list"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for expected in [
+        "openai-only",
+        "ollama-local",
+        "default_pipeline",
+        "needs: OPENAI_API_KEY",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}: {}", out.stdout);
+    }
+    let mut cmd = p.cmd();
+    cmd.env("OPENAI_API_KEY", "sk-dry-run").args([
+        "run",
+        "--task",
+        "x",
+        "--template",
+        "openai-only",
+        "--dry-run",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut cmd = p.cmd();
+    cmd.args([
+        "template",
+        "create",
+        "--name",
+        "mine",
+        "--from",
+        "openai-only",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut cmd = p.cmd();
+    cmd.args(["template", "show", "mine"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("gpt-4o"), "{}", out.stdout);
+}
