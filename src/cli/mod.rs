@@ -3,6 +3,7 @@
 
 pub mod args;
 mod artifact;
+mod book_check;
 mod budget;
 mod live;
 mod output;

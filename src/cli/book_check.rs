@@ -1,0 +1,83 @@
+//! The book cannot drift from the binary: every `autowrkers …` command in the book's shell
+//! examples and in the README parses with the real clap definition.
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::args::Cli;
+
+    /// Splits a command line like a shell would for these examples: spaces, and single or
+    /// double quotes around a word.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        let mut any = false;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    any = true;
+                }
+                (None, ' ') => {
+                    if any || !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    any = false;
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        if any || !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
+
+    /// The `autowrkers` commands of the shell blocks (```sh) of a Markdown text.
+    fn commands(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_sh = false;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                in_sh = !in_sh && (trimmed == "```sh" || trimmed == "```bash");
+                continue;
+            }
+            if !in_sh {
+                continue;
+            }
+            let command = trimmed.split(" # ").next().unwrap_or("").trim();
+            if command.starts_with("autowrkers ") && !command.contains('|') {
+                out.push(command.to_owned());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_command_in_the_book_and_readme_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("book/src")).expect("book") {
+            files.push(entry.expect("entry").path());
+        }
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for command in commands(&text) {
+                checked += 1;
+                if let Err(e) = Cli::try_parse_from(words(&command)) {
+                    let first = e.to_string().lines().next().unwrap_or("").to_owned();
+                    wrong.push(format!("{}: `{command}`: {first}", file.display()));
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} commands found");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
