@@ -229,6 +229,10 @@ pub enum WorkflowCommand {
     /// View, edit or export one artifact.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Remove an execution: its worktree, ref and folder (and with --branch its result branch).
+    Delete(DeleteArgs),
+    /// Remove ended executions (completed, failed, cancelled) older than --older-than.
+    Clean(CleanArgs),
 }
 
 /// `workflow artifact …`; ARTIFACT is `<iteration>/<phase-id>`, or a phase id for its latest.
@@ -523,6 +527,47 @@ pub struct ListArgs {
     /// Every execution (no limit).
     #[arg(long)]
     pub all: bool,
+}
+
+/// `workflow delete`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Execution id or unique prefix.
+    pub id: String,
+    /// Delete its result branch too.
+    #[arg(long)]
+    pub branch: bool,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// `workflow clean`.
+#[derive(Debug, Clone, Args)]
+pub struct CleanArgs {
+    /// Only executions that ended at least this long ago: `7d`, `12h`, `0d` for all.
+    #[arg(long, default_value = "7d", value_parser = parse_age)]
+    pub older_than: chrono::Duration,
+    /// Delete their result branches too.
+    #[arg(long)]
+    pub branches: bool,
+    /// The project.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// `7d`, `12h`, `30m`.
+fn parse_age(s: &str) -> Result<chrono::Duration, String> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: give a number and d, h or m, like 7d"))?;
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        _ => Err(format!("`{s}`: give a number and d, h or m, like 7d")),
+    }
 }
 
 /// `workflow logs`.

@@ -5,6 +5,7 @@ pub mod args;
 mod artifact;
 mod book_check;
 mod budget;
+mod clean;
 mod live;
 mod output;
 mod provider;
@@ -113,6 +114,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Logs(a) => workflow::logs(a, home),
             WorkflowCommand::Artifacts(a) => workflow::artifacts(a, home),
             WorkflowCommand::Artifact(a) => artifact::run(a, home),
+            WorkflowCommand::Delete(a) => clean::delete(a, home),
+            WorkflowCommand::Clean(a) => clean::clean(a, home),
             WorkflowCommand::Pause(a) => run::control(a, home, run::Control::Pause).await,
             WorkflowCommand::Cancel(a) => run::control(a, home, run::Control::Cancel).await,
             WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),

@@ -9,6 +9,7 @@
 //! fingerprints), `sandboxing`, `estimate` (the dry run), `events`, `transitions`, `error`.
 
 mod agent_phase;
+mod cleanup;
 mod context;
 mod control;
 mod error;
@@ -25,6 +26,7 @@ mod sandboxing;
 mod step;
 pub mod transitions;
 
+pub use cleanup::Removed;
 pub use context::sha256_hex;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};

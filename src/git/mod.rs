@@ -190,6 +190,19 @@ impl ProjectRepo {
         Ok(())
     }
 
+    /// Deletes an execution's ref (its artifact history) and, with `branch`, its result branch.
+    pub fn delete_execution_refs(&self, id: &str, branch: Option<&str>) -> Result<(), GitError> {
+        if let Ok(mut reference) = self.repo.find_reference(&execution_ref(id)) {
+            reference.delete().ctx("delete the execution's ref")?;
+        }
+        if let Some(name) = branch
+            && let Ok(mut b) = self.repo.find_branch(name, BranchType::Local)
+        {
+            b.delete().ctx("delete the result branch")?;
+        }
+        Ok(())
+    }
+
     /// The commit HEAD points to; None for a repository without commits.
     pub fn head_commit(&self) -> Option<String> {
         self.repo

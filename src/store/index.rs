@@ -56,6 +56,13 @@ impl Index {
         Ok(())
     }
 
+    /// Forgets an execution.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.db.remove(format!("exec:{id}"))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Every summary, newest first.
     pub fn all(&self) -> Result<Vec<ExecutionSummary>, StoreError> {
         let mut out = Vec::new();

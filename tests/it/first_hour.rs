@@ -445,3 +445,66 @@ async fn the_bundled_templates_travel_with_the_binary() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("gpt-4o"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_and_clean_remove_what_a_run_left() {
+    let (server, _h) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    for task in ["one", "two"] {
+        let mut cmd = p.cmd();
+        cmd.args(["run", "--task", task, "--template", "t.yaml"]);
+        assert_eq!(run(cmd).await.code, 0);
+    }
+    let git = |args: &[&str]| crate::support::git(&p.path(), args);
+    assert_eq!(
+        git(&["branch", "--list", "autowrkers/*"]).lines().count(),
+        2
+    );
+    let executions = p.path().join(".autowrkers/executions");
+    let ids: Vec<String> = std::fs::read_dir(&executions)
+        .expect("executions")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // delete --branch: folder, ref and branch gone.
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "delete", &ids[0][..8], "--branch"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!executions.join(&ids[0]).exists());
+    assert!(
+        git(&[
+            "for-each-ref",
+            &format!("refs/autowrkers/executions/{}", ids[0])
+        ])
+        .is_empty()
+    );
+    assert_eq!(
+        git(&["branch", "--list", "autowrkers/*"]).lines().count(),
+        1
+    );
+    // clean: every ended execution (branches kept without --branches).
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "clean", "--older-than", "0d"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("1 execution(s) removed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!executions.join(&ids[1]).exists());
+    assert_eq!(
+        git(&["branch", "--list", "autowrkers/*"]).lines().count(),
+        1
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "list"]);
+    assert!(run(cmd).await.stdout.trim().is_empty());
+}
