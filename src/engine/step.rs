@@ -194,7 +194,7 @@ impl Reconcile<'_> {
                 }
             };
             if let Some(b) = &outcome.budget {
-                budget_stop.get_or_insert_with(|| b.clone());
+                budget_stop.get_or_insert_with(|| (phase.name.clone(), b.clone()));
             } else if outcome.status == PhaseStatus::Failed {
                 failed.push((*phase, outcome.error.clone()));
             }
@@ -206,8 +206,8 @@ impl Reconcile<'_> {
             self.bus.emit(EventKind::Cancelled {});
             return Ok(StepEnd::Stop);
         }
-        if let Some(b) = budget_stop {
-            return self.stop_for_budget(&b);
+        if let Some((phase, b)) = budget_stop {
+            return self.stop_for_budget(&phase, &b);
         }
         for (phase, error) in failed {
             if let StepEnd::Stop = self.apply_failure_policy(phase, iteration, &error)? {
@@ -236,8 +236,9 @@ impl Reconcile<'_> {
         Ok(())
     }
 
-    /// Stops the pass in `budget_exceeded`, saying which budget to raise.
-    fn stop_for_budget(&mut self, b: &BudgetExceeded) -> Result<StepEnd, EngineError> {
+    /// Stops the pass in `budget_exceeded`, saying which budget to raise — or, when not even one
+    /// call of `phase` fits an untouched budget, that one call can cost more than it.
+    fn stop_for_budget(&mut self, phase: &str, b: &BudgetExceeded) -> Result<StepEnd, EngineError> {
         let s = short(&self.state.id).to_owned();
         let raise = match b.scope.as_str() {
             "execution" => format!("`autowrkers budget set --scope execution --id {s} --limit N`"),
@@ -247,7 +248,14 @@ impl Reconcile<'_> {
             // An agent CLI's run was capped by the tightest budget that applies.
             _ => "the tightest budget (`autowrkers budget status`)".to_owned(),
         };
-        self.state.message = format!("{b}; raise {raise}, then `autowrkers resume {s}`");
+        self.state.message = if b.spent == 0.0 && b.reserved == 0.0 {
+            format!(
+                "one call of {phase} can cost up to ${:.4}, more than the {} budget of ${:.2}: raise {raise}, or cap its answers lower with extra_params.max_tokens; then `autowrkers resume {s}`",
+                b.needed, b.scope, b.limit
+            )
+        } else {
+            format!("{b}; raise {raise}, then `autowrkers resume {s}`")
+        };
         self.set_status(Trigger::BudgetExceeded)?;
         self.bus.emit(EventKind::Failed {
             reason: self.state.message.clone(),

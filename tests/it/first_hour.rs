@@ -508,3 +508,45 @@ async fn delete_and_clean_remove_what_a_run_left() {
     cmd.args(["workflow", "list"]);
     assert!(run(cmd).await.stdout.trim().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_too_small_for_one_call_says_so_and_max_tokens_makes_it_fit() {
+    use crate::money::{TASKS, billed, price_override};
+    let (server, _h) = FakeLlm::start(vec![Rule::new("capped", None, billed(TASKS, 30))]).await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    // `capped` answers up to 100 tokens at $0.001 a token: one call may cost $0.10.
+    price_override(&p);
+    let template = |extra: &str| {
+        "name: x\nphases:\n".to_owned()
+            + &crate::support::phase(
+                "p1",
+                "analyzer",
+                "capped",
+                &server.url(),
+                ("analyzer_prompt", "task_list", "/done"),
+                1,
+                "",
+            )
+            .replace(
+                "api_key_env: FAKE_LLM_KEY",
+                &format!("api_key_env: FAKE_LLM_KEY{extra}"),
+            )
+    };
+    let out = p.run_template(&template(""), &["--budget", "0.05"]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let message = p.state()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("one call of p1 can cost up to $0.1"),
+        "{message}"
+    );
+    assert!(message.contains("extra_params.max_tokens"), "{message}");
+    assert!(server.log().is_empty(), "refused before the call");
+    // Capping the answers makes the worst case fit: the call is made.
+    let p2 = Project::git(&[("a.txt", "a\n")]);
+    price_override(&p2);
+    let out = p2
+        .run_template(&template(", max_tokens: 40"), &["--budget", "0.05"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.log()[0].body["max_tokens"], 40, "the cap is sent");
+}
