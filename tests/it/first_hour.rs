@@ -6,6 +6,23 @@ use std::process::Stdio;
 use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::support::{Project, implementer_only, run};
 
+/// A git project whose `t.yaml` has one implementer that completes at once, and its server.
+async fn completing_project() -> (
+    FakeLlm,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    Project,
+) {
+    let (server, held) = FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    (server, held, p)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_pipe_ends_the_output_quietly_with_success() {
     let p = Project::plain(&[]);
@@ -41,14 +58,7 @@ async fn usage_mistakes_exit_2_with_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_on_several_lines_is_one_row() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
-    let p = Project::git(&[("a.txt", "a\n")]);
-    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let (_server, _h, p) = completing_project().await;
     let mut cmd = p.cmd();
     cmd.args([
         "run",
@@ -98,14 +108,7 @@ async fn an_unreachable_server_is_named_with_what_to_check() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workflow_list_shows_each_execution_once_interrupted_and_damaged_ones_too() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
-    let p = Project::git(&[("a.txt", "a\n")]);
-    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let (_server, _h, p) = completing_project().await;
     let start = |task: &str, crash: Option<&str>| {
         let mut cmd = p.cmd();
         cmd.args(["run", "--task", task, "--template", "t.yaml"]);
@@ -448,14 +451,7 @@ async fn the_bundled_templates_travel_with_the_binary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_and_clean_remove_what_a_run_left() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
-    let p = Project::git(&[("a.txt", "a\n")]);
-    p.write("t.yaml", &implementer_only(&server.url(), ""));
+    let (_server, _h, p) = completing_project().await;
     for task in ["one", "two"] {
         let mut cmd = p.cmd();
         cmd.args(["run", "--task", task, "--template", "t.yaml"]);
