@@ -34,6 +34,7 @@ fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
 
 const AFTER_HELP: &str = "\
 Examples:
+  autowrkers init                          # once per repository: template and verify commands
   autowrkers run --path . --task \"Add a --verbose flag\" --template openai-only
   autowrkers workflow status 3f2a          # ids accept unique prefixes, like git
   autowrkers resume 3f2a                   # after Ctrl-C or a crash: only stale phases run
@@ -62,6 +63,26 @@ On a terminal the live view shows the run: q detaches, p pauses, s skips the run
 e expands its output. Exit codes: 0 completed, 1 failed, 2 invalid input, 3 budget exceeded,
 4 paused or awaiting approval, 130 interrupted.";
 
+const INIT_HELP: &str = "\
+Examples:
+  autowrkers init                      # in your repository; prints what it found
+  autowrkers init --path ../app --force # write the file again
+
+It picks the first built-in template whose keys, agent CLIs or local server are present
+(default_pipeline, openai-only, ollama-local), and the lint/test/build commands of the
+project's Cargo.toml, package.json, pyproject.toml or Makefile.";
+
+/// `init`'s flags.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project (a git repository).
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Overwrite an existing .autowrkers/config.yaml.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Several LLMs and coding agents working on one code change together.
 #[derive(Debug, Parser)]
 #[command(name = "autowrkers", version, about, after_help = AFTER_HELP, propagate_version = true)]
@@ -77,6 +98,10 @@ pub enum Command {
     /// Start a workflow on a project (alias of `workflow start`).
     #[command(after_help = RUN_HELP)]
     Run(StartArgs),
+    /// Write .autowrkers/config.yaml here: a default template this machine can run, and the
+    /// verification commands found in the project.
+    #[command(after_help = INIT_HELP)]
+    Init(InitArgs),
     /// Continue an execution: only phases that are not up to date run.
     Resume(IdArgs),
     /// Executions: start, inspect, control.

@@ -6,6 +6,7 @@ mod artifact;
 mod book_check;
 mod budget;
 mod clean;
+mod init;
 mod live;
 mod output;
 mod provider;
@@ -106,6 +107,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(a) => run::start(a, home).await,
         Command::Resume(a) => run::resume(a, home).await,
+        Command::Init(a) => init::run(a, home),
         Command::Workflow(w) => match w {
             WorkflowCommand::Start(a) => run::start(a, home).await,
             WorkflowCommand::Resume(a) => run::resume(a, home).await,

@@ -70,6 +70,15 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
             let about_keys = lines.iter().any(|u| u.needs_setup());
             let hint = if about_keys { SETUP_HINT } else { "" };
             eprintln!("error: {e}\n{hint}");
+            // The default cannot run here: name the built-in template that can, if any.
+            if args.template.is_none()
+                && let Some(id) = super::init::runnable_built_in(&engine, &project, &home)
+                && id != found.template.id
+            {
+                eprintln!(
+                    "With what this machine has, `--template {id}` can run here (or `autowrkers init` makes it the project's default)."
+                );
+            }
             return Ok(2);
         }
         return Err(e.into());

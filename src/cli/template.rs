@@ -113,7 +113,7 @@ pub fn schema(args: SchemaArgs) -> Result<u8> {
 
 /// What a template needs to run here: the keys of its providers, the agent CLIs it starts, the
 /// local servers it calls (each provider's first choice; fallbacks are optional).
-fn needs(template: &spec::WorkflowTemplate) -> String {
+pub(super) fn needs(template: &spec::WorkflowTemplate) -> String {
     let mut out: Vec<String> = Vec::new();
     for config in template.phases.iter().map(|p| &p.provider_config) {
         let kind = config.provider_type;

@@ -187,7 +187,7 @@ fn edit(file: &Path) -> Result<u8> {
 fn set_key(path: &Path, key: &str, value: &str) -> Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_default();
     let text = spec::with_top_level_key(&current, key, value, path)?;
-    spec::load::parse_yaml::<spec::ProjectConfig>(&text, path, Some(spec::schema::CONFIG_SCHEMA))?;
+    spec::load::parse_config(&text, path)?;
     write_atomic(path, text.as_bytes())?;
     Ok(())
 }

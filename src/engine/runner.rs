@@ -366,11 +366,7 @@ fn read_config(path: &Path) -> Result<ProjectConfig, EngineError> {
     if !path.exists() {
         return Ok(ProjectConfig::default());
     }
-    Ok(spec::load::parse_yaml(
-        &spec::load::read(path)?,
-        path,
-        Some(spec::schema::CONFIG_SCHEMA),
-    )?)
+    Ok(spec::load::parse_config(&spec::load::read(path)?, path)?)
 }
 
 /// A branch-safe slug of the task: lowercase words joined by `-`, at most 40 characters.

@@ -110,6 +110,18 @@ pub fn parse_yaml<T: DeserializeOwned>(
     serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))
 }
 
+/// A project or global config: checked against its schema; a file of only comments (as
+/// `autowrkers init` writes when nothing was found) is the empty config.
+pub fn parse_config(source: &str, path: &Path) -> Result<super::ProjectConfig, SpecError> {
+    let blank = source
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        return Ok(super::ProjectConfig::default());
+    }
+    parse_yaml(source, path, Some(super::schema::CONFIG_SCHEMA))
+}
+
 fn schema_problems(source: &str, schema: &str, json: &Value) -> Vec<Problem> {
     let Some(validator) = schema::validator(schema) else {
         // Fail closed: a file is never accepted unchecked.
