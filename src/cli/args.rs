@@ -431,7 +431,8 @@ pub enum ColorChoice {
 /// How a run's events are shown.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Print events as JSON, one per line (DESIGN §9), instead of the human view.
+    /// Print events as JSON, one per line, ending with one `workflow:result` object (status,
+    /// branch, diff stat, verdicts, verification, cost), instead of the human view.
     #[arg(long)]
     pub json: bool,
     /// Plain lines even on a terminal.
@@ -528,7 +529,7 @@ pub struct StatusArgs {
     /// The project to look in first.
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
-    /// Print state.json.
+    /// Print the result object, execution.yaml and state.json as one JSON document.
     #[arg(long)]
     pub json: bool,
 }

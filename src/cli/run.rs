@@ -226,13 +226,34 @@ async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Resu
         }
         Some(Err(e)) => return Err(e.into()),
         Some(Ok(status)) => {
-            if !output.json {
+            if output.json {
+                print_result(dir)?;
+            } else {
                 hint(dir, status, &id);
             }
             status_code(status)
         }
     };
     Ok(code)
+}
+
+/// `--json`'s last line: one `workflow:result` object with everything a script needs.
+fn print_result(dir: &ExecutionDir) -> Result<()> {
+    let state = dir.read_state()?;
+    let result = autowrkers::engine::outcome(dir, &state);
+    let mut value = serde_json::to_value(result)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("type".into(), "workflow:result".into());
+        map.insert(
+            "ts".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        map.insert("execution_id".into(), state.id.clone().into());
+    }
+    println!("{}", serde_json::to_string(&value)?);
+    Ok(())
 }
 
 fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {

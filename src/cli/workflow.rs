@@ -49,7 +49,8 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
         Err(e) => (None, Some(e.to_string())),
     };
     if args.json {
-        let value = serde_json::json!({"execution": request, "state": state, "problem": problem});
+        let result = autowrkers::engine::outcome(&dir, &state);
+        let value = serde_json::json!({"result": result, "execution": request, "state": state, "problem": problem});
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
     }

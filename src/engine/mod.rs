@@ -19,6 +19,7 @@ mod extract;
 mod hand_edit;
 mod job;
 mod observer;
+mod outcome;
 mod phase;
 mod record;
 mod runner;
@@ -31,6 +32,7 @@ pub use context::sha256_hex;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
+pub use outcome::{Cost, Outcome, Verdict, Verification, outcome};
 pub use runner::{Engine, EngineError, StartOptions, Unready};
 
 use self::transitions::{Trigger, transition};

@@ -388,6 +388,56 @@ impl ProjectRepo {
             ),
         }
     }
+
+    /// The result branch's tip and what it changes against `base` (`git diff --stat`), for the
+    /// result object scripts read.
+    pub fn branch_change(&self, base: &str, branch: &str) -> Result<BranchChange, GitError> {
+        let base_tree = self
+            .repo
+            .find_commit(Oid::from_str(base).ctx("parse base")?)
+            .ctx("find base")?
+            .tree()
+            .ctx("base tree")?;
+        let tip = self
+            .repo
+            .find_branch(branch, BranchType::Local)
+            .ctx("find branch")?
+            .get()
+            .peel_to_commit()
+            .ctx("branch tip")?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&base_tree), Some(&tip.tree().ctx("tip tree")?), None)
+            .ctx("diff")?;
+        let stats = diff.stats().ctx("diff stats")?;
+        let files = diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        Ok(BranchChange {
+            head_commit: tip.id().to_string(),
+            files_changed: stats.files_changed(),
+            insertions: stats.insertions(),
+            deletions: stats.deletions(),
+            files,
+        })
+    }
+}
+
+/// A result branch against its base: what `git diff --stat base..branch` says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BranchChange {
+    /// The branch's tip.
+    pub head_commit: String,
+    /// Files changed.
+    pub files_changed: usize,
+    /// Lines added.
+    pub insertions: usize,
+    /// Lines removed.
+    pub deletions: usize,
+    /// The paths changed.
+    pub files: Vec<String>,
 }
 
 /// What kind of folder a project is, for git's purposes.

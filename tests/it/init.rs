@@ -77,10 +77,54 @@ async fn a_new_user_with_one_openai_key_runs_init_then_run() {
     assert_eq!(again.code, 2, "{}", again.stderr);
     assert!(again.stderr.contains("--force"), "{}", again.stderr);
 
-    let out = run(user(&["run", "--path", ".", "--task", "change a.txt"])).await;
+    let out = run(user(&[
+        "run",
+        "--path",
+        ".",
+        "--task",
+        "change a.txt",
+        "--json",
+    ]))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains(crate::support::SECRET));
+    assert!(!out.stdout.contains(crate::support::SECRET));
     let branch = p.branch();
+    // The last line is the one result object a script needs; `workflow status --json` has it too.
+    let last = out.stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(last).expect("result line");
+    let status = run(user(&["workflow", "status", "--json"])).await;
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+    for r in [&result, &status["result"]] {
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["branch"], branch.as_str(), "{r}");
+        assert_eq!(
+            r["base_commit"],
+            p.state()["workspace"]["base_commit"],
+            "{r}"
+        );
+        assert_eq!(r["change"]["files"], serde_json::json!(["a.txt"]), "{r}");
+        assert_eq!(r["change"]["insertions"], 1, "{r}");
+        let head = crate::support::git(&p.path(), &["rev-parse", &branch]);
+        assert_eq!(r["change"]["head_commit"], head.trim(), "{r}");
+        let reviews = r["reviews"].as_array().expect("reviews");
+        assert_eq!(reviews.len(), 2, "{r}");
+        assert!(
+            reviews
+                .iter()
+                .all(|v| v["approved"] == true && v["summary"] == "good"),
+            "{r}"
+        );
+        assert_eq!(r["verification"]["passed"], true, "{r}");
+        assert_eq!(
+            r["verification"]["checks"],
+            serde_json::json!([["test", 0]]),
+            "{r}"
+        );
+        assert!(r["cost"]["usd"].as_f64().unwrap_or_default() > 0.0, "{r}");
+        assert_eq!(r["cost"]["unknown"], false, "{r}");
+    }
+    assert_eq!(result["type"], "workflow:result");
     crate::support::git(&p.path(), &["checkout", "-q", &branch]);
     assert_eq!(
         std::fs::read_to_string(p.path().join("a.txt")).expect("a"),

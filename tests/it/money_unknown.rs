@@ -39,6 +39,12 @@ async fn an_unknown_cost_shows_as_plus_unknown_with_its_calls() {
         "{}",
         out.stderr
     );
+    // The result object for scripts carries the flag too.
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "status", "--json"]);
+    let status: Value = serde_json::from_str(&run(cmd).await.stdout).expect("status json");
+    assert_eq!(status["result"]["cost"]["unknown"], true, "{status}");
+    assert_eq!(status["result"]["cost"]["unknown_calls"], 1, "{status}");
     let mut cmd = p.cmd();
     cmd.args(["budget", "history"]);
     let history = run(cmd).await;
