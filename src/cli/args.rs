@@ -107,7 +107,7 @@ pub enum Command {
     /// Executions: start, inspect, control.
     #[command(subcommand, visible_alias = "wf", after_help = WORKFLOW_HELP)]
     Workflow(WorkflowCommand),
-    /// Workflow templates: validate, list, show.
+    /// Workflow templates: list, show, create, edit, validate, test, import, export, set-default.
     #[command(subcommand)]
     Template(TemplateCommand),
     /// Providers: keys, connectivity, local models.

@@ -26,7 +26,8 @@ pub use template::{
 
 use std::path::Path;
 
-/// The seed's §8 template, shipped as `examples/templates/default_pipeline.yaml`.
+/// The seed's §8 pipeline with current model ids, shipped as
+/// `examples/templates/default_pipeline.yaml` (the seed's exact file is `seed_default_pipeline.yaml`).
 pub const DEFAULT_TEMPLATE_YAML: &str =
     include_str!("../../examples/templates/default_pipeline.yaml");
 

@@ -62,7 +62,7 @@ async fn the_seed_default_template_runs_with_the_ollama_fallback() {
     // its Write tool needs is known here.
     let seed = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/templates/default_pipeline.yaml"),
+            .join("examples/templates/seed_default_pipeline.yaml"),
     )
     .expect("seed");
     let template = seed.replace(
