@@ -96,7 +96,15 @@ async fn an_unreachable_server_is_named_with_what_to_check() {
         "api_key_env: FAKE_LLM_KEY, retries: 0",
     );
     let out = p.run_template(&template, &[]).await;
-    assert_ne!(out.code, 0);
+    // The template's failure_behavior (pause_notify) pauses: exit 4, and the message says
+    // what to fix before `resume`, which then works once the server is up.
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("check that the server runs there"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("autowrkers resume"), "{}", out.stderr);
     let message = p.state()["message"].as_str().unwrap_or_default().to_owned();
     assert!(
         message.contains(&format!("cannot connect to http://127.0.0.1:{port}")),
