@@ -213,6 +213,22 @@ impl BudgetGuard {
         super::estimate::worst_case(&self.prices, provider, call)
     }
 
+    /// The output cap to send with a call of `model` at `provider`: the template's
+    /// `max_tokens`, else, for a priced model, the cap its reservation assumes, so that what is
+    /// reserved is a true bound on what the call can cost. Free and unknown-price models get
+    /// none: their servers' own limits apply and nothing is reserved for them.
+    pub fn cap_to_send(&self, provider: &str, model: &str, max_tokens: Option<u32>) -> Option<u32> {
+        if max_tokens.is_some() {
+            return max_tokens;
+        }
+        match self.prices.pricing(provider, model) {
+            pricing @ Pricing::Table(_) => {
+                u32::try_from(super::estimate::output_cap(&pricing, None)).ok()
+            }
+            _ => None,
+        }
+    }
+
     fn publish_reserved(&self, reserved: f64) {
         // For the other runners and `budget status`: only worth writing when a budget applies.
         if !self.scopes.is_empty() {

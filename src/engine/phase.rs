@@ -168,7 +168,11 @@ async fn run_model(
             ],
             tools: toolbox.specs(),
             temperature: config.temperature,
-            max_tokens: config.extra_params.max_tokens,
+            max_tokens: env.budget.cap_to_send(
+                config.provider_type.as_str(),
+                &config.model_name,
+                config.extra_params.max_tokens,
+            ),
             phase_id: phase.id.clone(),
             iteration: job.iteration,
         };

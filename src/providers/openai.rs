@@ -55,7 +55,14 @@ impl OpenAiChat {
                 .collect();
         }
         if let Some(max) = request.max_tokens {
-            body["max_tokens"] = json!(max);
+            // OpenAI's own API takes `max_completion_tokens` for every chat model (its
+            // reasoning models refuse `max_tokens`); compatible servers know `max_tokens`.
+            let field = if self.name == "openai" {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            body[field] = json!(max);
         }
         body
     }

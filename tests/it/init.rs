@@ -125,6 +125,14 @@ async fn a_new_user_with_one_openai_key_runs_init_then_run() {
         assert_eq!(r["cost"]["unknown"], false, "{r}");
     }
     assert_eq!(result["type"], "workflow:result");
+    // Every call sent the output cap its reservation assumed (gpt-4o's and gpt-4o-mini's own
+    // limit, 16384), in the field OpenAI's API takes, so the reservation is a true bound.
+    let log = server.log();
+    assert!(!log.is_empty());
+    for call in &log {
+        assert_eq!(call.body["max_completion_tokens"], 16384, "{}", call.body);
+        assert!(call.body.get("max_tokens").is_none(), "{}", call.body);
+    }
     crate::support::git(&p.path(), &["checkout", "-q", &branch]);
     assert_eq!(
         std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
