@@ -1,5 +1,6 @@
-//! The book cannot drift from the binary: every `autowrkers …` command in the book's shell
-//! examples and in the README parses with the real clap definition.
+//! The book and the hints cannot drift from the binary: every `autowrkers …` command in the
+//! book's shell examples, the README and the messages of the source parses with the real clap
+//! definition.
 
 #[cfg(test)]
 mod tests {
@@ -78,6 +79,89 @@ mod tests {
             }
         }
         assert!(checked > 20, "only {checked} commands found");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Every backticked `autowrkers …` command in the Rust sources (messages, hints and docs),
+    /// with its placeholders filled in as a user would.
+    fn hints(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        // Messages, not doc comments (which name commands without their arguments).
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut rest = code.as_str();
+        while let Some(start) = rest.find("`autowrkers ") {
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('`') else { break };
+            let hint = after[..end].replace("\\\"", "\"");
+            rest = &after[end + 1..];
+            // Placeholders and shell plumbing are not part of the command.
+            if hint.contains('|') || hint.contains('>') || hint.contains("__sandbox") {
+                continue;
+            }
+            let filled = hint
+                .replace("\"…\"", "x")
+                .replace("--scope {}", "--scope global")
+                .replace("--limit N", "--limit 5")
+                .replace(" …", "")
+                .replace('…', "");
+            let mut command = String::new();
+            let mut in_braces = false;
+            for c in filled.chars() {
+                match c {
+                    '{' => in_braces = true,
+                    '}' => {
+                        in_braces = false;
+                        command.push_str("3f2a");
+                    }
+                    _ if in_braces => {}
+                    c => command.push(c),
+                }
+            }
+            if command.trim() != "autowrkers" {
+                out.push(command.trim().to_owned());
+            }
+        }
+        out
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("src")
+            .map(|e| e.expect("entry").path())
+        {
+            if entry.is_dir() {
+                rust_files(&entry, out);
+            } else if entry.extension().is_some_and(|x| x == "rs") {
+                out.push(entry);
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_the_binary_suggests_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for file in files {
+            if file.ends_with("cli/book_check.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read");
+            for command in hints(&text) {
+                checked += 1;
+                if let Err(e) = Cli::try_parse_from(words(&command)) {
+                    let first = e.to_string().lines().next().unwrap_or("").to_owned();
+                    wrong.push(format!("{}: `{command}`: {first}", file.display()));
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} hints found");
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 }

@@ -154,7 +154,7 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
         None => {
             let _ = home;
             bail!(
-                "no executions in {}; start one with `autowrkers run`",
+                "no executions in {}; start one with `autowrkers run --task \"…\"`",
                 project.display()
             )
         }

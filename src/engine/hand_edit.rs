@@ -25,8 +25,9 @@ pub(crate) fn mark(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<Str
         state.status = status;
         state.completed_at = None;
         state.message = format!(
-            "reopened by a hand edit of {}; `autowrkers resume` re-runs what reads it",
-            edited.join(", ")
+            "reopened by a hand edit of {}; `autowrkers resume {}` re-runs what reads it",
+            edited.join(", "),
+            super::short(&state.id)
         );
     }
     edited

@@ -99,7 +99,10 @@ impl Reconcile<'_> {
             return Ok(true);
         }
         if self.request.control.pause && self.state.status == WorkflowStatus::Running {
-            self.state.message = "paused on request; `autowrkers resume` continues".to_owned();
+            self.state.message = format!(
+                "paused on request; `autowrkers resume {}` continues",
+                short(&self.state.id)
+            );
             self.set_status(Trigger::Pause)?;
             self.bus.emit(EventKind::Paused {
                 reason: "pause requested".to_owned(),

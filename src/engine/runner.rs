@@ -352,7 +352,7 @@ fn check_project(project: &Path, in_place: bool) -> Result<(), EngineError> {
     let shown = project.display();
     match crate::git::repo_kind(project) {
         crate::git::RepoKind::Bare => Err(EngineError::Project(format!(
-            "{shown} is a bare git repository: it has no working files to change; run in a clone of it (`git clone {shown} work`, then `autowrkers run --path work …`)"
+            "{shown} is a bare git repository: it has no working files to change; run in a clone of it (`git clone {shown} work`, then `autowrkers run --path work --task \"…\"`)"
         ))),
         crate::git::RepoKind::NoCommits if !in_place => Err(EngineError::Project(format!(
             "{shown} is a git repository with no commits: the implementer's branch needs a base commit; commit once (`git commit --allow-empty -m init`), or pass `--in-place` to edit your files in place"
