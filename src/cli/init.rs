@@ -142,7 +142,7 @@ fn listening(url: &str) -> bool {
 /// get one), and the verification commands (or a commented block to fill in).
 fn render(template: Option<&str>, commands: &[(&'static str, String)]) -> String {
     let mut out = format!(
-        "# yaml-language-server: $schema={}\n# Written by `autowrkers init`; the book's Configuration page lists every key.\n",
+        "# yaml-language-server: $schema={}\n# Written by `autowrkers init`; config.schema.json beside it describes every key.\n",
         schema::CONFIG_SCHEMA
     );
     match template {
