@@ -58,6 +58,30 @@ impl ProjectRepo {
     /// (`.git/worktrees/*/gitdir`), never through the worktree's `.git` file, which a model
     /// could have rewritten to point at the user's checkout.
     pub fn worktree_repo(&self, path: &Path) -> Result<Repository, GitError> {
+        let Some((wt, want)) = self.recorded_worktree(path)? else {
+            return Err(GitError {
+                action: format!("open worktree {}", path.display()),
+                source: git2::Error::from_str("the project records no worktree there"),
+            });
+        };
+        let repo = Repository::open_from_worktree(&wt).ctx("open worktree")?;
+        let workdir = repo
+            .workdir()
+            .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()));
+        if workdir.as_deref() != Some(want.as_path()) {
+            return Err(GitError {
+                action: format!("open worktree {}", path.display()),
+                source: git2::Error::from_str("its recorded work folder differs"),
+            });
+        }
+        Ok(repo)
+    }
+
+    /// The project's record of the worktree at `path` (and `path` made canonical), if any.
+    fn recorded_worktree(
+        &self,
+        path: &Path,
+    ) -> Result<Option<(git2::Worktree, std::path::PathBuf)>, GitError> {
         let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let names = self.repo.worktrees().ctx("list worktrees")?;
         for name in names.iter().flatten() {
@@ -69,23 +93,10 @@ impl ProjectRepo {
                 .canonicalize()
                 .unwrap_or_else(|_| wt.path().to_path_buf());
             if at == want {
-                let repo = Repository::open_from_worktree(&wt).ctx("open worktree")?;
-                let workdir = repo
-                    .workdir()
-                    .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()));
-                if workdir.as_deref() != Some(want.as_path()) {
-                    return Err(GitError {
-                        action: format!("open worktree {}", path.display()),
-                        source: git2::Error::from_str("its recorded work folder differs"),
-                    });
-                }
-                return Ok(repo);
+                return Ok(Some((wt, want)));
             }
         }
-        Err(GitError {
-            action: format!("open worktree {}", path.display()),
-            source: git2::Error::from_str("the project records no worktree there"),
-        })
+        Ok(None)
     }
 
     /// Removes the lock files a killed runner left on this execution's git state: its ref,
@@ -171,21 +182,10 @@ impl ProjectRepo {
     /// is free to check out. Found through the project's records, like [`Self::worktree_repo`].
     pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
         let _lock = self.worktree_lock()?;
-        let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        let names = self.repo.worktrees().ctx("list worktrees")?;
-        for name in names.iter().flatten() {
-            let Ok(wt) = self.repo.find_worktree(name) else {
-                continue;
-            };
-            let at = wt
-                .path()
-                .canonicalize()
-                .unwrap_or_else(|_| wt.path().to_path_buf());
-            if at == want {
-                let mut opts = git2::WorktreePruneOptions::new();
-                opts.valid(true).working_tree(true);
-                wt.prune(Some(&mut opts)).ctx("remove the worktree")?;
-            }
+        if let Some((wt, _)) = self.recorded_worktree(path)? {
+            let mut opts = git2::WorktreePruneOptions::new();
+            opts.valid(true).working_tree(true);
+            wt.prune(Some(&mut opts)).ctx("remove the worktree")?;
         }
         Ok(())
     }
@@ -354,12 +354,7 @@ impl ProjectRepo {
     /// The diff from `base` to the work of the implementer: the tip of the worktree's branch,
     /// or (in place) the user's working files.
     pub fn diff_from(&self, base: &str, worktree: Option<&Path>) -> Result<String, GitError> {
-        let base_tree = self
-            .repo
-            .find_commit(Oid::from_str(base).ctx("parse base")?)
-            .ctx("find base")?
-            .tree()
-            .ctx("base tree")?;
+        let base_tree = self.commit_tree(base)?;
         let mut opts = DiffOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
@@ -389,15 +384,19 @@ impl ProjectRepo {
         }
     }
 
+    /// The tree of commit `id` (a base commit recorded in `state.json`).
+    fn commit_tree(&self, id: &str) -> Result<git2::Tree<'_>, GitError> {
+        self.repo
+            .find_commit(Oid::from_str(id).ctx("parse base")?)
+            .ctx("find base")?
+            .tree()
+            .ctx("base tree")
+    }
+
     /// The result branch's tip and what it changes against `base` (`git diff --stat`), for the
     /// result object scripts read.
     pub fn branch_change(&self, base: &str, branch: &str) -> Result<BranchChange, GitError> {
-        let base_tree = self
-            .repo
-            .find_commit(Oid::from_str(base).ctx("parse base")?)
-            .ctx("find base")?
-            .tree()
-            .ctx("base tree")?;
+        let base_tree = self.commit_tree(base)?;
         let tip = self
             .repo
             .find_branch(branch, BranchType::Local)

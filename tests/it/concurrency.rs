@@ -4,18 +4,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::fake_llm::{FakeLlm, Reply, Rule};
+use crate::fake_llm::FakeLlm;
 use crate::pipeline::{held_first_call, project};
 use crate::support::{Project, git, implementer_only, run, run_all_at_once};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_first_runs_in_eight_projects_register_all_eight() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     let shared_home = tempfile::tempdir().expect("home");
     let projects: Vec<Project> = (0..8).map(|_| Project::git(&[("a.txt", "a\n")])).collect();
     let cmds = projects
@@ -49,12 +44,7 @@ async fn eight_first_runs_in_eight_projects_register_all_eight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_started_together_in_one_project_each_get_their_worktree() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     let p = Project::git(&[("a.txt", "a\n")]);
     p.write("t.yaml", &implementer_only(&server.url(), ""));
     let cmds = (0..4)

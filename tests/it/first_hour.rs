@@ -12,12 +12,7 @@ async fn completing_project() -> (
     tokio::sync::mpsc::UnboundedReceiver<String>,
     Project,
 ) {
-    let (server, held) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, held) = crate::support::completing_server().await;
     let p = Project::git(&[("a.txt", "a\n")]);
     p.write("t.yaml", &implementer_only(&server.url(), ""));
     (server, held, p)
@@ -270,12 +265,7 @@ async fn an_edit_of_a_completed_execution_is_rerun_by_resume_as_promised() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uncommitted_work_is_warned_about_or_included_without_touching_the_index() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     let p = Project::git(&[("a.txt", "committed\n")]);
     p.write("t.yaml", &implementer_only(&server.url(), ""));
     // Uncommitted work: a staged change, an unstaged one and a new file.
@@ -295,12 +285,7 @@ async fn uncommitted_work_is_warned_about_or_included_without_touching_the_index
     );
     assert_eq!(p.on_branch("a.txt"), "committed\n", "by default: HEAD");
 
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     let p2 = Project::git(&[("a.txt", "committed\n")]);
     p2.write("t.yaml", &implementer_only(&server.url(), ""));
     p2.write("a.txt", "staged\n");
@@ -389,12 +374,7 @@ async fn the_result_branch_is_free_to_check_out_when_the_run_ends() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_money_on_a_run_that_cannot_pass_verification() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     // A plain Python file: no pyproject, no Makefile, no verify commands.
     let p = Project::git(&[("app.py", "print('hi')\n")]);
     let template = implementer_only(&server.url(), "")

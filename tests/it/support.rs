@@ -229,6 +229,20 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// A fake server whose `implementer` model completes at once (for `implementer_only`).
+pub async fn completing_server() -> (
+    crate::fake_llm::FakeLlm,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use crate::fake_llm::{FakeLlm, Reply, Rule};
+    FakeLlm::start(vec![Rule::new(
+        "implementer",
+        None,
+        Reply::text("/complete"),
+    )])
+    .await
+}
+
 /// A one-phase template: an implementer on the fake server's `implementer` model.
 pub fn implementer_only(url: &str, extra: &str) -> String {
     "name: x\nphases:\n".to_owned()

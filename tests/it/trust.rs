@@ -241,12 +241,7 @@ async fn a_sandbox_the_kernel_cannot_build_fails_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn artifact_view_refuses_a_tampered_path() {
-    let (server, _h) = FakeLlm::start(vec![Rule::new(
-        "implementer",
-        None,
-        Reply::text("/complete"),
-    )])
-    .await;
+    let (server, _h) = crate::support::completing_server().await;
     let p = Project::git(&[("a.txt", "a\n")]);
     let out = p
         .run_template(&implementer_only(&server.url(), ""), &[])
