@@ -81,7 +81,7 @@ pub fn run(args: InitArgs, home: Home) -> Result<u8> {
             found.template.id
         ),
         None => println!(
-            "next: set a key (autowrkers provider setup openai), install an agent CLI or start Ollama, then `autowrkers init --force`"
+            "next: set a key (`autowrkers provider setup openai`), install an agent CLI or start Ollama, then `autowrkers init --force`"
         ),
     }
     Ok(0)

@@ -275,10 +275,18 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
                 None => "completed".to_owned(),
             }
         }
+        // The engine's messages mostly name the command already; it is said once.
+        WorkflowStatus::Paused if message.contains("`autowrkers resume") => {
+            format!("paused: {message}")
+        }
         WorkflowStatus::Paused => format!("paused: {message}\n`autowrkers resume {s}` continues"),
         WorkflowStatus::AwaitingApproval => format!(
             "awaiting approval: {message}\n`autowrkers workflow approve {s}` or `reject {s}`"
         ),
+        // The engine's message names the budget to raise and the command that raises it.
+        WorkflowStatus::BudgetExceeded if !message.is_empty() => {
+            format!("budget exceeded: {message}")
+        }
         WorkflowStatus::BudgetExceeded => {
             format!("budget exceeded; raise it, then `autowrkers resume {s}`")
         }

@@ -122,8 +122,8 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
         .env_remove("VISUAL")
         .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
         .stdin(Stdio::null());
-    let out = run(cmd).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let edit = run(cmd).await;
+    assert_eq!(edit.code, 0, "{}", edit.stderr);
     let log = crate::support::git(
         &p.path(),
         &[
@@ -145,8 +145,9 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
         server.calls("planner").len(),
         server.calls("implementer").len(),
     );
+    // The hint the edit printed, run as printed.
     let mut cmd = p.cmd();
-    cmd.args(["resume", &id[..8]]);
+    cmd.args(crate::support::hint(&edit.stderr, "resume", &[]));
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(

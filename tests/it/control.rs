@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::pipeline::{project, two_iteration_rules};
-use crate::support::{Project, phase, pipeline_template, run};
+use crate::support::{Project, hint, phase, pipeline_template, run};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_for_approval_waits_then_approve_continues() {
@@ -29,11 +29,11 @@ async fn pause_for_approval_waits_then_approve_continues() {
     let state = p.state();
     assert_eq!(state["status"], "awaiting_approval");
     assert_eq!(state["iteration"], 1);
-    let id = state["id"].as_str().expect("id").to_owned();
     let implementer_calls = server.calls("implementer").len();
 
+    // The approval hint the run printed, run as printed.
     let mut cmd = p.cmd();
-    cmd.args(["workflow", "approve", &id[..8]]);
+    cmd.args(hint(&out.stderr, "workflow approve", &[]));
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(p.state()["status"], "completed");

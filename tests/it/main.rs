@@ -16,6 +16,7 @@ mod control;
 mod crash;
 mod fake_llm;
 mod first_hour;
+mod hints;
 mod init;
 mod keys;
 mod live_control;

@@ -215,20 +215,17 @@ async fn a_hard_cap_stops_before_the_call_and_resume_continues() {
     );
     assert!(committed.contains("plan"), "finished phases are committed");
 
+    // The two commands the stop message names, run as printed (N filled in).
     let mut cmd = p.cmd();
-    cmd.args([
-        "budget",
-        "set",
-        "--scope",
-        "execution",
-        "--id",
-        &id[..8],
-        "--limit",
-        "1",
-    ]);
-    assert_eq!(run(cmd).await.code, 0);
+    cmd.args(crate::support::hint(
+        &out.stderr,
+        "budget set",
+        &[("N", "1")],
+    ));
+    let set = run(cmd).await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
     let mut cmd = p.cmd();
-    cmd.args(["resume", &id[..8]]);
+    cmd.args(crate::support::hint(&out.stderr, "resume", &[]));
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(

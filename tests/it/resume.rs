@@ -107,9 +107,13 @@ async fn ctrl_c_exits_130_and_resume_continues() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted; `autowrkers resume"));
     assert_eq!(p.state()["status"], "running", "left resumable");
     server.release_holds();
-    let id = p.state()["id"].as_str().expect("id").to_owned();
+    // The hint the interrupted run printed, run as printed.
     let mut cmd = p.cmd();
-    cmd.args(["resume", &id[..8]]);
+    cmd.args(crate::support::hint(
+        &String::from_utf8_lossy(&out.stderr),
+        "resume",
+        &[],
+    ));
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(p.state()["status"], "completed");

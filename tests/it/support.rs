@@ -300,3 +300,27 @@ impl Project {
         )
     }
 }
+
+/// The first command `text` suggests in backticks that starts `autowrkers PREFIX`, as the
+/// arguments a user would type: each placeholder in `fills` (e.g. `("N", "1")`) replaced, quotes
+/// dropped. Panics when the text suggests no such command.
+pub fn hint(text: &str, prefix: &str, fills: &[(&str, &str)]) -> Vec<String> {
+    let wanted = format!("`autowrkers {prefix}");
+    let start = text
+        .find(&wanted)
+        .unwrap_or_else(|| panic!("no `autowrkers {prefix}…` suggested in:\n{text}"));
+    let rest = &text[start + 1..];
+    let command = &rest[..rest.find('`').expect("closing backtick")];
+    command
+        .split_whitespace()
+        .skip(1)
+        .map(|w| {
+            let w = w.trim_matches('"');
+            fills
+                .iter()
+                .find(|(from, _)| *from == w)
+                .map_or(w, |(_, to)| to)
+                .to_owned()
+        })
+        .collect()
+}
