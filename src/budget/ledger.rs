@@ -243,7 +243,7 @@ impl Ledger {
         }
         sums.flush()?;
         let mut totals = Totals::default();
-        for (k, v) in sums.entries()? {
+        for (k, v) in sums.entries("")? {
             if k.starts_with("off:") {
                 continue;
             }

@@ -11,6 +11,7 @@ use super::output::usd_with_unknown;
 use autowrkers::budget::ledger::{execution_key, global_key, project_key};
 use autowrkers::budget::{Budgets, Ledger, Limit, Sum, this_month};
 use autowrkers::engine::short;
+use autowrkers::spec::WorkflowStatus;
 use autowrkers::store::{self, Home};
 
 /// Runs a `budget` subcommand.
@@ -34,6 +35,27 @@ fn project_of(id: Option<String>, path: &Path) -> Result<String> {
         .map_err(|e| anyhow::anyhow!("no such project {}: {e}", p.display()))?
         .to_string_lossy()
         .into_owned())
+}
+
+/// The executions of `project` that `budget status` shows: those with a budget of their own
+/// and those still going. From the index; from the files when it cannot be opened.
+fn executions_to_show(home: &Home, project: &Path) -> Result<Vec<store::ExecutionSummary>> {
+    let ended = |status: &str| {
+        WorkflowStatus::ALL
+            .iter()
+            .any(|s| s.as_str() == status && s.is_terminal())
+    };
+    let all: Vec<store::ExecutionSummary> = match store::Catalog::open(home, Some(project))? {
+        Some(catalog) => catalog.of_project(project).collect(),
+        None => store::executions_of(project)
+            .iter()
+            .map(store::summarize)
+            .collect(),
+    };
+    Ok(all
+        .into_iter()
+        .filter(|e| e.status != store::DAMAGED && (e.budget_limit.is_some() || !ended(&e.status)))
+        .collect())
 }
 
 /// USD held right now by live runners (their reservation files).
@@ -83,31 +105,18 @@ fn status(home: &Home, path: &Path, as_json: bool) -> Result<u8> {
             p,
             limit.counted(&month, p.usd),
         ));
-        for dir in store::executions_of(Path::new(&project)) {
-            let Ok(request) = dir.read_request() else {
-                continue;
-            };
-            let Ok(state) = dir.read_state() else {
-                continue;
-            };
-            if request.budget_limit.is_none() && state.status.is_terminal() {
-                continue;
-            }
-            let e = totals.get(&execution_key(&request.id));
+        for e in executions_to_show(home, Path::new(&project))? {
+            let sum = totals.get(&execution_key(&e.id));
             let limit = Limit {
-                limit: request.budget_limit,
+                limit: e.budget_limit,
                 ..Limit::default()
             };
             rows.push((
-                format!(
-                    "execution {} ({})",
-                    short(&request.id),
-                    state.status.as_str()
-                ),
+                format!("execution {} ({})", short(&e.id), e.status),
                 "whole run".into(),
                 limit,
-                e,
-                e.usd,
+                sum,
+                sum.usd,
             ));
         }
     }

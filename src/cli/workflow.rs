@@ -1,12 +1,12 @@
 //! The read-only workflow commands: `status`, `list`, `logs`, `artifacts`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::args::{IdArgs, ListArgs, LogsArgs, StatusArgs};
 use super::output::{cost, icon};
 use autowrkers::engine::short;
 use autowrkers::spec::WorkflowStatus;
-use autowrkers::store::{self, ExecutionDir, Home, Index};
+use autowrkers::store::{self, ExecutionDir, ExecutionSummary, Home};
 
 fn print_run(run: &autowrkers::spec::PhaseExecution) {
     let verdict = match run.passed {
@@ -145,29 +145,26 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
     Ok(0)
 }
 
+/// The newest execution of the project at `path`.
 fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
     let project = path.canonicalize()?;
-    let mut all = store::executions_of(&project);
-    all.sort_by_key(|d| d.read_request().map(|r| r.created_at).unwrap_or_default());
-    match all.pop() {
-        Some(d) => Ok(d),
+    let found = match store::Catalog::open(home, Some(&project))? {
+        Some(catalog) => catalog
+            .of_project(&project)
+            .next()
+            .map(|s| ExecutionDir::new(s.dir)),
         None => {
-            let _ = home;
-            bail!(
-                "no executions in {}; start one with `autowrkers run --task \"…\"`",
-                project.display()
-            )
+            let mut all = store::executions_of(&project);
+            all.sort_by_key(|d| d.read_request().map(|r| r.created_at).unwrap_or_default());
+            all.pop()
         }
-    }
-}
-
-/// One row of `workflow list`.
-struct Row {
-    created: String,
-    id: String,
-    status: String,
-    task: String,
-    project: String,
+    };
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no executions in {}; start one with `autowrkers run --task \"…\"`",
+            project.display()
+        )
+    })
 }
 
 /// A task on one table row: its first line, with `…` when there is more.
@@ -181,98 +178,82 @@ fn one_line(task: &str) -> String {
     }
 }
 
-/// `workflow list`: from the sled index, rebuilt from the files when empty.
+/// The status a row shows: `interrupted` for a `running` execution no runner holds.
+fn shown_status(summary: &ExecutionSummary) -> String {
+    if summary.status == WorkflowStatus::Running.as_str()
+        && !store::runner_alive(&ExecutionDir::new(&summary.dir))
+    {
+        "interrupted".to_owned()
+    } else {
+        summary.status.clone()
+    }
+}
+
+/// `workflow list`: newest first from the sled index, each row checked against its files;
+/// from the files alone when the index cannot be opened.
 pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let project = args.path.canonicalize().ok();
-    let dirs = store::all_executions(&home, project.as_deref())?;
-    let index = Index::open_in(&home).ok();
-    if let Some(index) = &index
-        && index.is_empty()
-    {
-        let engine = autowrkers::engine::Engine::new(home.clone())?;
-        for d in &dirs {
-            engine.index(d);
-        }
-    }
-    let summaries = match index.as_ref().and_then(|i| i.all().ok()) {
-        Some(s) if !s.is_empty() => s,
-        _ => Vec::new(),
+    let catalog = store::Catalog::open(&home, project.as_deref())?;
+    let wanted = |status: &str| {
+        args.status
+            .as_deref()
+            .is_none_or(|s| s == status || (s == "running" && status == "interrupted"))
     };
-    // One row per execution (by id: the index and the folders may spell a path two ways).
-    // Status comes from state.json (the truth); the index supplies the list of executions.
-    let mut roots: Vec<String> = summaries.iter().map(|s| s.dir.clone()).collect();
-    roots.extend(dirs.iter().map(|d| d.root().to_string_lossy().into_owned()));
-    let mut ids = std::collections::HashSet::new();
-    let mut rows: Vec<Row> = Vec::new();
-    for root in roots {
-        let d = ExecutionDir::new(&root);
-        if !ids.insert(d.id()) || !d.root().exists() {
+    let rows: Box<dyn Iterator<Item = ExecutionSummary>> = match &catalog {
+        Some(c) => Box::new(c.newest_first()),
+        None => {
+            let mut all: Vec<ExecutionSummary> = store::all_executions(&home, project.as_deref())?
+                .iter()
+                .map(store::summarize)
+                .collect();
+            all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            Box::new(all.into_iter())
+        }
+    };
+    let limit = if args.all { usize::MAX } else { args.limit };
+    let mut shown = 0;
+    for summary in rows {
+        let status = shown_status(&summary);
+        if !wanted(&status) {
             continue;
         }
-        let row = match (d.read_request(), d.read_state()) {
-            (Ok(req), Ok(st)) => {
-                let mut status = st.status.as_str().to_owned();
-                if st.status == WorkflowStatus::Running && !store::runner_alive(&d) {
-                    status = "interrupted".to_owned();
-                }
-                Row {
-                    created: req.created_at,
-                    id: req.id,
-                    status,
-                    task: req.task_description,
-                    project: req.project_path,
-                }
-            }
-            // A damaged execution is listed with why, never hidden.
-            (Err(e), _) | (_, Err(e)) => Row {
-                created: String::new(),
-                id: d.id(),
-                status: "damaged".to_owned(),
-                task: e.to_string(),
-                project: d
-                    .project()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            },
-        };
-        let wanted = args
-            .status
-            .as_deref()
-            .is_none_or(|s| s == row.status || (s == "running" && row.status == "interrupted"));
-        if wanted {
-            rows.push(row);
+        if shown == limit {
+            break;
         }
+        shown += 1;
+        print_row(&summary, &status, args.json);
     }
-    rows.sort_by(|a, b| b.created.cmp(&a.created));
-    let shown = if args.all { rows.len() } else { args.limit };
-    let hidden = rows.len().saturating_sub(shown);
-    for row in rows.into_iter().take(shown) {
-        let Row {
-            created,
-            id,
-            status,
-            task,
-            project,
-        } = row;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"id": id, "status": status, "task": task, "project": project, "created_at": created})
-            );
-        } else {
-            println!(
-                "{}  {:<18} {}  {}  ({project})",
-                short(&id),
-                status,
-                created,
-                one_line(&task)
-            );
-        }
-    }
+    // Counted from the index as it stands: the rows not shown are not checked one by one.
+    let matching = match &catalog {
+        Some(c) => c
+            .newest_first_unchecked()
+            .filter(|s| wanted(&s.status))
+            .count(),
+        None => shown,
+    };
+    let hidden = matching.saturating_sub(shown);
     if hidden > 0 && !args.json {
         eprintln!("… and {hidden} older (`--all` lists every execution, `--limit N` more)");
     }
     Ok(0)
+}
+
+fn print_row(s: &ExecutionSummary, status: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"id": s.id, "status": status, "task": s.task, "project": s.project, "created_at": s.created_at})
+        );
+    } else {
+        println!(
+            "{}  {:<18} {}  {}  ({})",
+            short(&s.id),
+            status,
+            s.created_at,
+            one_line(&s.task),
+            s.project
+        );
+    }
 }
 
 /// `workflow logs`.

@@ -16,9 +16,7 @@ use crate::spec::{
     self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType,
     SandboxMode, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
 };
-use crate::store::{
-    self, ExecutionDir, ExecutionLock, ExecutionSummary, Home, Index, ProjectDir, StoreError,
-};
+use crate::store::{self, ExecutionDir, ExecutionLock, Home, Index, ProjectDir, StoreError};
 use crate::verify;
 
 /// What `run` asks for.
@@ -309,24 +307,12 @@ impl Engine {
         })
     }
 
-    /// Refreshes the sled index entry of `dir`; the index is a cache, so failures are ignored.
+    /// Refreshes the sled index entry of `dir`; the index is a cache, so failures are ignored
+    /// (a reader repairs a stale entry from the files).
     pub fn index(&self, dir: &ExecutionDir) {
-        let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else {
-            return;
-        };
-        let Ok(index) = Index::open_in(&self.home) else {
-            return;
-        };
-        let _ = index.put(&ExecutionSummary {
-            id: request.id,
-            dir: dir.root().to_string_lossy().into_owned(),
-            project: request.project_path,
-            status: state.status.as_str().to_owned(),
-            task: request.task_description,
-            template: request.template.name,
-            created_at: request.created_at,
-            cost_usd: state.total_cost_usd,
-        });
+        if let Ok(index) = Index::open_in(&self.home) {
+            let _ = index.put(&store::summarize(dir));
+        }
     }
 }
 

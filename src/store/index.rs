@@ -1,13 +1,22 @@
-//! The sled index: a cache of execution summaries for `workflow list` and id lookups.
+//! The sled index: a cache of execution summaries that answers `workflow list`, id lookups and
+//! `budget status` without opening every execution's files.
 //!
 //! It is never the only copy of anything (DESIGN §2): every entry is derived from an
-//! execution's files, and a missing or unreadable index is rebuilt from the known projects.
+//! execution's files and carries a stamp of them, so a reader can tell a stale entry and
+//! repair it (see `catalog`); a missing or damaged index is rebuilt from the known projects.
+//!
+//! Keys: `exec:<id>` → the summary (JSON); `time:<created_at>\0<id>` → nothing, so the newest
+//! executions come first without reading the rest; `proj:<project>` → the stamp of the
+//! project's `executions/` folder when the index last matched it.
+
+use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-/// What `workflow list` shows of an execution without opening its files.
+/// What `workflow list`, lookups and `budget status` need of an execution, without its files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
     /// The id.
@@ -26,60 +35,125 @@ pub struct ExecutionSummary {
     pub created_at: String,
     /// USD so far.
     pub cost_usd: f64,
+    /// The execution's own budget, when it has one.
+    #[serde(default)]
+    pub budget_limit: Option<f64>,
+    /// The stamp of `execution.yaml` and `state.json` this summary was read from; another
+    /// stamp on disk means the files changed since.
+    #[serde(default)]
+    pub stamp: String,
 }
 
-/// Handle on the sled database under `~/.autowrkers/index`.
+/// Handle on the sled database under `~/.autowrkers/index/main`. sled allows one process at a
+/// time, so commands open it briefly and drop it as soon as they are done.
 pub struct Index {
     db: sled::Db,
 }
 
+/// How long an open waits for another process to let go of the index.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 impl Index {
-    /// Opens the main index of `home` (`index/main`; the ledger sums live in `index/ledger`).
+    /// Opens the main index of `home` (`index/main`; the ledger sums live in `index/ledger`),
+    /// waiting a moment when another process has it open, and starting afresh when the files
+    /// are damaged (the index is rebuilt from the executions' files).
     pub fn open_in(home: &super::Home) -> Result<Self, StoreError> {
-        Self::open(&home.index().join("main"))
+        let dir = home.index().join("main");
+        let started = std::time::Instant::now();
+        loop {
+            match open_db(&dir) {
+                Ok(db) => return Ok(Self { db }),
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_WAIT => {
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                Err(e) if is_busy(&e) => return Err(e.into()),
+                Err(_) => {
+                    // A damaged cache: the files are the truth, so start an empty one.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Ok(Self { db: open_db(&dir)? });
+                }
+            }
+        }
     }
 
-    /// Opens (or creates) the index in `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
-        Ok(Self { db })
+    /// Opens (or creates) an index in `dir` (tests).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self { db: open_db(dir)? })
     }
 
-    /// Records or replaces a summary.
-    pub fn put(&self, summary: &ExecutionSummary) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(summary).map_err(|source| StoreError::Json {
-            path: "<index>".into(),
-            source,
-        })?;
-        self.db.insert(format!("exec:{}", summary.id), value)?;
-        self.db.flush()?;
+    /// Records or replaces summaries, all at once.
+    pub fn put_all(&self, summaries: &[ExecutionSummary]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for summary in summaries {
+            if let Some(old) = self.get(&summary.id)
+                && old.created_at != summary.created_at
+            {
+                batch.remove(time_key(&old.created_at, &old.id));
+            }
+            batch.insert(exec_key(&summary.id).into_bytes(), encode(summary)?);
+            batch.insert(time_key(&summary.created_at, &summary.id), &[][..]);
+        }
+        self.db.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Records or replaces one summary.
+    pub fn put(&self, summary: &ExecutionSummary) -> Result<(), StoreError> {
+        self.put_all(std::slice::from_ref(summary))
     }
 
     /// Forgets an execution.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.db.remove(format!("exec:{id}"))?;
-        self.db.flush()?;
+        if let Some(old) = self.get(id) {
+            self.db.remove(time_key(&old.created_at, id))?;
+        }
+        self.db.remove(exec_key(id))?;
         Ok(())
     }
 
-    /// Every summary, newest first.
-    pub fn all(&self) -> Result<Vec<ExecutionSummary>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.db.scan_prefix("exec:") {
-            let (_, value) = entry?;
-            if let Ok(summary) = serde_json::from_slice::<ExecutionSummary>(&value) {
-                out.push(summary);
-            }
-        }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-        Ok(out)
+    /// The summary of `id`.
+    pub fn get(&self, id: &str) -> Option<ExecutionSummary> {
+        let value = self.db.get(exec_key(id)).ok()??;
+        serde_json::from_slice(&value).ok()
+    }
+
+    /// The summaries whose id starts with `prefix`.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<ExecutionSummary> {
+        self.db
+            .scan_prefix(exec_key(prefix))
+            .filter_map(Result::ok)
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+
+    /// Every summary, newest first, read lazily: a caller that needs fifty reads fifty.
+    pub fn newest_first(&self) -> impl Iterator<Item = ExecutionSummary> + '_ {
+        self.db
+            .scan_prefix("time:")
+            .rev()
+            .filter_map(Result::ok)
+            .filter_map(|(k, _)| {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                key.rsplit_once('\0').map(|(_, id)| id.to_owned())
+            })
+            .filter_map(|id| self.get(&id))
+    }
+
+    /// The stamp of a project's `executions/` folder when the index last matched it.
+    pub fn project_stamp(&self, project: &Path) -> Option<String> {
+        let value = self.db.get(project_key(project)).ok()??;
+        Some(String::from_utf8_lossy(&value).into_owned())
+    }
+
+    /// Records that the index matches a project's folder as it is at `stamp`.
+    pub fn set_project_stamp(&self, project: &Path, stamp: &str) -> Result<(), StoreError> {
+        self.db.insert(project_key(project), stamp.as_bytes())?;
+        Ok(())
     }
 
     /// Stores raw bytes under `key` (model lists and other caches).
     pub fn put_raw(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db.insert(key, value)?;
-        self.db.flush()?;
         Ok(())
     }
 
@@ -87,11 +161,36 @@ impl Index {
     pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
         self.db.get(key).ok().flatten().map(|v| v.to_vec())
     }
+}
 
-    /// True when the index holds nothing (new or deleted): time to rebuild.
-    pub fn is_empty(&self) -> bool {
-        self.db.scan_prefix("exec:").next().is_none()
-    }
+/// sled without its background flusher thread: commands hold the index for milliseconds, and
+/// dropping the handle writes everything out.
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new().path(dir).flush_every_ms(None).open()
+}
+
+/// True when sled could not open because another process holds its lock.
+fn is_busy(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+fn encode(summary: &ExecutionSummary) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(summary).map_err(|source| StoreError::Json {
+        path: "<index>".into(),
+        source,
+    })
+}
+
+fn exec_key(id: &str) -> String {
+    format!("exec:{id}")
+}
+
+fn time_key(created_at: &str, id: &str) -> Vec<u8> {
+    format!("time:{created_at}\0{id}").into_bytes()
+}
+
+fn project_key(project: &Path) -> String {
+    format!("proj:{}", project.display())
 }
 
 /// A named tree of a sled database, for caches other modules keep (the ledger's sums): string
@@ -103,8 +202,8 @@ pub struct KvTree {
 
 impl KvTree {
     /// Opens (or creates) tree `name` of the database in `dir`.
-    pub fn open(dir: &std::path::Path, name: &str) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+    pub fn open(dir: &Path, name: &str) -> Result<Self, StoreError> {
+        let db = open_db(dir)?;
         let tree = db.open_tree(name)?;
         Ok(Self { db, tree })
     }
@@ -124,10 +223,10 @@ impl KvTree {
         Ok(())
     }
 
-    /// Every entry, in key order.
-    pub fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.tree
-            .iter()
+            .scan_prefix(prefix)
             .map(|item| {
                 let (k, v) = item?;
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))

@@ -1,8 +1,9 @@
 //! Files as the truth (DESIGN §2): folder layout, atomic writes, the runner's lock, the known
-//! projects, the event tail and the sled index that caches lookups. sled is used only in
-//! `index` (its `Index`, and `KvTree` for the ledger's sums).
+//! projects, the event tail, and the sled index that caches lookups (`catalog` keeps it true to
+//! the files). sled is used only in `index` (its `Index`, and `KvTree` for the ledger's sums).
 
 mod atomic;
+mod catalog;
 mod execution_dir;
 mod index;
 mod lock;
@@ -10,6 +11,7 @@ mod paths;
 mod tail;
 
 pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic};
+pub use catalog::{Catalog, DAMAGED, summarize};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
@@ -170,13 +172,17 @@ pub fn all_executions(home: &Home, first: Option<&Path>) -> Result<Vec<Execution
 }
 
 /// Finds an execution by id or unique prefix, like git: in `project` first, then every known
-/// project.
+/// project. The index answers; the files are scanned only when it cannot be opened.
 pub fn find_execution(
     home: &Home,
     project: Option<&Path>,
     prefix: &str,
 ) -> Result<ExecutionDir, StoreError> {
-    let matches: Vec<ExecutionDir> = all_executions(home, project)?
+    let project = project.and_then(|p| p.canonicalize().ok());
+    if let Some(catalog) = Catalog::open(home, project.as_deref())? {
+        return catalog.find(prefix);
+    }
+    let matches: Vec<ExecutionDir> = all_executions(home, project.as_deref())?
         .into_iter()
         .filter(|d| d.id().starts_with(prefix))
         .collect();

@@ -1,0 +1,431 @@
+//! `cargo bench --bench scale`: every row of the scale issue's table, measured on whole
+//! processes of the release binary (what a user waits on), with the original's figures beside.
+//! The 10 000-execution fixture is made here, from one real execution copied.
+//!
+//! Rows: orchestration overhead per phase and a whole 6-phase run against a zero-latency fake
+//! OpenAI server; `workflow list`, `workflow status`, `resume` and `budget status` with 10 000
+//! executions; the per-phase cost of iteration 40–50 against 1–10; peak RSS of one phase
+//! streaming a 20 MB reply (and a 5 MB one, to show it is flat).
+
+// A test or benchmark that cannot go on fails on the spot: unwrap, expect and panic are its
+// way of saying so (the library and binary deny them, see Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/fake_openai.rs"]
+mod fake_openai;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autowrkers");
+const EXECUTIONS: usize = 10_000;
+
+/// A row of the table: what, the original's figure, ours, the goal.
+#[derive(Debug)]
+struct Row {
+    what: String,
+    original: &'static str,
+    ours: String,
+    goal: &'static str,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn git(root: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
+        .args(args)
+        .current_dir(root)
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// A git repository with one commit and a verify command that passes.
+fn project(root: &Path, files: &[(&str, String)]) {
+    std::fs::create_dir_all(root.join(".autowrkers")).expect("mkdir");
+    std::fs::write(root.join("main.txt"), "hello\n").expect("write");
+    std::fs::write(
+        root.join(".autowrkers/config.yaml"),
+        "verify:\n  test: \"true\"\n",
+    )
+    .expect("write");
+    for (name, text) in files {
+        std::fs::write(root.join(name), text).expect("write");
+    }
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "init"]);
+}
+
+/// Runs the binary in `dir` with `home`; panics on failure.
+fn aw(home: &Path, dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("AUTOWRKERS_HOME", home)
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Median wall time of `runs` whole processes.
+fn timed(home: &Path, dir: &Path, args: &[&str], runs: usize) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                aw(home, dir, args);
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn phase(id: &str, role: &str, model: &str, kind: &str, order: u32, url: &str) -> String {
+    format!(
+        "  - id: {id}\n    name: {id}\n    role: {role}\n    provider_config: {{provider_type: openai_compatible, model_name: {model}, api_url: \"{url}\"}}\n    prompt_template: {role}_prompt\n    output_artifact_type: {kind}\n    success_pattern: /done\n    order: {order}\n"
+    )
+}
+
+/// The default pipeline's shape on the fake server: analysis, plan, implement, two parallel
+/// reviews, verify.
+fn six_phases(url: &str) -> String {
+    let mut t = "name: bench\niteration_behavior: auto_iterate\nphases:\n".to_owned();
+    t += &phase("a", "analyzer", "analysis", "task_list", 1, url);
+    t += &phase("b", "planner", "plan", "implementation_plan", 2, url);
+    t += &phase("c", "implementer", "done", "code_diff", 3, url);
+    t += &phase(
+        "d",
+        "reviewer_functional",
+        "approve",
+        "review_report",
+        4,
+        url,
+    );
+    t += &phase("e", "reviewer_style", "approve", "review_report", 5, url);
+    t += "    parallel_with: d\n";
+    t += "  - id: f\n    name: f\n    role: verifier\n    provider_config: {provider_type: none}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: 6\n";
+    t
+}
+
+/// A 6-phase run, whole process, and the overhead per phase it leaves after the server's time.
+/// Returns the home and the first run's project.
+fn six_phase_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) -> (PathBuf, PathBuf) {
+    let server = rt.block_on(fake_openai::start());
+    let keep = tempfile::tempdir().expect("tmp").keep();
+    let mut walls = Vec::new();
+    let mut overheads = Vec::new();
+    for n in 0..16 {
+        let root = keep.join(format!("run{n}"));
+        std::fs::create_dir_all(&root).expect("mkdir");
+        project(&root, &[("t.yaml", six_phases(&server.url()))]);
+        let home = keep.join("home");
+        server.reset();
+        let started = Instant::now();
+        aw(
+            &home,
+            &root,
+            &[
+                "run",
+                "--task",
+                "bench",
+                "--template",
+                "t.yaml",
+                "--no-realtime",
+            ],
+        );
+        let wall = started.elapsed();
+        walls.push(wall);
+        overheads.push(wall.saturating_sub(server.busy()) / 6);
+    }
+    rows.push(Row {
+        what: "orchestration overhead per phase (run wall − server time) / phases".into(),
+        original: "30 ms",
+        ours: format!("{:.2?}", median(overheads)),
+        goal: "≤ 3 ms",
+    });
+    rows.push(Row {
+        what: "6-phase run, whole process".into(),
+        original: "1 460 ms",
+        ours: format!("{:.2?}", median(walls)),
+        goal: "≤ 30 ms",
+    });
+    (keep.join("home"), keep.join("run0"))
+}
+
+/// `count` copies of the one execution of `source`, as if run one second apart, in `target`.
+fn copy_executions(source: &Path, target: &Path, count: usize) -> Vec<String> {
+    let folder = source.join(".autowrkers/executions");
+    let original = std::fs::read_dir(&folder)
+        .expect("executions")
+        .flatten()
+        .next()
+        .expect("one execution")
+        .path();
+    let id = original
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    let request = std::fs::read_to_string(original.join("execution.yaml")).expect("yaml");
+    let state = std::fs::read_to_string(original.join("state.json")).expect("state");
+    let events = std::fs::read_to_string(original.join("events.ndjson")).expect("events");
+    let created = request
+        .lines()
+        .find_map(|l| l.strip_prefix("created_at: "))
+        .expect("created_at")
+        .trim_matches('\'')
+        .to_owned();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("date");
+    let source_path = source.to_string_lossy().into_owned();
+    let target_path = target.to_string_lossy().into_owned();
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let new_id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            i as u64 * 2_654_435_761 % (1 << 32),
+            i
+        );
+        let when = (base + chrono::Duration::seconds(i as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let dir = target.join(".autowrkers/executions").join(&new_id);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fix = |text: &str| {
+            text.replace(&id, &new_id)
+                .replace(&created, &when)
+                .replace(&source_path, &target_path)
+        };
+        std::fs::write(dir.join("execution.yaml"), fix(&request)).expect("write");
+        std::fs::write(dir.join("state.json"), fix(&state)).expect("write");
+        std::fs::write(dir.join("events.ndjson"), fix(&events)).expect("write");
+        ids.push(new_id);
+    }
+    ids
+}
+
+/// The lookups with 10 000 executions in one known project; `source` (a project with one real
+/// execution, known to `home`) is the other.
+fn ten_thousand(home: &Path, source: &Path, rows: &mut Vec<Row>) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let big = tmp.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    project(&big, &[]);
+    let ids = copy_executions(source, &big, EXECUTIONS);
+    let known = std::fs::read_to_string(home.join("projects.yaml")).expect("projects");
+    std::fs::write(
+        home.join("projects.yaml"),
+        format!("{known}- {}\n", big.display()),
+    )
+    .expect("projects");
+    let one = std::fs::read_dir(source.join(".autowrkers/executions"))
+        .expect("executions")
+        .flatten()
+        .next()
+        .expect("one")
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let started = Instant::now();
+    aw(home, &big, &["workflow", "list"]);
+    println!(
+        "(index built from the files of {EXECUTIONS} executions by the first command: {:.2?})",
+        started.elapsed()
+    );
+    let middle = &ids[EXECUTIONS / 2][..8];
+    let table: [(&str, &[&str], &Path, &'static str); 5] = [
+        (
+            "`workflow list`, newest 50",
+            &["workflow", "list"],
+            &big,
+            "≤ 15 ms",
+        ),
+        (
+            "`workflow list --all`",
+            &["workflow", "list", "--all"],
+            &big,
+            "≤ 80 ms",
+        ),
+        (
+            "`workflow status <id>`",
+            &["workflow", "status", middle],
+            &big,
+            "≤ 10 ms",
+        ),
+        (
+            "`resume` of a 1-execution project (the other has 10 000)",
+            &["resume", &one[..8]],
+            source,
+            "≤ 15 ms to start",
+        ),
+        ("`budget status`", &["budget", "status"], &big, "≤ 20 ms"),
+    ];
+    for (what, args, dir, goal) in table {
+        rows.push(Row {
+            what: format!("{what}, {EXECUTIONS} executions"),
+            original: "—",
+            ours: format!("{:.2?}", timed(home, dir, args, 15)),
+            goal,
+        });
+    }
+}
+
+/// Per-phase cost of iterations 41–50 against 1–10, from the events' own clock.
+fn fifty_iterations(rows: &mut Vec<Row>) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().canonicalize().expect("canonical");
+    let script = "replies:\n  - phase: c\n    text: /done\n  - phase: d\n    text: \"```json\\n{\\\"approved\\\": false, \\\"summary\\\": \\\"again\\\", \\\"issues\\\": [{\\\"severity\\\": \\\"major\\\", \\\"description\\\": \\\"x\\\"}]}\\n```\\n/done\"\n";
+    let scripted = |id: &str, role: &str, kind: &str, order: u32, extra: &str| {
+        format!(
+            "  - id: {id}\n    name: {id}\n    role: {role}\n    provider_config: {{provider_type: scripted, extra_params: {{script: replies.yaml}}}}\n    prompt_template: {role}_prompt\n    output_artifact_type: {kind}\n    success_pattern: /done\n    order: {order}\n{extra}"
+        )
+    };
+    let mut t =
+        "name: fifty\nmax_iterations: 50\niteration_behavior: auto_iterate\nphases:\n".to_owned();
+    t += &scripted(
+        "c",
+        "implementer",
+        "code_diff",
+        1,
+        "    can_iterate: true\n",
+    );
+    t += &scripted("d", "reviewer_functional", "review_report", 2, "");
+    project(&root, &[("replies.yaml", script.to_owned()), ("t.yaml", t)]);
+    let home = root.join(".home");
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--task",
+            "bench",
+            "--template",
+            "t.yaml",
+            "--no-realtime",
+        ])
+        .env("AUTOWRKERS_HOME", &home)
+        .current_dir(&root)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = root.join(".autowrkers/executions");
+    let exec = std::fs::read_dir(folder)
+        .expect("dir")
+        .flatten()
+        .next()
+        .expect("one")
+        .path();
+    let events = std::fs::read_to_string(exec.join("events.ndjson")).expect("events");
+    // Time from each iteration's first phase start to the next one's.
+    let mut starts: Vec<chrono::DateTime<chrono::FixedOffset>> = Vec::new();
+    for line in events.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("event");
+        if v["type"] == "workflow:phase_started" && v["phase_id"] == "c" {
+            starts.push(
+                chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().expect("ts")).expect("ts"),
+            );
+        }
+    }
+    assert_eq!(starts.len(), 50, "fifty iterations");
+    let span =
+        |from: usize, to: usize| (starts[to] - starts[from]).num_microseconds().expect("us") as f64;
+    let ratio = span(40, 49) / span(0, 9);
+    rows.push(Row {
+        what: "50 iterations: per-phase cost, last fifth ÷ first fifth".into(),
+        original: "—",
+        ours: format!("{ratio:.2}×"),
+        goal: "≤ 1.2×",
+    });
+}
+
+/// Peak RSS of a one-phase run whose reply streams `mb` megabytes.
+fn streaming_rss(rt: &tokio::runtime::Runtime, mb: usize) -> f64 {
+    let server = rt.block_on(fake_openai::start());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().canonicalize().expect("canonical");
+    let t = format!(
+        "name: big\nphases:\n{}",
+        phase(
+            "a",
+            "analyzer",
+            &format!("big-{mb}"),
+            "task_list",
+            1,
+            &server.url()
+        )
+    );
+    project(&root, &[("t.yaml", t)]);
+    // Past the default 8 MB artifact cap, so the whole reply is taken.
+    std::fs::write(
+        root.join(".autowrkers/config.yaml"),
+        "verify:\n  test: \"true\"\noutput_limits:\n  artifact_bytes: 67108864\n",
+    )
+    .expect("config");
+    let out = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "RSS_KB=%M",
+            BIN,
+            "run",
+            "--task",
+            "bench",
+            "--template",
+            "t.yaml",
+            "--no-realtime",
+        ])
+        .env("AUTOWRKERS_HOME", root.join(".home"))
+        .current_dir(&root)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let kb: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("RSS_KB="))
+        .expect("time's output")
+        .trim()
+        .parse()
+        .expect("number");
+    kb / 1024.0
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with --bench absent; measure only under cargo bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rows = Vec::new();
+    let (home, one_run) = six_phase_run(&rt, &mut rows);
+    ten_thousand(&home, &one_run, &mut rows);
+    fifty_iterations(&mut rows);
+    let five = streaming_rss(&rt, 5);
+    let twenty = streaming_rss(&rt, 20);
+    rows.push(Row {
+        what: "peak RSS, one phase streaming a 20 MB reply (5 MB reply beside it)".into(),
+        original: "—",
+        ours: format!("{twenty:.1} MB ({five:.1} MB)"),
+        goal: "≤ 40 MB, flat in reply size",
+    });
+    if let Some(runs) = home.parent() {
+        let _ = std::fs::remove_dir_all(runs);
+    }
+    println!("\n| measure | original | ours | goal |\n|---|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {} | {} |", r.what, r.original, r.ours, r.goal);
+    }
+}

@@ -1,0 +1,274 @@
+//! Finding executions: the sled index answers, and only the files an answer names are checked.
+//!
+//! Three rules keep the cache honest without scanning:
+//! - each project's `executions/` folder has a stamp (inode and mtime, which change when an
+//!   execution folder appears or goes); a project whose stamp moved is listed once more and the
+//!   executions the index lacks are added — a missing index is rebuilt the same way;
+//! - each summary carries the stamp of its `execution.yaml` and `state.json`; before an answer
+//!   uses a summary, those two files are stat'ed, and a summary whose files changed is read
+//!   again and stored (repair on access);
+//! - a summary whose folder is gone is dropped.
+//!
+//! When the index cannot be opened (another process holds it longer than it should), every
+//! answer falls back to the files, slower but the same.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{ExecutionDir, ExecutionSummary, Home, Index, ProjectDir, StoreError, known_projects};
+
+/// An open index brought up to date with the projects' folders.
+pub struct Catalog {
+    index: Index,
+    /// The project the command runs in, searched first.
+    first: Option<PathBuf>,
+}
+
+impl Catalog {
+    /// Opens the index of `home` and adds what changed in `first` and every known project.
+    /// `None` when the index cannot be opened: callers then read the files. A damaged
+    /// `projects.yaml` is an error, as everywhere.
+    pub fn open(home: &Home, first: Option<&Path>) -> Result<Option<Self>, StoreError> {
+        let known = known_projects(home)?;
+        let Ok(index) = Index::open_in(home) else {
+            return Ok(None);
+        };
+        let catalog = Self {
+            index,
+            first: first.map(Path::to_path_buf),
+        };
+        let mut projects: Vec<PathBuf> = catalog.first.iter().cloned().collect();
+        for p in known {
+            if !projects.contains(&p) {
+                projects.push(p);
+            }
+        }
+        for project in &projects {
+            catalog.sync_project(project);
+        }
+        Ok(Some(catalog))
+    }
+
+    /// Adds the executions of `project` the index lacks, when its folder changed since.
+    fn sync_project(&self, project: &Path) {
+        let folder = ProjectDir::new(project).executions();
+        let Some(now) = folder_stamp(&folder) else {
+            return;
+        };
+        if self.index.project_stamp(project).as_deref() == Some(now.as_str()) {
+            return;
+        }
+        let mut added = Vec::new();
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let dir = ExecutionDir::new(entry.path());
+            if self.index.get(&dir.id()).is_none() && dir.request_path().exists() {
+                added.push(summarize(&dir));
+            }
+        }
+        if self.index.put_all(&added).is_ok() {
+            let _ = self.index.set_project_stamp(project, &now);
+        }
+    }
+
+    /// `summary` as its files are now: the same when their stamp is unchanged, read again and
+    /// stored when not; `None` when the execution is gone (and then forgotten).
+    pub fn fresh(&self, summary: ExecutionSummary) -> Option<ExecutionSummary> {
+        let dir = ExecutionDir::new(&summary.dir);
+        let Some(stamp) = files_stamp(&dir) else {
+            let _ = self.index.remove(&summary.id);
+            return None;
+        };
+        if stamp == summary.stamp {
+            return Some(summary);
+        }
+        let again = summarize(&dir);
+        let _ = self.index.put(&again);
+        Some(again)
+    }
+
+    /// The execution `prefix` names (an id or its unique beginning, like git): in the current
+    /// project first, then in every known project.
+    pub fn find(&self, prefix: &str) -> Result<ExecutionDir, StoreError> {
+        let matches: Vec<ExecutionSummary> = self
+            .index
+            .with_prefix(prefix)
+            .into_iter()
+            .filter_map(|s| self.fresh(s))
+            .collect();
+        if let Some(exact) = matches.iter().find(|s| s.id == prefix) {
+            return Ok(ExecutionDir::new(&exact.dir));
+        }
+        let here: Vec<&ExecutionSummary> = matches
+            .iter()
+            .filter(|s| self.first.as_deref() == Some(Path::new(&s.project)))
+            .collect();
+        let pick: Vec<&ExecutionSummary> = if here.is_empty() {
+            matches.iter().collect()
+        } else {
+            here
+        };
+        match pick[..] {
+            [] => Err(StoreError::NotFound(prefix.to_owned())),
+            [one] => Ok(ExecutionDir::new(&one.dir)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: pick.iter().map(|s| s.id.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Every execution, newest first, each checked against its files as it is read.
+    pub fn newest_first(&self) -> impl Iterator<Item = ExecutionSummary> + '_ {
+        self.index.newest_first().filter_map(|s| self.fresh(s))
+    }
+
+    /// Every execution, newest first, as the index has them (no file is touched): for counts.
+    pub fn newest_first_unchecked(&self) -> impl Iterator<Item = ExecutionSummary> + '_ {
+        self.index.newest_first()
+    }
+
+    /// Every execution of `project`, newest first, checked against its files.
+    pub fn of_project<'a>(
+        &'a self,
+        project: &'a Path,
+    ) -> impl Iterator<Item = ExecutionSummary> + 'a {
+        self.index
+            .newest_first()
+            .filter(move |s| Path::new(&s.project) == project)
+            .filter_map(|s| self.fresh(s))
+    }
+
+    /// Records `dir`'s summary as its files are now (the runner, at each status it ends on).
+    pub fn record(&self, dir: &ExecutionDir) {
+        let _ = self.index.put(&summarize(dir));
+    }
+
+    /// Forgets an execution whose folder was deleted.
+    pub fn forget(&self, id: &str) {
+        let _ = self.index.remove(id);
+    }
+}
+
+/// The summary of an execution from its files. One whose files cannot be read is summarised
+/// as `damaged`, with the reason as its task, so it is listed, never hidden.
+pub fn summarize(dir: &ExecutionDir) -> ExecutionSummary {
+    let stamp = files_stamp(dir).unwrap_or_default();
+    let project = dir
+        .project()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let request = dir.read_request();
+    let state = dir.read_state();
+    let why = match (&request, &state) {
+        (Ok(request), Ok(state)) => {
+            return ExecutionSummary {
+                id: request.id.clone(),
+                dir: dir.root().to_string_lossy().into_owned(),
+                project: request.project_path.clone(),
+                status: state.status.as_str().to_owned(),
+                task: request.task_description.clone(),
+                template: request.template.name.clone(),
+                created_at: request.created_at.clone(),
+                cost_usd: state.total_cost_usd,
+                budget_limit: request.budget_limit,
+                stamp,
+            };
+        }
+        (Err(e), _) | (_, Err(e)) => e.to_string(),
+    };
+    ExecutionSummary {
+        id: dir.id(),
+        dir: dir.root().to_string_lossy().into_owned(),
+        project,
+        status: DAMAGED.to_owned(),
+        task: why,
+        template: String::new(),
+        created_at: request.map(|r| r.created_at).unwrap_or_default(),
+        cost_usd: 0.0,
+        budget_limit: None,
+        stamp,
+    }
+}
+
+/// The status a summary has when its files cannot be read.
+pub const DAMAGED: &str = "damaged";
+
+/// inode, mtime and size of `execution.yaml` and `state.json` (`-` for a state not written
+/// yet); `None` when `execution.yaml` is gone.
+fn files_stamp(dir: &ExecutionDir) -> Option<String> {
+    let request = std::fs::metadata(dir.request_path()).ok()?;
+    let state = std::fs::metadata(dir.state_path())
+        .map(|m| one_stamp(&m))
+        .unwrap_or_else(|_| "-".to_owned());
+    Some(format!("{}|{state}", one_stamp(&request)))
+}
+
+fn folder_stamp(folder: &Path) -> Option<String> {
+    std::fs::metadata(folder).ok().map(|m| one_stamp(&m))
+}
+
+fn one_stamp(m: &std::fs::Metadata) -> String {
+    format!("{}.{}.{}.{}", m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(project: &Path, id: &str, created: &str) -> ExecutionDir {
+        let dir = ExecutionDir::new(ProjectDir::new(project).executions().join(id));
+        std::fs::create_dir_all(dir.root()).expect("mkdir");
+        let yaml = format!(
+            "id: {id}\ntrigger_mode: manual_task\nproject_path: {}\ntask_description: task {id}\ntemplate: {{name: t, phases: []}}\ncreated_at: '{created}'\n",
+            project.display()
+        );
+        std::fs::write(dir.request_path(), yaml).expect("write");
+        dir
+    }
+
+    #[test]
+    fn folders_the_index_lacks_are_added_and_changed_files_repaired() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        assert_eq!(catalog.find("aaa").expect("found").id(), "aaa1");
+        drop(catalog);
+
+        // A folder written by hand appears; an edited state is seen; a deleted one goes.
+        let b = execution(&project, "bbb2", "2026-01-02T00:00:00Z");
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        let ids: Vec<String> = catalog.newest_first().map(|s| s.id).collect();
+        assert_eq!(ids, ["bbb2", "aaa1"]);
+        std::fs::write(b.state_path(), "{ not json").expect("write");
+        let first = catalog.newest_first().next().expect("row");
+        assert_eq!(first.status, DAMAGED, "a damaged state is listed as such");
+        std::fs::remove_dir_all(b.root()).expect("rm");
+        let ids: Vec<String> = catalog.newest_first().map(|s| s.id).collect();
+        assert_eq!(ids, ["aaa1"]);
+        assert!(matches!(catalog.find("bbb"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_deleted_index_is_rebuilt_from_the_files() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+        drop(
+            Catalog::open(&home, Some(&project))
+                .expect("open")
+                .expect("index"),
+        );
+        std::fs::remove_dir_all(home.index()).expect("rm index");
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        assert_eq!(catalog.find("aaa1").expect("found").id(), "aaa1");
+    }
+}
