@@ -219,7 +219,19 @@ fn copy_executions(source: &Path, target: &Path, count: usize) -> Vec<String> {
 /// execution, known to `home`) is the other.
 fn ten_thousand(home: &Path, source: &Path, rows: &mut Vec<Row>) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let big = tmp.path().join("big");
+    // AUTOWRKERS_BENCH_KEEP=1 keeps the fixture for profiling (its paths are printed).
+    let tmp_path = if std::env::var_os("AUTOWRKERS_BENCH_KEEP").is_some() {
+        let kept = tmp.keep();
+        println!(
+            "fixture kept: home {}, project {}",
+            home.display(),
+            kept.join("big").display()
+        );
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let big = tmp_path.join("big");
     std::fs::create_dir_all(&big).expect("mkdir");
     project(&big, &[]);
     let ids = copy_executions(source, &big, EXECUTIONS);
@@ -421,7 +433,9 @@ fn main() {
         ours: format!("{twenty:.1} MB ({five:.1} MB)"),
         goal: "≤ 40 MB, flat in reply size",
     });
-    if let Some(runs) = home.parent() {
+    if let Some(runs) = home.parent()
+        && std::env::var_os("AUTOWRKERS_BENCH_KEEP").is_none()
+    {
         let _ = std::fs::remove_dir_all(runs);
     }
     println!("\n| measure | original | ours | goal |\n|---|---|---|---|");

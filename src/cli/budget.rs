@@ -45,17 +45,17 @@ fn executions_to_show(home: &Home, project: &Path) -> Result<Vec<store::Executio
             .iter()
             .any(|s| s.as_str() == status && s.is_terminal())
     };
-    let all: Vec<store::ExecutionSummary> = match store::Catalog::open(home, Some(project))? {
-        Some(catalog) => catalog.of_project(project).collect(),
+    let shown = move |e: &store::ExecutionSummary| {
+        e.status != store::DAMAGED && (e.budget_limit.is_some() || !ended(&e.status))
+    };
+    Ok(match store::Catalog::open(home, Some(project))? {
+        Some(catalog) => catalog.of_project(project, shown).collect(),
         None => store::executions_of(project)
             .iter()
             .map(store::summarize)
+            .filter(shown)
             .collect(),
-    };
-    Ok(all
-        .into_iter()
-        .filter(|e| e.status != store::DAMAGED && (e.budget_limit.is_some() || !ended(&e.status)))
-        .collect())
+    })
 }
 
 /// USD held right now by live runners (their reservation files).

@@ -150,7 +150,7 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
     let project = path.canonicalize()?;
     let found = match store::Catalog::open(home, Some(&project))? {
         Some(catalog) => catalog
-            .of_project(&project)
+            .of_project(&project, |_| true)
             .next()
             .map(|s| ExecutionDir::new(s.dir)),
         None => {
@@ -212,28 +212,21 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     };
     let limit = if args.all { usize::MAX } else { args.limit };
     let mut shown = 0;
+    let mut more = false;
     for summary in rows {
         let status = shown_status(&summary);
         if !wanted(&status) {
             continue;
         }
         if shown == limit {
+            more = true;
             break;
         }
         shown += 1;
         print_row(&summary, &status, args.json);
     }
-    // Counted from the index as it stands: the rows not shown are not checked one by one.
-    let matching = match &catalog {
-        Some(c) => c
-            .newest_first_unchecked()
-            .filter(|s| wanted(&s.status))
-            .count(),
-        None => shown,
-    };
-    let hidden = matching.saturating_sub(shown);
-    if hidden > 0 && !args.json {
-        eprintln!("… and {hidden} older (`--all` lists every execution, `--limit N` more)");
+    if more && !args.json {
+        eprintln!("… and older ones (`--all` lists every execution, `--limit N` more)");
     }
     Ok(0)
 }

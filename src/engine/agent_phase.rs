@@ -34,6 +34,7 @@ pub(super) async fn cli_answer(
     let kind = config.provider_type.as_str();
     let sandbox = sandbox
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
+    let http = env.http.raw().map_err(|e| Failure::Answer(e.to_string()))?;
     let model = agent_cli::effective_model(config);
     // The reservation prices what will run (Codex's documented default included).
     let estimate = CallEstimate {
@@ -64,7 +65,7 @@ pub(super) async fn cli_answer(
         // This run's own reservation is part of what it may spend.
         max_budget_usd: meter.remaining().map(|r| r + ticket.reserved()),
         price: meter.price(kind, &model),
-        http: env.http.raw(),
+        http,
         keys: env.keys,
         spent: &spent,
     };

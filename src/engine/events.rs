@@ -194,6 +194,8 @@ pub enum EventKind {
 pub struct EventBus {
     execution_id: String,
     dir: Option<ExecutionDir>,
+    /// `events.ndjson`, opened once for appending (on the first event).
+    log: Mutex<Option<std::fs::File>>,
     subscribers: Mutex<Vec<UnboundedSender<Event>>>,
 }
 
@@ -203,6 +205,7 @@ impl EventBus {
         Self {
             execution_id: dir.id(),
             dir: Some(dir.clone()),
+            log: Mutex::new(None),
             subscribers: Mutex::new(Vec::new()),
         }
     }
@@ -225,10 +228,28 @@ impl EventBus {
         };
         if let (Some(dir), Ok(line)) = (&self.dir, serde_json::to_string(&event)) {
             // The event log is a record, not a control path: a full disk must not stop the run.
-            let _ = dir.append_event(&line);
+            self.append(dir, &line);
         }
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.retain(|tx| tx.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Appends one line to `events.ndjson` through the bus's one handle: a single `write` of
+    /// the whole line on an `O_APPEND` file, so other writers never interleave inside it.
+    fn append(&self, dir: &ExecutionDir, line: &str) {
+        use std::io::Write;
+        let Ok(mut log) = self.log.lock() else {
+            return;
+        };
+        if log.is_none() {
+            *log = dir.open_events().ok();
+        }
+        if let Some(file) = log.as_mut() {
+            let mut buf = Vec::with_capacity(line.len() + 1);
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            let _ = file.write_all(&buf);
         }
     }
 

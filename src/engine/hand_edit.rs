@@ -10,7 +10,6 @@ use super::Reconcile;
 use super::runner::{Engine, EngineError};
 use super::sha256_hex;
 use super::transitions::{Trigger, transition};
-use crate::git::ProjectRepo;
 use crate::spec::WorkflowExecution;
 use crate::store::{ExecutionDir, ExecutionLock, StoreError};
 
@@ -55,10 +54,7 @@ pub(crate) fn commit_snapshot(
     dir: &ExecutionDir,
     message: &str,
 ) -> Result<(), EngineError> {
-    let Some(repo) = ProjectRepo::open(project) else {
-        return Ok(());
-    };
-    repo.commit_artifacts(&dir.id(), &dir.snapshot(), message)?;
+    crate::git::commit_folder(project, &dir.id(), dir.root(), message)?;
     Ok(())
 }
 

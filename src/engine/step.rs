@@ -115,7 +115,9 @@ impl Reconcile<'_> {
                 model: phase.provider_config.model_name.clone(),
             });
         }
-        self.save()
+        // Not yet a transition worth a disk wait: the phase's end is.
+        self.dir.write_state_quick(&self.state)?;
+        Ok(())
     }
 
     /// Runs the jobs together; a cancel or a skip of one stops it (its process group killed).

@@ -2,6 +2,10 @@
 //! base commit, and artifact commits on `refs/autowrkers/executions/<id>`. Nothing here touches
 //! the user's HEAD, index or working files.
 
+mod snapshot;
+
+pub use snapshot::commit_folder;
+
 use std::path::Path;
 
 use git2::{
@@ -289,66 +293,6 @@ impl ProjectRepo {
             .worktree(name, path, Some(&opts))
             .ctx("add worktree")?;
         Ok(())
-    }
-
-    /// Commits `files` (path in the tree, content) on `refs/autowrkers/executions/<id>`, on top
-    /// of its previous commit. The user's index and HEAD are not involved.
-    pub fn commit_artifacts(
-        &self,
-        id: &str,
-        files: &[(String, Vec<u8>)],
-        message: &str,
-    ) -> Result<String, GitError> {
-        self.commit_on_ref(id, files, message)
-    }
-
-    fn commit_on_ref(
-        &self,
-        id: &str,
-        files: &[(String, Vec<u8>)],
-        message: &str,
-    ) -> Result<String, GitError> {
-        let refname = execution_ref(id);
-        let parent = self
-            .repo
-            .find_reference(&refname)
-            .ok()
-            .and_then(|r| r.peel_to_commit().ok());
-        let mut index = git2::Index::new().ctx("new index")?;
-        for (path, bytes) in files {
-            let blob = self.repo.blob(bytes).ctx("write blob")?;
-            index
-                .add(&git2::IndexEntry {
-                    ctime: git2::IndexTime::new(0, 0),
-                    mtime: git2::IndexTime::new(0, 0),
-                    dev: 0,
-                    ino: 0,
-                    mode: 0o100644,
-                    uid: 0,
-                    gid: 0,
-                    file_size: bytes.len() as u32,
-                    id: blob,
-                    flags: (path.len().min(0xfff)) as u16,
-                    flags_extended: 0,
-                    path: path.as_bytes().to_vec(),
-                })
-                .ctx("stage artifact")?;
-        }
-        let tree_id = index.write_tree_to(&self.repo).ctx("write tree")?;
-        if let Some(p) = &parent
-            && p.tree_id() == tree_id
-        {
-            // Already committed (a resume re-committing after a crash found nothing missing).
-            return Ok(p.id().to_string());
-        }
-        let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
-        let sig = signature(&self.repo)?;
-        let parents: Vec<&git2::Commit> = parent.iter().collect();
-        let oid = self
-            .repo
-            .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
-            .ctx("commit artifacts")?;
-        Ok(oid.to_string())
     }
 
     /// The diff from `base` to the work of the implementer: the tip of the worktree's branch,

@@ -23,19 +23,41 @@ pub enum Header {
     Secret(&'static str, String, Secret),
 }
 
-/// Shared HTTP client with vendor-neutral helpers.
+/// Shared HTTP client with vendor-neutral helpers. Plain `http://` servers (Ollama, a local
+/// OpenAI-compatible server) get a client with no trust roots; the system's roots are loaded
+/// only when the first `https://` request is made, once per process.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    plain: reqwest::Client,
+    tls: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     idle_timeout: Duration,
 }
 
 static CRYPTO: Once = Once::new();
 
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .user_agent(concat!("autowrkers/", env!("CARGO_PKG_VERSION")))
+}
+
 impl HttpClient {
-    /// The underlying client, for forwarding requests as they are (the budget watchdog).
-    pub fn raw(&self) -> &reqwest::Client {
-        &self.client
+    /// The client with the system's trust roots, for forwarding requests as they are (the
+    /// budget watchdog) and for every `https://` URL.
+    pub fn raw(&self) -> Result<&reqwest::Client, ProviderError> {
+        self.tls
+            .get_or_init(|| builder().build().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ProviderError::Transport(e.clone()))
+    }
+
+    /// The client for `url`: without trust roots for plain HTTP.
+    fn client_for(&self, url: &str) -> Result<&reqwest::Client, ProviderError> {
+        if url.starts_with("http://") {
+            Ok(&self.plain)
+        } else {
+            self.raw()
+        }
     }
 
     /// A client with rustls (ring) and connect timeouts set.
@@ -44,13 +66,13 @@ impl HttpClient {
             // Fails only when another provider was installed first, which is as good.
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .user_agent(concat!("autowrkers/", env!("CARGO_PKG_VERSION")))
+        let plain = builder()
+            .tls_certs_only([])
             .build()
             .map_err(|e| ProviderError::Transport(e.to_string()))?;
         Ok(Self {
-            client,
+            plain,
+            tls: Default::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
     }
@@ -83,7 +105,7 @@ impl HttpClient {
         }
         let scrub = |text: String| secrets.iter().fold(text, |t, s| s.redact(&t));
         let response = self
-            .client
+            .client_for(url)?
             .post(url)
             .headers(map)
             .json(body)
@@ -115,7 +137,7 @@ impl HttpClient {
         url: &str,
         headers: &[Header],
     ) -> Result<serde_json::Value, ProviderError> {
-        let mut request = self.client.get(url);
+        let mut request = self.client_for(url)?.get(url);
         let mut secrets: Vec<&Secret> = Vec::new();
         for h in headers {
             request = match h {

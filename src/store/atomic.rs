@@ -4,24 +4,47 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` through a temp file in the same folder, fsync and rename.
+/// Writes `bytes` to `path` through a temp file in the same folder, fsync and rename: after a
+/// crash or a power cut the file is its old or its new content, and the new one once this
+/// returns. For the user's files and each state transition of an execution.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` through a temp file and rename, without waiting for the disk: a
+/// killed process leaves the old or the new content, never a torn file. For what the next
+/// durable write (the state that records it) follows at once: artifacts, the state of a
+/// phase just started.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let created = File::create(&tmp).or_else(|e| {
+        // The folder is made on first use only: one failed open is cheaper than a mkdir each time.
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        fs::create_dir_all(dir)?;
+        File::create(&tmp)
+    });
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = created?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     crash_point(&format!("temp:{name}"));
     fs::rename(&tmp, path)?;
     // The rename itself is durable only once the folder is synced.
-    if let Ok(d) = File::open(dir) {
+    if durable && let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())

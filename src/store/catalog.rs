@@ -61,7 +61,7 @@ impl Catalog {
         let mut added = Vec::new();
         for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
             let dir = ExecutionDir::new(entry.path());
-            if self.index.get(&dir.id()).is_none() && dir.request_path().exists() {
+            if !self.index.contains(&dir.id()) && dir.request_path().exists() {
                 added.push(summarize(&dir));
             }
         }
@@ -122,20 +122,22 @@ impl Catalog {
         self.index.newest_first().filter_map(|s| self.fresh(s))
     }
 
-    /// Every execution, newest first, as the index has them (no file is touched): for counts.
-    pub fn newest_first_unchecked(&self) -> impl Iterator<Item = ExecutionSummary> + '_ {
-        self.index.newest_first()
-    }
-
-    /// Every execution of `project`, newest first, checked against its files.
+    /// Every execution of `project` the index says passes `keep`, newest first, each checked
+    /// against its files (and kept only if it still passes). Executions the index misjudges
+    /// are found when they are next read; the runner and the commands that change an
+    /// execution record it as they go.
     pub fn of_project<'a>(
         &'a self,
         project: &'a Path,
+        keep: impl Fn(&ExecutionSummary) -> bool + 'a,
     ) -> impl Iterator<Item = ExecutionSummary> + 'a {
+        let keep = std::rc::Rc::new(keep);
+        let again = keep.clone();
         self.index
             .newest_first()
-            .filter(move |s| Path::new(&s.project) == project)
+            .filter(move |s| Path::new(&s.project) == project && keep(s))
             .filter_map(|s| self.fresh(s))
+            .filter(move |s| again(s))
     }
 
     /// Records `dir`'s summary as its files are now (the runner, at each status it ends on).

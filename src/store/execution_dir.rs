@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{append_line, write_atomic};
+use super::atomic::{append_line, write_atomic, write_replace};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
 /// Handle on `<project>/.autowrkers/executions/<id>/`.
@@ -62,40 +62,6 @@ impl ExecutionDir {
     pub fn runner_log_path(&self) -> PathBuf {
         self.logs_dir().join("runner.log")
     }
-    /// The control files, `execution.yaml` and `state.json`, as (name, bytes).
-    pub fn control_files(&self) -> Vec<(String, Vec<u8>)> {
-        [
-            ("execution.yaml", self.request_path()),
-            ("state.json", self.state_path()),
-        ]
-        .into_iter()
-        .filter_map(|(name, path)| Some((name.to_owned(), std::fs::read(path).ok()?)))
-        .collect()
-    }
-    /// Everything committed on the execution's ref: the control files and every artifact, as
-    /// (path in the folder, bytes), sorted.
-    pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
-        let mut files = self.control_files();
-        let artifacts = self.root.join("artifacts");
-        for it in std::fs::read_dir(&artifacts)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for file in std::fs::read_dir(it.path()).into_iter().flatten().flatten() {
-                if let Ok(bytes) = std::fs::read(file.path()) {
-                    let rel = format!(
-                        "artifacts/{}/{}",
-                        it.file_name().to_string_lossy(),
-                        file.file_name().to_string_lossy()
-                    );
-                    files.push((rel, bytes));
-                }
-            }
-        }
-        files.sort();
-        files
-    }
     /// `logs/<phase-id>.<iteration>.log`.
     pub fn log_path(&self, phase_id: &str, iteration: u32) -> PathBuf {
         self.logs_dir().join(format!("{phase_id}.{iteration}.log"))
@@ -136,14 +102,36 @@ impl ExecutionDir {
         serde_json::from_str(&text).map_err(|source| StoreError::Json { path, source })
     }
 
-    /// Writes `state.json` atomically.
+    /// Writes `state.json` atomically and durably: a state transition.
     pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
+        self.save_state(state, true)
+    }
+
+    /// Writes `state.json` atomically without waiting for the disk: a step the next
+    /// transition makes durable (a phase that just started).
+    pub fn write_state_quick(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
+        self.save_state(state, false)
+    }
+
+    fn save_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
         let path = self.state_path();
         let text = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &text).map_err(|e| StoreError::io(&path, e))
+        let write = if durable { write_atomic } else { write_replace };
+        write(&path, &text).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// `events.ndjson`, opened for appending (created with its folder when missing).
+    pub fn open_events(&self) -> Result<std::fs::File, StoreError> {
+        let path = self.events_path();
+        std::fs::create_dir_all(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))
     }
 
     /// Appends one serialized event to `events.ndjson`.
@@ -152,10 +140,11 @@ impl ExecutionDir {
         append_line(&path, line).map_err(|e| StoreError::io(&path, e))
     }
 
-    /// Writes an artifact atomically at its relative path.
+    /// Writes an artifact atomically at its relative path; the state that records it, written
+    /// next, is the durable write.
     pub fn write_artifact(&self, rel: &str, content: &str) -> Result<(), StoreError> {
         let path = self.root.join(rel);
-        write_atomic(&path, content.as_bytes()).map_err(|e| StoreError::io(&path, e))
+        write_replace(&path, content.as_bytes()).map_err(|e| StoreError::io(&path, e))
     }
 
     /// Reads an artifact by its relative path.

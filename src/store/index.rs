@@ -5,8 +5,8 @@
 //! execution's files and carries a stamp of them, so a reader can tell a stale entry and
 //! repair it (see `catalog`); a missing or damaged index is rebuilt from the known projects.
 //!
-//! Keys: `exec:<id>` → the summary (JSON); `time:<created_at>\0<id>` → nothing, so the newest
-//! executions come first without reading the rest; `proj:<project>` → the stamp of the
+//! Keys: `time:<created_at>\0<id>` → the summary (JSON), so the newest executions come first
+//! in one pass without reading the rest; `exec:<id>` → its `time:` key, for lookups by id; `proj:<project>` → the stamp of the
 //! project's `executions/` folder when the index last matched it.
 
 use std::path::Path;
@@ -85,13 +85,14 @@ impl Index {
     pub fn put_all(&self, summaries: &[ExecutionSummary]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for summary in summaries {
-            if let Some(old) = self.get(&summary.id)
-                && old.created_at != summary.created_at
+            let key = time_key(&summary.created_at, &summary.id);
+            if let Some(old) = self.db.get(exec_key(&summary.id))?
+                && old.as_ref() != key.as_slice()
             {
-                batch.remove(time_key(&old.created_at, &old.id));
+                batch.remove(old);
             }
-            batch.insert(exec_key(&summary.id).into_bytes(), encode(summary)?);
-            batch.insert(time_key(&summary.created_at, &summary.id), &[][..]);
+            batch.insert(exec_key(&summary.id).into_bytes(), key.clone());
+            batch.insert(key, encode(summary)?);
         }
         self.db.apply_batch(batch)?;
         Ok(())
@@ -104,16 +105,21 @@ impl Index {
 
     /// Forgets an execution.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        if let Some(old) = self.get(id) {
-            self.db.remove(time_key(&old.created_at, id))?;
+        if let Some(key) = self.db.remove(exec_key(id))? {
+            self.db.remove(key)?;
         }
-        self.db.remove(exec_key(id))?;
         Ok(())
+    }
+
+    /// True when the index has an entry for `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.db.contains_key(exec_key(id)).unwrap_or(false)
     }
 
     /// The summary of `id`.
     pub fn get(&self, id: &str) -> Option<ExecutionSummary> {
-        let value = self.db.get(exec_key(id)).ok()??;
+        let key = self.db.get(exec_key(id)).ok()??;
+        let value = self.db.get(key).ok()??;
         serde_json::from_slice(&value).ok()
     }
 
@@ -122,21 +128,19 @@ impl Index {
         self.db
             .scan_prefix(exec_key(prefix))
             .filter_map(Result::ok)
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .filter_map(|(_, key)| self.db.get(key).ok()?)
+            .filter_map(|v| serde_json::from_slice(&v).ok())
             .collect()
     }
 
-    /// Every summary, newest first, read lazily: a caller that needs fifty reads fifty.
+    /// Every summary, newest first, read lazily in one pass over the index: a caller that
+    /// needs fifty reads fifty.
     pub fn newest_first(&self) -> impl Iterator<Item = ExecutionSummary> + '_ {
         self.db
             .scan_prefix("time:")
             .rev()
             .filter_map(Result::ok)
-            .filter_map(|(k, _)| {
-                let key = String::from_utf8_lossy(&k).into_owned();
-                key.rsplit_once('\0').map(|(_, id)| id.to_owned())
-            })
-            .filter_map(|id| self.get(&id))
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
     }
 
     /// The stamp of a project's `executions/` folder when the index last matched it.

@@ -10,7 +10,7 @@ mod lock;
 mod paths;
 mod tail;
 
-pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic};
+pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic, write_replace};
 pub use catalog::{Catalog, DAMAGED, summarize};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index, KvTree};

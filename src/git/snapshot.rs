@@ -1,0 +1,171 @@
+//! Committing an execution's folder on `refs/autowrkers/executions/<id>` without redoing the
+//! work of the previous commit: each project's repository is opened once per process, a file
+//! is read and hashed only when its stat changed since this process last committed it, and an
+//! iteration's tree is rebuilt only when one of its files changed. A long run's commits cost
+//! the same at iteration 50 as at iteration 1, but for one stat per file.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use git2::{Oid, Repository};
+
+use super::{Context, GitError, ProjectRepo, execution_ref, signature};
+
+/// What this process knows of one execution's committed files.
+#[derive(Default)]
+struct Known {
+    /// Folder-relative path → (stat stamp, blob).
+    blobs: HashMap<String, (String, Oid)>,
+    /// `artifacts/<iteration>` → (the blobs it was built from, its tree).
+    trees: HashMap<String, (Vec<(String, Oid)>, Oid)>,
+}
+
+/// The repositories this process opened (`None`: not a git project), and what it committed.
+struct Cache {
+    repos: HashMap<PathBuf, Option<ProjectRepo>>,
+    known: HashMap<String, Known>,
+}
+
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        Mutex::new(Cache {
+            repos: HashMap::new(),
+            known: HashMap::new(),
+        })
+    })
+}
+
+/// Commits everything in `root` (the execution folder of `id`: `execution.yaml`, `state.json`
+/// and `artifacts/`) on the execution's ref, on top of its previous commit; nothing when the
+/// project is not a git repository or nothing changed. Returns the commit, if one was made.
+pub fn commit_folder(
+    project: &Path,
+    id: &str,
+    root: &Path,
+    message: &str,
+) -> Result<Option<String>, GitError> {
+    let mut guard = cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Cache { repos, known } = &mut *guard;
+    let repo = repos
+        .entry(project.to_path_buf())
+        .or_insert_with(|| ProjectRepo::open(project));
+    let Some(repo) = repo else {
+        return Ok(None);
+    };
+    let known = known.entry(id.to_owned()).or_default();
+    let tree = folder_tree(&repo.repo, root, known)?;
+    let refname = execution_ref(id);
+    let parent = repo
+        .repo
+        .find_reference(&refname)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    if let Some(p) = &parent
+        && p.tree_id() == tree
+    {
+        // Already committed (a resume re-committing after a crash found nothing missing).
+        return Ok(Some(p.id().to_string()));
+    }
+    let tree = repo.repo.find_tree(tree).ctx("find tree")?;
+    let sig = signature(&repo.repo)?;
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let oid = repo
+        .repo
+        .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
+        .ctx("commit artifacts")?;
+    Ok(Some(oid.to_string()))
+}
+
+/// The tree of the folder as it is on disk now.
+fn folder_tree(repo: &Repository, root: &Path, known: &mut Known) -> Result<Oid, GitError> {
+    let mut top = repo.treebuilder(None).ctx("tree")?;
+    for name in ["execution.yaml", "state.json"] {
+        if let Some(oid) = blob(repo, root, name, known)? {
+            top.insert(name, oid, 0o100644).ctx("tree entry")?;
+        }
+    }
+    let mut iterations: Vec<String> = read_names(&root.join("artifacts"), true);
+    iterations.sort();
+    if !iterations.is_empty() {
+        let mut artifacts = repo.treebuilder(None).ctx("tree")?;
+        for it in iterations {
+            let dir = format!("artifacts/{it}");
+            let mut files = read_names(&root.join(&dir), false);
+            files.sort();
+            let mut blobs = Vec::new();
+            for f in files {
+                let rel = format!("{dir}/{f}");
+                if let Some(oid) = blob(repo, root, &rel, known)? {
+                    blobs.push((f, oid));
+                }
+            }
+            let tree = match known.trees.get(&dir) {
+                Some((built_from, tree)) if *built_from == blobs => *tree,
+                _ => {
+                    let mut b = repo.treebuilder(None).ctx("tree")?;
+                    for (f, oid) in &blobs {
+                        b.insert(f, *oid, 0o100644).ctx("tree entry")?;
+                    }
+                    let tree = b.write().ctx("write tree")?;
+                    known.trees.insert(dir, (blobs, tree));
+                    tree
+                }
+            };
+            artifacts.insert(&it, tree, 0o040000).ctx("tree entry")?;
+        }
+        let artifacts = artifacts.write().ctx("write tree")?;
+        top.insert("artifacts", artifacts, 0o040000)
+            .ctx("tree entry")?;
+    }
+    top.write().ctx("write tree")
+}
+
+/// The blob of `rel` (written when its stat changed since this process last saw it); `None`
+/// when the file is gone.
+fn blob(
+    repo: &Repository,
+    root: &Path,
+    rel: &str,
+    known: &mut Known,
+) -> Result<Option<Oid>, GitError> {
+    let path = root.join(rel);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        known.blobs.remove(rel);
+        return Ok(None);
+    };
+    let stamp = format!(
+        "{}.{}.{}.{}",
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.size()
+    );
+    if let Some((seen, oid)) = known.blobs.get(rel)
+        && *seen == stamp
+    {
+        return Ok(Some(*oid));
+    }
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let oid = repo.blob(&bytes).ctx("write blob")?;
+    known.blobs.insert(rel.to_owned(), (stamp, oid));
+    Ok(Some(oid))
+}
+
+/// The names in `dir` that are folders (`dirs`) or files, skipping temp files of writers.
+fn read_names(dir: &Path, dirs: bool) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() == dirs))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !(n.starts_with('.') && n.ends_with(".tmp")))
+        .collect()
+}
