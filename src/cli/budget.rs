@@ -152,6 +152,7 @@ fn set(home: &Home, scope: ScopeArg, id: Option<String>, limit: f64, path: &Path
             };
             let dir = store::find_execution(home, Some(path), &id)?;
             dir.edit_request(|r| r.budget_limit = value)?;
+            store::note_changed(home, &dir);
             println!(
                 "execution {} budget: {}",
                 short(&dir.id()),

@@ -75,6 +75,7 @@ impl Engine {
             return Ok(edited);
         }
         dir.write_state(&state)?;
+        self.index(dir);
         let request = dir.read_request()?;
         commit_snapshot(Path::new(&request.project_path), dir, &message(&edited))?;
         Ok(edited)

@@ -77,7 +77,9 @@ impl Reconcile<'_> {
         if self.state.status.is_terminal() {
             self.state.completed_at = Some(now());
         }
-        self.save()
+        self.save()?;
+        self.engine.index(self.dir);
+        Ok(())
     }
 
     fn save(&self) -> Result<(), EngineError> {

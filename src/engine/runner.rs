@@ -16,7 +16,7 @@ use crate::spec::{
     self, ControlRequests, ExecutionRequest, IterationBehavior, ProjectConfig, ProviderType,
     SandboxMode, TriggerMode, WorkflowStatus, WorkflowTemplate, Workspace,
 };
-use crate::store::{self, ExecutionDir, ExecutionLock, Home, Index, ProjectDir, StoreError};
+use crate::store::{self, ExecutionDir, ExecutionLock, Home, ProjectDir, StoreError};
 use crate::verify;
 
 /// What `run` asks for.
@@ -307,12 +307,10 @@ impl Engine {
         })
     }
 
-    /// Refreshes the sled index entry of `dir`; the index is a cache, so failures are ignored
-    /// (a reader repairs a stale entry from the files).
+    /// Notes that `dir` changed, for the sled index: the next command that opens it records
+    /// the execution's summary (the runner never waits on the index).
     pub fn index(&self, dir: &ExecutionDir) {
-        if let Ok(index) = Index::open_in(&self.home) {
-            let _ = index.put(&store::summarize(dir));
-        }
+        store::note_changed(&self.home, dir);
     }
 }
 

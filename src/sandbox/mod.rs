@@ -185,10 +185,17 @@ fn helper_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("autowrkers"))
 }
 
-/// Checks once per process that the kernel can enforce a sandbox, by running `true` in one.
+/// Checks that the kernel can enforce a sandbox, by running `true` in one: once per process,
+/// and not again in later processes of the same binary on the same boot once it passed (a
+/// marker in the temp folder; it only spares the probe — every command still goes through the
+/// helper, which refuses to run it unsandboxed).
 fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = RESULT.get_or_init(|| {
+        let marker = probe_marker(&sandbox.helper, sandbox.policy.network);
+        if marker.as_ref().is_some_and(|m| m.exists()) {
+            return Ok(());
+        }
         let mut cmd = std::process::Command::new(&sandbox.helper);
         cmd.arg(HELPER_ARG)
             .arg(serde_json::to_string(&sandbox.policy).unwrap_or_default())
@@ -198,7 +205,13 @@ fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
             .current_dir(&sandbox.policy.workdir)
             .stdin(std::process::Stdio::null());
         match cmd.output() {
-            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) if out.status.success() => {
+                if let Some(m) = marker {
+                    let _ = std::fs::create_dir_all(m.parent().unwrap_or(Path::new("/")))
+                        .and_then(|()| std::fs::write(&m, b""));
+                }
+                Ok(())
+            }
             Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
             Err(e) => Err(format!("cannot start {}: {e}", sandbox.helper.display())),
         }
@@ -207,6 +220,29 @@ fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
         mode: sandbox.policy.mode.as_str(),
         reason,
     })
+}
+
+/// `<temp>/autowrkers-<uid>/sandbox-ok-<boot>-<binary>-<net>`: the helper binary (path, size,
+/// mtime) passed the probe on this boot. `None` when the boot or the binary cannot be named.
+fn probe_marker(helper: &Path, network: bool) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let meta = std::fs::metadata(helper).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (helper, meta.size(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    Some(
+        std::env::temp_dir()
+            .join(format!("autowrkers-{uid}"))
+            .join(format!(
+                "sandbox-ok-{}-{:016x}-{}",
+                boot.trim(),
+                h.finish(),
+                u8::from(network)
+            )),
+    )
 }
 
 /// True when `path` is `.git` or lies under a `.git` at any depth: nothing a model writes may

@@ -43,10 +43,33 @@ impl Catalog {
                 projects.push(p);
             }
         }
+        catalog.apply_noted(home);
         for project in &projects {
             catalog.sync_project(project);
         }
         Ok(Some(catalog))
+    }
+
+    /// Refreshes the executions runners noted as changed (see [`note_changed`]). Each note is
+    /// removed before its files are read, so a note written meanwhile is kept for next time.
+    fn apply_noted(&self, home: &Home) {
+        let folder = noted_folder(home);
+        let mut changed = Vec::new();
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(dir) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if std::fs::remove_file(&path).is_ok() {
+                let dir = ExecutionDir::new(dir.trim());
+                if dir.request_path().exists() {
+                    changed.push(summarize(&dir));
+                } else {
+                    self.forget(&dir.id());
+                }
+            }
+        }
+        let _ = self.index.put_all(&changed);
     }
 
     /// Adds the executions of `project` the index lacks, when its folder changed since.
@@ -151,6 +174,19 @@ impl Catalog {
     }
 }
 
+/// Notes that `dir`'s status or budget changed, for the next command that opens the index to
+/// record: how runners write through without opening sled (whose open costs milliseconds and
+/// which one process at a time may hold). One small file per execution under
+/// `index/changed/`; failures are ignored, as a stale entry is repaired when read.
+pub fn note_changed(home: &Home, dir: &ExecutionDir) {
+    let note = noted_folder(home).join(dir.id());
+    let _ = super::write_replace(&note, dir.root().to_string_lossy().as_bytes());
+}
+
+fn noted_folder(home: &Home) -> PathBuf {
+    home.index().join("changed")
+}
+
 /// The summary of an execution from its files. One whose files cannot be read is summarised
 /// as `damaged`, with the reason as its task, so it is listed, never hidden.
 pub fn summarize(dir: &ExecutionDir) -> ExecutionSummary {
@@ -221,7 +257,7 @@ mod tests {
         let dir = ExecutionDir::new(ProjectDir::new(project).executions().join(id));
         std::fs::create_dir_all(dir.root()).expect("mkdir");
         let yaml = format!(
-            "id: {id}\ntrigger_mode: manual_task\nproject_path: {}\ntask_description: task {id}\ntemplate: {{name: t, phases: []}}\ncreated_at: '{created}'\n",
+            "id: {id}\ntrigger_mode: manual_task\nproject_path: {}\ntask_description: task {id}\ntemplate: {{name: t, phases: []}}\niteration_behavior: auto_iterate\ncreated_at: '{created}'\n",
             project.display()
         );
         std::fs::write(dir.request_path(), yaml).expect("write");
@@ -238,6 +274,11 @@ mod tests {
             .expect("open")
             .expect("index");
         assert_eq!(catalog.find("aaa").expect("found").id(), "aaa1");
+        let first = catalog.newest_first().next().expect("row");
+        assert_eq!(
+            (first.status.as_str(), first.task.as_str()),
+            ("pending", "task aaa1")
+        );
         drop(catalog);
 
         // A folder written by hand appears; an edited state is seen; a deleted one goes.
@@ -272,5 +313,57 @@ mod tests {
             .expect("open")
             .expect("index");
         assert_eq!(catalog.find("aaa1").expect("found").id(), "aaa1");
+    }
+
+    #[test]
+    fn an_index_in_an_older_layout_is_rebuilt() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+        drop(
+            Catalog::open(&home, Some(&project))
+                .expect("open")
+                .expect("index"),
+        );
+        // What the first layout held: the summary under `exec:`, no format mark.
+        let old = Index::open_in(&home).expect("index");
+        old.put_raw("meta:format", b"1").expect("put");
+        old.put_raw("exec:aaa1", b"{\"id\": \"aaa1\"}")
+            .expect("put");
+        drop(old);
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        assert_eq!(catalog.find("aaa").expect("found").id(), "aaa1");
+        assert_eq!(catalog.newest_first().count(), 1);
+    }
+
+    #[test]
+    fn a_noted_change_is_recorded_by_the_next_open() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        let dir = execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+        drop(
+            Catalog::open(&home, Some(&project))
+                .expect("open")
+                .expect("index"),
+        );
+        // A runner changes the budget and notes it; the index learns it without a lookup.
+        let yaml = std::fs::read_to_string(dir.request_path()).expect("read");
+        std::fs::write(dir.request_path(), format!("{yaml}budget_limit: 2.5\n")).expect("write");
+        note_changed(&home, &dir);
+        drop(Catalog::open(&home, None).expect("open").expect("index"));
+        let index = Index::open_in(&home).expect("index");
+        let entry = index.get("aaa1").expect("entry");
+        assert_eq!(entry.budget_limit, Some(2.5), "{entry:?}");
+        assert_eq!(
+            std::fs::read_dir(noted_folder(&home))
+                .expect("folder")
+                .count(),
+            0,
+            "the note is used up"
+        );
     }
 }

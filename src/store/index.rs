@@ -50,6 +50,10 @@ pub struct Index {
     db: sled::Db,
 }
 
+/// The layout of the keys below; another value means another layout, rebuilt.
+const FORMAT: &str = "2";
+const FORMAT_KEY: &str = "meta:format";
+
 /// How long an open waits for another process to let go of the index.
 const BUSY_WAIT: Duration = Duration::from_secs(2);
 
@@ -62,7 +66,7 @@ impl Index {
         let started = std::time::Instant::now();
         loop {
             match open_db(&dir) {
-                Ok(db) => return Ok(Self { db }),
+                Ok(db) => return Self { db }.current(),
                 Err(e) if is_busy(&e) && started.elapsed() < BUSY_WAIT => {
                     std::thread::sleep(Duration::from_millis(3));
                 }
@@ -70,15 +74,20 @@ impl Index {
                 Err(_) => {
                     // A damaged cache: the files are the truth, so start an empty one.
                     let _ = std::fs::remove_dir_all(&dir);
-                    return Ok(Self { db: open_db(&dir)? });
+                    return Self { db: open_db(&dir)? }.current();
                 }
             }
         }
     }
 
-    /// Opens (or creates) an index in `dir` (tests).
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: open_db(dir)? })
+    /// The index, emptied first when an older version of the program wrote it in another
+    /// layout: it is rebuilt from the files as commands need it.
+    fn current(self) -> Result<Self, StoreError> {
+        if self.db.get(FORMAT_KEY)?.as_deref() != Some(FORMAT.as_bytes()) {
+            self.db.clear()?;
+            self.db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+        }
+        Ok(self)
     }
 
     /// Records or replaces summaries, all at once.

@@ -11,7 +11,7 @@ mod paths;
 mod tail;
 
 pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic, write_replace};
-pub use catalog::{Catalog, DAMAGED, summarize};
+pub use catalog::{Catalog, DAMAGED, note_changed, summarize};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
