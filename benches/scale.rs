@@ -420,23 +420,34 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // `cargo bench --bench scale -- run|lookups|iterations|memory` measures one group.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |group: &str| only.as_deref().is_none_or(|o| o == group);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
-    let (home, one_run) = six_phase_run(&rt, &mut rows);
-    ten_thousand(&home, &one_run, &mut rows);
-    fifty_iterations(&mut rows);
-    let five = streaming_rss(&rt, 5);
-    let twenty = streaming_rss(&rt, 20);
-    rows.push(Row {
-        what: "peak RSS, one phase streaming a 20 MB reply (5 MB reply beside it)".into(),
-        original: "—",
-        ours: format!("{twenty:.1} MB ({five:.1} MB)"),
-        goal: "≤ 40 MB, flat in reply size",
-    });
-    if let Some(runs) = home.parent()
-        && std::env::var_os("AUTOWRKERS_BENCH_KEEP").is_none()
-    {
-        let _ = std::fs::remove_dir_all(runs);
+    if wanted("run") || wanted("lookups") {
+        let (home, one_run) = six_phase_run(&rt, &mut rows);
+        if wanted("lookups") {
+            ten_thousand(&home, &one_run, &mut rows);
+        }
+        if let Some(runs) = home.parent()
+            && std::env::var_os("AUTOWRKERS_BENCH_KEEP").is_none()
+        {
+            let _ = std::fs::remove_dir_all(runs);
+        }
+    }
+    if wanted("iterations") {
+        fifty_iterations(&mut rows);
+    }
+    if wanted("memory") {
+        let five = streaming_rss(&rt, 5);
+        let twenty = streaming_rss(&rt, 20);
+        rows.push(Row {
+            what: "peak RSS, one phase streaming a 20 MB reply (5 MB reply beside it)".into(),
+            original: "—",
+            ours: format!("{twenty:.1} MB ({five:.1} MB)"),
+            goal: "≤ 40 MB, flat in reply size",
+        });
     }
     println!("\n| measure | original | ours | goal |\n|---|---|---|---|");
     for r in rows {

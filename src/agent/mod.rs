@@ -125,8 +125,19 @@ pub fn call_estimate(request: &ChatRequest) -> CallEstimate {
     }
 }
 
-/// Runs the loop on `request.messages`, appending every assistant and tool message to it, and
-/// returns the final answer's text. `tally` accumulates usage even when the loop fails.
+/// The message that puts a final answer back into the conversation, before asking again.
+pub fn answer_message(text: String) -> Message {
+    Message {
+        role: Role::Assistant,
+        content: text,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    }
+}
+
+/// Runs the loop on `request.messages`, appending every assistant turn that called tools and
+/// every tool result to it, and returns the final answer's text (not appended: see
+/// [`answer_message`]). `tally` accumulates usage even when the loop fails.
 pub async fn converse(
     provider: &dyn ChatProvider,
     request: &mut ChatRequest,
@@ -200,16 +211,17 @@ pub async fn converse(
         if response.served_model.is_some() {
             tally.served_model = response.served_model.clone();
         }
-        let done = response.tool_calls.is_empty();
+        if response.tool_calls.is_empty() {
+            // The answer is returned, not appended: a long reply is held once, and a caller
+            // that asks again appends it itself (`answer_message`).
+            return Ok(response.text);
+        }
         request.messages.push(Message {
             role: Role::Assistant,
-            content: response.text.clone(),
+            content: response.text,
             tool_calls: response.tool_calls.clone(),
             tool_call_id: None,
         });
-        if done {
-            return Ok(response.text);
-        }
         for call in &response.tool_calls {
             let result = toolbox.call(&call.name, &call.arguments).await;
             observer.tool(&call.name, &call.arguments, &result);

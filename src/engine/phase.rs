@@ -228,6 +228,7 @@ async fn run_model(
                 ));
                 let retry = retry_text(phase, &reason);
                 if let Some((_, request)) = &mut chat {
+                    request.messages.push(agent::answer_message(text));
                     request.messages.push(Message::text(Role::User, &retry));
                 }
                 retries.push(retry);
@@ -240,7 +241,7 @@ async fn run_model(
             }
         }
     };
-    let (artifact, passed, commit) = artifact_of(env, observer, job, &text, checked)?;
+    let (artifact, passed, commit) = artifact_of(env, observer, job, text, checked)?;
     Ok(PhaseOutcome {
         status: PhaseStatus::Completed,
         passed,
@@ -287,7 +288,7 @@ fn artifact_of(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     job: &PhaseJob<'_>,
-    text: &str,
+    text: String,
     checked: Option<serde_json::Value>,
 ) -> Result<Produced, Failure> {
     let phase = job.phase;
@@ -311,14 +312,30 @@ fn artifact_of(
                 None,
             )
         }
-        _ => {
-            let body = phase
-                .success_pattern
-                .as_deref()
-                .map_or(text.to_owned(), |p| text.replace(p, ""));
-            (Some(body.trim().to_owned() + "\n"), None, None)
-        }
+        _ => (
+            Some(text_artifact(text, phase.success_pattern.as_deref())),
+            None,
+            None,
+        ),
     })
+}
+
+/// A text answer as its artifact: the success pattern removed and the ends trimmed, in place
+/// (a long reply is not copied).
+fn text_artifact(mut text: String, pattern: Option<&str>) -> String {
+    if let Some(p) = pattern.filter(|p| !p.is_empty()) {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(p) {
+            text.replace_range(from + at..from + at + p.len(), "");
+            from += at;
+        }
+    }
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    text.push('\n');
+    text
 }
 
 fn check_answer(phase: &WorkflowPhase, text: &str) -> Result<Option<serde_json::Value>, String> {
@@ -405,5 +422,24 @@ async fn run_verifier(
         duration: Duration::ZERO,
         budget: None,
         commit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_artifact;
+
+    #[test]
+    fn a_text_answer_loses_its_pattern_and_its_blank_ends() {
+        assert_eq!(
+            text_artifact("\n plan /done\n".into(), Some("/done")),
+            "plan\n"
+        );
+        assert_eq!(
+            text_artifact("a /done b/done".into(), Some("/done")),
+            "a  b\n"
+        );
+        assert_eq!(text_artifact("//done/".into(), Some("/done")), "//\n");
+        assert_eq!(text_artifact("  x ".into(), None), "x\n");
     }
 }

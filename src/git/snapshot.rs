@@ -150,10 +150,13 @@ fn blob(
     {
         return Ok(Some(*oid));
     }
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(None);
+    // Streamed from the file: a long reply is not held again to be committed.
+    let oid = match repo.blob_path(&path) {
+        Ok(oid) => oid,
+        // Removed since its stat: not part of this commit.
+        Err(_) if !path.exists() => return Ok(None),
+        Err(e) => return Err(e).ctx("write blob"),
     };
-    let oid = repo.blob(&bytes).ctx("write blob")?;
     known.blobs.insert(rel.to_owned(), (stamp, oid));
     Ok(Some(oid))
 }

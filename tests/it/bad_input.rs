@@ -140,6 +140,17 @@ async fn invalid_json_is_retried_with_the_reason() {
         retry.contains("not accepted") && retry.contains("/tasks"),
         "{retry}"
     );
+    // The rejected answer is the assistant turn just before it: the model sees what it said.
+    let messages = calls[1].body["messages"].as_array().expect("messages");
+    let answer = &messages[messages.len() - 2];
+    assert_eq!(answer["role"], "assistant", "{messages:?}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .expect("text")
+            .contains("not a list"),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
