@@ -72,14 +72,25 @@ enum StepEnd {
 }
 
 impl Reconcile<'_> {
+    /// Applies `trigger` and saves the state; the index is told only when the status changed.
     fn set_status(&mut self, trigger: Trigger) -> Result<(), EngineError> {
-        self.state.status = transition(self.state.status, trigger)?;
+        let changed = self.apply(trigger)?;
+        self.save()?;
+        if changed {
+            self.engine.index(self.dir);
+        }
+        Ok(())
+    }
+
+    /// Applies `trigger` to the state in memory (the caller saves); true when the status
+    /// changed.
+    fn apply(&mut self, trigger: Trigger) -> Result<bool, EngineError> {
+        let before = self.state.status;
+        self.state.status = transition(before, trigger)?;
         if self.state.status.is_terminal() {
             self.state.completed_at = Some(now());
         }
-        self.save()?;
-        self.engine.index(self.dir);
-        Ok(())
+        Ok(self.state.status != before)
     }
 
     fn save(&self) -> Result<(), EngineError> {
@@ -173,9 +184,10 @@ impl Reconcile<'_> {
         }
     }
 
+    /// Moves to the next iteration. Not saved on its own: the next phase's start writes it,
+    /// and a crash before that judges the finished iteration again, to the same verdict.
     fn next_iteration(&mut self, reason: String) -> Result<(), EngineError> {
         self.state.iteration += 1;
-        self.save()?;
         self.bus.emit(EventKind::Iteration {
             iteration: self.state.iteration,
             reason,
@@ -264,7 +276,10 @@ impl Reconcile<'_> {
                 .emit(EventKind::ApprovalNeeded { iteration, reason });
             return Ok(StepEnd::Stop);
         }
-        self.set_status(Trigger::ReviewFailedIterate)?;
+        // Running stays running: the next iteration's save records both.
+        if self.apply(Trigger::ReviewFailedIterate)? {
+            self.engine.index(self.dir);
+        }
         self.next_iteration(reason)?;
         Ok(StepEnd::Continue)
     }

@@ -18,9 +18,12 @@ use super::{Context, GitError, ProjectRepo, execution_ref, signature};
 struct Known {
     /// Folder-relative path → (stat stamp, blob).
     blobs: HashMap<String, (String, Oid)>,
-    /// `artifacts/<iteration>` → (the blobs it was built from, its tree).
-    trees: HashMap<String, (Vec<(String, Oid)>, Oid)>,
+    /// `artifacts/<iteration>` → how its tree was last built.
+    trees: HashMap<String, BuiltTree>,
 }
+
+/// (the folder's stamp, the (name, blob) entries it was built from, the tree).
+type BuiltTree = (String, Vec<(String, Oid)>, Oid);
 
 /// The repositories this process opened (`None`: not a git project), and what it committed.
 struct Cache {
@@ -95,27 +98,7 @@ fn folder_tree(repo: &Repository, root: &Path, known: &mut Known) -> Result<Oid,
         let mut artifacts = repo.treebuilder(None).ctx("tree")?;
         for it in iterations {
             let dir = format!("artifacts/{it}");
-            let mut files = read_names(&root.join(&dir), false);
-            files.sort();
-            let mut blobs = Vec::new();
-            for f in files {
-                let rel = format!("{dir}/{f}");
-                if let Some(oid) = blob(repo, root, &rel, known)? {
-                    blobs.push((f, oid));
-                }
-            }
-            let tree = match known.trees.get(&dir) {
-                Some((built_from, tree)) if *built_from == blobs => *tree,
-                _ => {
-                    let mut b = repo.treebuilder(None).ctx("tree")?;
-                    for (f, oid) in &blobs {
-                        b.insert(f, *oid, 0o100644).ctx("tree entry")?;
-                    }
-                    let tree = b.write().ctx("write tree")?;
-                    known.trees.insert(dir, (blobs, tree));
-                    tree
-                }
-            };
+            let tree = iteration_tree(repo, root, &dir, known)?;
             artifacts.insert(&it, tree, 0o040000).ctx("tree entry")?;
         }
         let artifacts = artifacts.write().ctx("write tree")?;
@@ -123,6 +106,63 @@ fn folder_tree(repo: &Repository, root: &Path, known: &mut Known) -> Result<Oid,
             .ctx("tree entry")?;
     }
     top.write().ctx("write tree")
+}
+
+/// The tree of one iteration's artifacts. A folder whose stamp is unchanged since this
+/// process last built it is taken as it was (artifacts are replaced by rename, which moves the
+/// folder's mtime); hand edits in place are committed by `record_hand_edits`, which starts a
+/// process of its own or is the first commit of a pass.
+fn iteration_tree(
+    repo: &Repository,
+    root: &Path,
+    dir: &str,
+    known: &mut Known,
+) -> Result<Oid, GitError> {
+    let folder_stamp = std::fs::metadata(root.join(dir))
+        .map(|m| stamp(&m))
+        .unwrap_or_default();
+    if let Some((seen, _, tree)) = known.trees.get(dir)
+        && *seen == folder_stamp
+    {
+        return Ok(*tree);
+    }
+    let mut files = read_names(&root.join(dir), false);
+    files.sort();
+    let mut blobs = Vec::new();
+    for f in files {
+        let rel = format!("{dir}/{f}");
+        if let Some(oid) = blob(repo, root, &rel, known)? {
+            blobs.push((f, oid));
+        }
+    }
+    if let Some((_, built_from, tree)) = known.trees.get(dir)
+        && *built_from == blobs
+    {
+        let tree = *tree;
+        known
+            .trees
+            .insert(dir.to_owned(), (folder_stamp, blobs, tree));
+        return Ok(tree);
+    }
+    let mut b = repo.treebuilder(None).ctx("tree")?;
+    for (f, oid) in &blobs {
+        b.insert(f, *oid, 0o100644).ctx("tree entry")?;
+    }
+    let tree = b.write().ctx("write tree")?;
+    known
+        .trees
+        .insert(dir.to_owned(), (folder_stamp, blobs, tree));
+    Ok(tree)
+}
+
+fn stamp(meta: &std::fs::Metadata) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.size()
+    )
 }
 
 /// The blob of `rel` (written when its stat changed since this process last saw it); `None`
@@ -138,13 +178,7 @@ fn blob(
         known.blobs.remove(rel);
         return Ok(None);
     };
-    let stamp = format!(
-        "{}.{}.{}.{}",
-        meta.ino(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.size()
-    );
+    let stamp = stamp(&meta);
     if let Some((seen, oid)) = known.blobs.get(rel)
         && *seen == stamp
     {

@@ -115,7 +115,7 @@ impl ExecutionDir {
 
     fn save_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
         let path = self.state_path();
-        let text = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
+        let text = serde_json::to_vec(state).map_err(|source| StoreError::Json {
             path: path.clone(),
             source,
         })?;
