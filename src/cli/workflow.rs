@@ -200,6 +200,7 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
             .is_none_or(|s| s == status || (s == "running" && status == "interrupted"))
     };
     let rows: Box<dyn Iterator<Item = ExecutionSummary>> = match &catalog {
+        Some(c) if args.all => Box::new(c.all().into_iter()),
         Some(c) => Box::new(c.newest_first()),
         None => {
             let mut all: Vec<ExecutionSummary> = store::all_executions(&home, project.as_deref())?
@@ -213,6 +214,8 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let limit = if args.all { usize::MAX } else { args.limit };
     let mut shown = 0;
     let mut more = false;
+    // One buffered writer: ten thousand rows are a few writes, not one each.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for summary in rows {
         let status = shown_status(&summary);
         if !wanted(&status) {
@@ -223,7 +226,12 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
             break;
         }
         shown += 1;
-        print_row(&summary, &status, args.json);
+        if let Err(e) = print_row(&mut out, &summary, &status, args.json) {
+            return quiet_on_closed_pipe(e);
+        }
+    }
+    if let Err(e) = std::io::Write::flush(&mut out) {
+        return quiet_on_closed_pipe(e);
     }
     if more && !args.json {
         eprintln!("… and older ones (`--all` lists every execution, `--limit N` more)");
@@ -231,21 +239,37 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     Ok(0)
 }
 
-fn print_row(s: &ExecutionSummary, status: &str, json: bool) {
+/// A reader that stopped reading (`| head`) ends the listing quietly; other errors stand.
+fn quiet_on_closed_pipe(e: std::io::Error) -> Result<u8> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(0)
+    } else {
+        Err(e.into())
+    }
+}
+
+fn print_row(
+    out: &mut impl std::io::Write,
+    s: &ExecutionSummary,
+    status: &str,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({"id": s.id, "status": status, "task": s.task, "project": s.project, "created_at": s.created_at})
-        );
+        )
     } else {
-        println!(
+        writeln!(
+            out,
             "{}  {:<18} {}  {}  ({})",
             short(&s.id),
             status,
             s.created_at,
             one_line(&s.task),
             s.project
-        );
+        )
     }
 }
 

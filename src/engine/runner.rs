@@ -214,7 +214,11 @@ impl Engine {
             dir.write_state(&state)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
+        // An ended execution gets its worktree back only when a hand edit reopens it.
+        let needs_worktree =
+            !state.status.is_terminal() || super::hand_edit::any_edited(dir, &state);
         if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit)
+            && needs_worktree
             && let Some(repo) = ProjectRepo::open(&project)
         {
             repo.ensure_worktree(

@@ -145,6 +145,45 @@ impl Catalog {
         self.index.newest_first().filter_map(|s| self.fresh(s))
     }
 
+    /// Every execution, newest first, checked against its files: for a whole listing, where
+    /// the `stat`s are most of the time, so they are spread over the machine's cores.
+    pub fn all(&self) -> Vec<ExecutionSummary> {
+        let all: Vec<ExecutionSummary> = self.index.newest_first().collect();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let chunk = all.len().div_ceil(threads).max(1);
+        let stamp_all = |part: &[ExecutionSummary]| -> Vec<Option<String>> {
+            part.iter()
+                .map(|s| files_stamp(&ExecutionDir::new(&s.dir)))
+                .collect()
+        };
+        let stamps: Vec<Option<String>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = all
+                .chunks(chunk)
+                .map(|part| (part, scope.spawn(move || stamp_all(part))))
+                .collect();
+            workers
+                .into_iter()
+                // A worker that died is redone here: every summary gets its own stamp.
+                .flat_map(|(part, w)| w.join().unwrap_or_else(|_| stamp_all(part)))
+                .collect()
+        });
+        all.into_iter()
+            .zip(stamps)
+            .filter_map(|(summary, stamp)| match stamp {
+                None => {
+                    self.forget(&summary.id);
+                    None
+                }
+                Some(stamp) if stamp == summary.stamp => Some(summary),
+                Some(_) => {
+                    let again = summarize(&ExecutionDir::new(&summary.dir));
+                    let _ = self.index.put(&again);
+                    Some(again)
+                }
+            })
+            .collect()
+    }
+
     /// Every execution of `project` the index says passes `keep`, newest first, each checked
     /// against its files (and kept only if it still passes). Executions the index misjudges
     /// are found when they are next read; the runner and the commands that change an
