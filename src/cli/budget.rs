@@ -11,7 +11,6 @@ use super::output::usd_with_unknown;
 use autowrkers::budget::ledger::{execution_key, global_key, project_key};
 use autowrkers::budget::{Budgets, Ledger, Limit, Sum, this_month};
 use autowrkers::engine::short;
-use autowrkers::spec::WorkflowStatus;
 use autowrkers::store::{self, Home};
 
 /// Runs a `budget` subcommand.
@@ -40,20 +39,12 @@ fn project_of(id: Option<String>, path: &Path) -> Result<String> {
 /// The executions of `project` that `budget status` shows: those with a budget of their own
 /// and those still going. From the index; from the files when it cannot be opened.
 fn executions_to_show(home: &Home, project: &Path) -> Result<Vec<store::ExecutionSummary>> {
-    let ended = |status: &str| {
-        WorkflowStatus::ALL
-            .iter()
-            .any(|s| s.as_str() == status && s.is_terminal())
-    };
-    let shown = move |e: &store::ExecutionSummary| {
-        e.status != store::DAMAGED && (e.budget_limit.is_some() || !ended(&e.status))
-    };
     Ok(match store::Catalog::open(home, Some(project))? {
-        Some(catalog) => catalog.of_project(project, shown).collect(),
+        Some(catalog) => catalog.live_of(project),
         None => store::executions_of(project)
             .iter()
             .map(store::summarize)
-            .filter(shown)
+            .filter(store::ExecutionSummary::is_live)
             .collect(),
     })
 }

@@ -150,7 +150,7 @@ fn newest(home: &Home, path: &std::path::Path) -> Result<ExecutionDir> {
     let project = path.canonicalize()?;
     let found = match store::Catalog::open(home, Some(&project))? {
         Some(catalog) => catalog
-            .of_project(&project, |_| true)
+            .of_project(&project)
             .next()
             .map(|s| ExecutionDir::new(s.dir)),
         None => {

@@ -184,22 +184,31 @@ impl Catalog {
             .collect()
     }
 
-    /// Every execution of `project` the index says passes `keep`, newest first, each checked
-    /// against its files (and kept only if it still passes). Executions the index misjudges
-    /// are found when they are next read; the runner and the commands that change an
-    /// execution record it as they go.
+    /// Every execution of `project`, newest first, checked against its files.
     pub fn of_project<'a>(
         &'a self,
         project: &'a Path,
-        keep: impl Fn(&ExecutionSummary) -> bool + 'a,
     ) -> impl Iterator<Item = ExecutionSummary> + 'a {
-        let keep = std::rc::Rc::new(keep);
-        let again = keep.clone();
         self.index
             .newest_first()
-            .filter(move |s| Path::new(&s.project) == project && keep(s))
+            .filter(move |s| Path::new(&s.project) == project)
             .filter_map(|s| self.fresh(s))
-            .filter(move |s| again(s))
+    }
+
+    /// The executions of `project` that are [`ExecutionSummary::is_live`], checked against
+    /// their files. Only the index's live ones are read: an ended execution that comes back
+    /// (resumed, reopened, given a budget) is noted by whoever changes it.
+    pub fn live_of(&self, project: &Path) -> Vec<ExecutionSummary> {
+        let mut live: Vec<ExecutionSummary> = self
+            .index
+            .live()
+            .into_iter()
+            .filter(|s| Path::new(&s.project) == project)
+            .filter_map(|s| self.fresh(s))
+            .filter(ExecutionSummary::is_live)
+            .collect();
+        live.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        live
     }
 
     /// Records `dir`'s summary as its files are now (the runner, at each status it ends on).
@@ -404,5 +413,33 @@ mod tests {
             0,
             "the note is used up"
         );
+    }
+
+    #[test]
+    fn budget_status_reads_only_live_executions_and_follows_their_changes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        let ended = execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+        let mut state = crate::spec::WorkflowExecution::new("aaa1");
+        state.status = crate::spec::WorkflowStatus::Completed;
+        ended.write_state(&state).expect("state");
+        execution(&project, "bbb2", "2026-01-02T00:00:00Z");
+        let ids = |home: &Home| -> Vec<String> {
+            let catalog = Catalog::open(home, Some(&project))
+                .expect("open")
+                .expect("index");
+            catalog
+                .live_of(&project)
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(ids(&home), ["bbb2"], "the pending one only");
+        // Given a budget (as `budget set` does: the file, then a note), the ended one shows.
+        let yaml = std::fs::read_to_string(ended.request_path()).expect("read");
+        std::fs::write(ended.request_path(), format!("{yaml}budget_limit: 1.0\n")).expect("write");
+        note_changed(&home, &ended);
+        assert_eq!(ids(&home), ["bbb2", "aaa1"]);
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Keys: `time:<created_at>\0<id>` → the summary (JSON), so the newest executions come first
 //! in one pass without reading the rest; `exec:<id>` → its `time:` key, for lookups by id; `proj:<project>` → the stamp of the
-//! project's `executions/` folder when the index last matched it.
+//! project's `executions/` folder when the index last matched it; `live:<id>` → its `time:`
+//! key, for the executions `budget status` lists.
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +45,17 @@ pub struct ExecutionSummary {
     pub stamp: String,
 }
 
+impl ExecutionSummary {
+    /// True for an execution `budget status` shows: one not ended, or one with a budget of its
+    /// own. The index keeps these apart (`live:<id>`), so the others are never read for it.
+    pub fn is_live(&self) -> bool {
+        let ended = crate::spec::WorkflowStatus::ALL
+            .iter()
+            .any(|s| s.as_str() == self.status && s.is_terminal());
+        self.status != super::DAMAGED && (self.budget_limit.is_some() || !ended)
+    }
+}
+
 /// Handle on the sled database under `~/.autowrkers/index/main`. sled allows one process at a
 /// time, so commands open it briefly and drop it as soon as they are done.
 pub struct Index {
@@ -51,7 +63,7 @@ pub struct Index {
 }
 
 /// The layout of the keys below; another value means another layout, rebuilt.
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 const FORMAT_KEY: &str = "meta:format";
 
 /// How long an open waits for another process to let go of the index.
@@ -101,6 +113,11 @@ impl Index {
                 batch.remove(old);
             }
             batch.insert(exec_key(&summary.id).into_bytes(), key.clone());
+            if summary.is_live() {
+                batch.insert(live_key(&summary.id).into_bytes(), key.clone());
+            } else {
+                batch.remove(live_key(&summary.id).into_bytes());
+            }
             batch.insert(key, encode(summary)?);
         }
         self.db.apply_batch(batch)?;
@@ -117,7 +134,18 @@ impl Index {
         if let Some(key) = self.db.remove(exec_key(id))? {
             self.db.remove(key)?;
         }
+        self.db.remove(live_key(id))?;
         Ok(())
+    }
+
+    /// The summaries that are [`ExecutionSummary::is_live`], without reading the others.
+    pub fn live(&self) -> Vec<ExecutionSummary> {
+        self.db
+            .scan_prefix("live:")
+            .filter_map(Result::ok)
+            .filter_map(|(_, key)| self.db.get(key).ok()?)
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect()
     }
 
     /// True when the index has an entry for `id`.
@@ -192,6 +220,10 @@ fn encode(summary: &ExecutionSummary) -> Result<Vec<u8>, StoreError> {
         path: "<index>".into(),
         source,
     })
+}
+
+fn live_key(id: &str) -> String {
+    format!("live:{id}")
 }
 
 fn exec_key(id: &str) -> String {
