@@ -63,6 +63,18 @@ pub(crate) struct Reconcile<'a> {
     pub control: control::ControlWatch,
     /// The last problem reported about a hand edit of `execution.yaml`.
     pub bad_edit: Option<String>,
+    /// The stat of `execution.yaml` when its control requests were last read: unchanged, it is
+    /// not parsed again at the next safe point.
+    pub request_seen: Option<RequestStamp>,
+}
+
+/// (modification time, inode, size) of `execution.yaml`.
+pub(crate) type RequestStamp = (std::time::SystemTime, u64, u64);
+
+fn request_stamp(dir: &ExecutionDir) -> Option<RequestStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.request_path()).ok()?;
+    Some((m.modified().ok()?, m.ino(), m.size()))
 }
 
 /// What a step decided.
@@ -100,10 +112,16 @@ impl Reconcile<'_> {
 
     /// Re-reads the control requests; returns true when the pass must stop here.
     fn at_safe_point(&mut self) -> Result<bool, EngineError> {
-        match self.dir.read_request() {
-            Ok(request) => self.request.control = request.control,
-            // A hand edit that broke the file: keep the last valid requests, say where.
-            Err(e) => self.report_bad_edit(&e.to_string()),
+        let stamp = request_stamp(self.dir);
+        if stamp.is_none() || stamp != self.request_seen {
+            match self.dir.read_request() {
+                Ok(request) => {
+                    self.request.control = request.control;
+                    self.request_seen = stamp;
+                }
+                // A hand edit that broke the file: keep the last valid requests, say where.
+                Err(e) => self.report_bad_edit(&e.to_string()),
+            }
         }
         if self.request.control.cancel && !self.state.status.is_terminal() {
             self.control.announcer().cancel(self.bus);

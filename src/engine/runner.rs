@@ -255,6 +255,7 @@ impl Engine {
             state,
             checks,
             bad_edit: None,
+            request_seen: None,
         };
         pass.note_hand_edits()?;
         if resumed {

@@ -33,7 +33,7 @@ impl Catalog {
         let Ok(index) = Index::open_in(home) else {
             return Ok(None);
         };
-        let catalog = Self {
+        let mut catalog = Self {
             index,
             first: first.map(Path::to_path_buf),
         };
@@ -44,8 +44,15 @@ impl Catalog {
             }
         }
         catalog.apply_noted(home);
-        for project in &projects {
-            catalog.sync_project(project);
+        let added: usize = projects.iter().map(|p| catalog.sync_project(p)).sum();
+        if added >= COMPACT_AFTER {
+            // A rebuild leaves sled's log full of garbage that every later open would zero
+            // and sync again: write the index afresh once instead.
+            let Self { index, first } = catalog;
+            let Ok(index) = index.compacted(home) else {
+                return Ok(None);
+            };
+            catalog = Self { index, first };
         }
         Ok(Some(catalog))
     }
@@ -72,14 +79,15 @@ impl Catalog {
         let _ = self.index.put_all(&changed);
     }
 
-    /// Adds the executions of `project` the index lacks, when its folder changed since.
-    fn sync_project(&self, project: &Path) {
+    /// Adds the executions of `project` the index lacks, when its folder changed since;
+    /// returns how many.
+    fn sync_project(&self, project: &Path) -> usize {
         let folder = ProjectDir::new(project).executions();
         let Some(now) = folder_stamp(&folder) else {
-            return;
+            return 0;
         };
         if self.index.project_stamp(project).as_deref() == Some(now.as_str()) {
-            return;
+            return 0;
         }
         let mut added = Vec::new();
         for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
@@ -91,6 +99,7 @@ impl Catalog {
         if self.index.put_all(&added).is_ok() {
             let _ = self.index.set_project_stamp(project, &now);
         }
+        added.len()
     }
 
     /// `summary` as its files are now: the same when their stamp is unchanged, read again and
@@ -276,6 +285,9 @@ pub fn summarize(dir: &ExecutionDir) -> ExecutionSummary {
     }
 }
 
+/// How many executions one command must add before the index is rewritten compactly.
+const COMPACT_AFTER: usize = 500;
+
 /// The status a summary has when its files cannot be read.
 pub const DAMAGED: &str = "damaged";
 
@@ -441,5 +453,38 @@ mod tests {
         std::fs::write(ended.request_path(), format!("{yaml}budget_limit: 1.0\n")).expect("write");
         note_changed(&home, &ended);
         assert_eq!(ids(&home), ["bbb2", "aaa1"]);
+    }
+
+    #[test]
+    fn a_large_rebuild_is_written_afresh_and_still_answers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        for i in 0..COMPACT_AFTER + 1 {
+            execution(
+                &project,
+                &format!("e{i:04}"),
+                &format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
+            );
+        }
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        assert_eq!(catalog.newest_first().count(), COMPACT_AFTER + 1);
+        assert_eq!(catalog.find("e0007").expect("found").id(), "e0007");
+        drop(catalog);
+        for leftover in ["main.compacting", "main.old"] {
+            assert!(
+                !home.index().join(leftover).exists(),
+                "{leftover} left behind"
+            );
+        }
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        assert_eq!(
+            catalog.newest_first().next().expect("row").id,
+            format!("e{COMPACT_AFTER:04}")
+        );
     }
 }

@@ -102,6 +102,39 @@ impl Index {
         Ok(self)
     }
 
+    /// The same entries in a freshly written database that takes this one's place: after a
+    /// rebuild, sled's log holds mostly garbage, which it zeroes and syncs at every open.
+    /// Another process that opened the old files meanwhile keeps them until it exits. On any
+    /// failure the index stays as it was.
+    pub fn compacted(self, home: &super::Home) -> Result<Self, StoreError> {
+        let dir = home.index().join("main");
+        let fresh_dir = home.index().join("main.compacting");
+        let old_dir = home.index().join("main.old");
+        let _ = std::fs::remove_dir_all(&fresh_dir);
+        let copied = open_db(&fresh_dir).and_then(|fresh| {
+            // sled's import panics on an I/O error instead of returning it.
+            let export = self.db.export();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fresh.import(export)))
+                .map_err(|_| sled::Error::Unsupported("index import failed".into()))?;
+            fresh.flush()?;
+            Ok(())
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(&fresh_dir);
+            return Ok(self);
+        }
+        drop(self);
+        let _ = std::fs::remove_dir_all(&old_dir);
+        if std::fs::rename(&dir, &old_dir).is_ok() {
+            if std::fs::rename(&fresh_dir, &dir).is_err() {
+                let _ = std::fs::rename(&old_dir, &dir);
+            }
+            let _ = std::fs::remove_dir_all(&old_dir);
+        }
+        let _ = std::fs::remove_dir_all(&fresh_dir);
+        Self::open_in(home)
+    }
+
     /// Records or replaces summaries, all at once.
     pub fn put_all(&self, summaries: &[ExecutionSummary]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
