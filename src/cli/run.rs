@@ -136,7 +136,10 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
 /// `resume`: clears a pause request and reconciles again.
 pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
-    dir.edit_request(|r| r.control.pause = false)?;
+    // A pause request is withdrawn; a file that holds none is left alone (no write, no sync).
+    if dir.read_request().is_ok_and(|r| r.control.pause) {
+        dir.edit_request(|r| r.control.pause = false)?;
+    }
     let engine = Engine::new(home)?;
     drive(&engine, &dir, &args.output).await
 }

@@ -179,6 +179,11 @@ pub fn find_execution(
     prefix: &str,
 ) -> Result<ExecutionDir, StoreError> {
     let project = project.and_then(|p| p.canonicalize().ok());
+    // The current project first, by the names in its folder alone: no file is read, and the
+    // index (whose open costs more than listing thousands of names) is not needed.
+    if let Some(found) = project.as_deref().and_then(|p| find_in_project(p, prefix)) {
+        return found;
+    }
     if let Some(catalog) = Catalog::open(home, project.as_deref())? {
         return catalog.find(prefix);
     }
@@ -204,6 +209,34 @@ pub fn find_execution(
     }
 }
 
+/// The execution of `project` whose id is `prefix` or begins with it: `None` when none does,
+/// an error when several do (and none is exactly `prefix`).
+fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, StoreError>> {
+    let folder = ProjectDir::new(project).executions();
+    let mut matches: Vec<String> = std::fs::read_dir(&folder)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.starts_with(prefix) && folder.join(name).join("execution.yaml").exists()
+        })
+        .collect();
+    if let Some(exact) = matches.iter().find(|m| *m == prefix) {
+        return Some(Ok(ExecutionDir::new(folder.join(exact))));
+    }
+    match matches.len() {
+        0 => None,
+        1 => matches.pop().map(|m| Ok(ExecutionDir::new(folder.join(m)))),
+        _ => {
+            matches.sort();
+            Some(Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: matches,
+            }))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_change;
@@ -218,5 +251,35 @@ mod tests {
         );
         assert!(is_change(&event(EventKind::Create(CreateKind::File))));
         assert!(is_change(&event(EventKind::Modify(ModifyKind::Any))));
+    }
+
+    #[test]
+    fn ids_resolve_in_the_current_project_by_folder_names() {
+        use super::{StoreError, find_in_project};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let folder = super::ProjectDir::new(tmp.path()).executions();
+        for (id, real) in [
+            ("abc1", true),
+            ("abc2", true),
+            ("abd3", true),
+            ("abx9", false),
+        ] {
+            std::fs::create_dir_all(folder.join(id)).expect("mkdir");
+            if real {
+                std::fs::write(folder.join(id).join("execution.yaml"), "id: x\n").expect("write");
+            }
+        }
+        let found = |p: &str| find_in_project(tmp.path(), p).map(|r| r.map(|d| d.id()));
+        assert_eq!(found("abd").expect("some").expect("one"), "abd3");
+        assert_eq!(found("abc1").expect("some").expect("exact"), "abc1");
+        assert!(matches!(
+            found("abc"),
+            Some(Err(StoreError::Ambiguous { candidates, .. })) if candidates == ["abc1", "abc2"]
+        ));
+        assert!(
+            found("abx").is_none(),
+            "a folder without execution.yaml is no execution"
+        );
+        assert!(found("zzz").is_none());
     }
 }
