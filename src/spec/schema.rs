@@ -12,23 +12,37 @@ use super::execution::{ExecutionRequest, WorkflowExecution};
 use super::reports::{ReviewReport, TaskList, VerificationReport};
 use super::template::{ArtifactType, WorkflowTemplate};
 
+/// The file names of every schema we publish.
+const NAMES: [&str; 7] = [
+    "workflow_template.schema.json",
+    "execution.schema.json",
+    "state.schema.json",
+    "config.schema.json",
+    "task_list.schema.json",
+    "review_report.schema.json",
+    "verification_report.schema.json",
+];
+
 /// Every schema we publish, as `(file name, schema)`.
 pub fn all_schemas() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "workflow_template.schema.json",
-            schema_of::<WorkflowTemplate>(),
-        ),
-        ("execution.schema.json", schema_of::<ExecutionRequest>()),
-        ("state.schema.json", schema_of::<WorkflowExecution>()),
-        ("config.schema.json", schema_of::<ProjectConfig>()),
-        ("task_list.schema.json", schema_of::<TaskList>()),
-        ("review_report.schema.json", schema_of::<ReviewReport>()),
-        (
-            "verification_report.schema.json",
-            schema_of::<VerificationReport>(),
-        ),
-    ]
+    NAMES
+        .iter()
+        .filter_map(|name| Some((*name, schema_named(name)?)))
+        .collect()
+}
+
+/// One schema by its file name, generated alone (a validator needs only its own).
+fn schema_named(name: &str) -> Option<Value> {
+    Some(match name {
+        "workflow_template.schema.json" => schema_of::<WorkflowTemplate>(),
+        "execution.schema.json" => schema_of::<ExecutionRequest>(),
+        "state.schema.json" => schema_of::<WorkflowExecution>(),
+        "config.schema.json" => schema_of::<ProjectConfig>(),
+        "task_list.schema.json" => schema_of::<TaskList>(),
+        "review_report.schema.json" => schema_of::<ReviewReport>(),
+        "verification_report.schema.json" => schema_of::<VerificationReport>(),
+        _ => return None,
+    })
 }
 
 /// The schema file a JSON artifact of this type must satisfy; None for non-JSON types.
@@ -56,7 +70,7 @@ pub fn validator(name: &str) -> Option<&'static jsonschema::Validator> {
     if let Some(v) = map.get(name) {
         return Some(v);
     }
-    let schema = all_schemas().into_iter().find(|(n, _)| *n == name)?.1;
+    let schema = schema_named(name)?;
     // Leaked on purpose: at most one per schema file, alive for the whole process anyway.
     let compiled: &'static jsonschema::Validator =
         Box::leak(Box::new(jsonschema::validator_for(&schema).ok()?));
