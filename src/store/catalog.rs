@@ -1,6 +1,6 @@
 //! Finding executions: the sled index answers, and only the files an answer names are checked.
 //!
-//! Three rules keep the cache honest without scanning:
+//! Three rules keep the cache honest without reading every execution:
 //! - each project's `executions/` folder has a stamp (inode and mtime, which change when an
 //!   execution folder appears or goes); a project whose stamp moved is listed once more and the
 //!   executions the index lacks are added — a missing index is rebuilt the same way;
@@ -8,6 +8,9 @@
 //!   uses a summary, those two files are stat'ed, and a summary whose files changed is read
 //!   again and stored (repair on access);
 //! - a summary whose folder is gone is dropped.
+//!
+//! Runners do not open the index: they note a changed execution in `index/changed/` (see
+//! [`note_changed`]) and the next `Catalog::open` records it.
 //!
 //! When the index cannot be opened (another process holds it longer than it should), every
 //! answer falls back to the files, slower but the same.
@@ -220,13 +223,8 @@ impl Catalog {
         live
     }
 
-    /// Records `dir`'s summary as its files are now (the runner, at each status it ends on).
-    pub fn record(&self, dir: &ExecutionDir) {
-        let _ = self.index.put(&summarize(dir));
-    }
-
     /// Forgets an execution whose folder was deleted.
-    pub fn forget(&self, id: &str) {
+    fn forget(&self, id: &str) {
         let _ = self.index.remove(id);
     }
 }
