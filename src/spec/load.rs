@@ -95,17 +95,23 @@ pub fn parse_yaml<T: DeserializeOwned>(
     schema: Option<&str>,
 ) -> Result<T, SpecError> {
     let yaml: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))?;
-    if let Some(schema) = schema {
-        let json = serde_json::to_value(&yaml).map_err(|e| {
-            SpecError::one(path, 1, 1, None, format!("not representable as JSON: {e}"))
-        })?;
-        let problems = schema_problems(source, schema, &json);
-        if !problems.is_empty() {
-            return Err(SpecError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            });
-        }
+    // The schemas are derived from these very types, so a file the types accept passes its
+    // schema too: the schema (costly to compile) is consulted only to say everything that is
+    // wrong with a file they refuse, each problem at its line and column.
+    let typed = serde_yaml::from_value::<T>(yaml.clone());
+    let Some(schema) = schema.filter(|_| typed.is_err()) else {
+        return typed
+            .or_else(|_| serde_yaml::from_str(source))
+            .map_err(|e| yaml_error(path, &e));
+    };
+    let json = serde_json::to_value(&yaml)
+        .map_err(|e| SpecError::one(path, 1, 1, None, format!("not representable as JSON: {e}")))?;
+    let problems = schema_problems(source, schema, &json);
+    if !problems.is_empty() {
+        return Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        });
     }
     serde_yaml::from_str(source).map_err(|e| yaml_error(path, &e))
 }
