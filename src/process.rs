@@ -34,14 +34,52 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Sends SIGKILL to every process of group `pgid`.
+/// How long `kill_group` waits for a killed group to be gone.
+const GROUP_EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends SIGKILL to every process of group `pgid`, then waits (at most two seconds) until no
+/// process of the group is left alive, so a phase that ends has no process still running —
+/// SIGKILL is delivered at once but a process takes a moment to die.
 pub fn kill_group(pgid: i32) {
-    if pgid > 0 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+    if pgid <= 0 {
+        return;
     }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    // SAFETY: signal 0 only asks whether the group has any process (zombies included).
+    let any = unsafe { libc::kill(-pgid, 0) } == 0;
+    let started = Instant::now();
+    while any && group_has_living(pgid) && started.elapsed() < GROUP_EXIT_WAIT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// True while a process of group `pgid` is alive (a zombie waiting to be reaped is not).
+fn group_has_living(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // pid (comm) state ppid pgrp …; comm may hold spaces or parentheses.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().unwrap_or("");
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != "Z" && state != "X"
+        })
 }
 
 /// Runs `command` with `sh -c` in the sandbox's worktree, with its clean environment and
@@ -118,5 +156,29 @@ async fn pump(mut reader: impl AsyncRead + Unpin, tx: tokio::sync::mpsc::Unbound
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{group_has_living, kill_group};
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_killed_group_is_gone_when_kill_group_returns() {
+        // A leader with a grandchild in the background: both in the new group.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & exec sleep 30"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let pgid = child.id() as i32;
+        assert!(group_has_living(pgid));
+        kill_group(pgid);
+        assert!(
+            !group_has_living(pgid),
+            "a process of the group was still alive"
+        );
+        let _ = child.wait();
     }
 }

@@ -21,6 +21,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// True when an artifact of `state` differs from what the runner wrote: a hand edit not yet
+/// recorded (nothing is marked here; `hand_edit` does that).
+pub(crate) fn any_edited(dir: &ExecutionDir, state: &WorkflowExecution) -> bool {
+    state.artifacts.iter().any(|a| {
+        dir.read_artifact(&a.file_path)
+            .is_ok_and(|content| sha256_hex(content.as_bytes()) != a.sha256)
+    })
+}
+
 /// Index of the step a phase runs in.
 fn step_of(template: &WorkflowTemplate, phase_id: &str) -> usize {
     template

@@ -32,14 +32,6 @@ pub(crate) fn mark(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<Str
     edited
 }
 
-/// True when an artifact of `state` differs from what the runner wrote (nothing is marked).
-pub(crate) fn any_edited(dir: &ExecutionDir, state: &WorkflowExecution) -> bool {
-    state.artifacts.iter().any(|a| {
-        dir.read_artifact(&a.file_path)
-            .is_ok_and(|content| sha256_hex(content.as_bytes()) != a.sha256)
-    })
-}
-
 fn mark_edited(dir: &ExecutionDir, state: &mut WorkflowExecution) -> Vec<String> {
     let mut edited = Vec::new();
     for artifact in &mut state.artifacts {

@@ -215,8 +215,7 @@ impl Engine {
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
         // An ended execution gets its worktree back only when a hand edit reopens it.
-        let needs_worktree =
-            !state.status.is_terminal() || super::hand_edit::any_edited(dir, &state);
+        let needs_worktree = !state.status.is_terminal() || super::context::any_edited(dir, &state);
         if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit)
             && needs_worktree
             && let Some(repo) = ProjectRepo::open(&project)
