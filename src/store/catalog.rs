@@ -289,22 +289,29 @@ const COMPACT_AFTER: usize = 500;
 /// The status a summary has when its files cannot be read.
 pub const DAMAGED: &str = "damaged";
 
-/// inode, mtime and size of `execution.yaml` and `state.json` (`-` for a state not written
-/// yet); `None` when `execution.yaml` is gone.
+/// inode, mtime and size of `execution.yaml` and `state.json` (none for a state not written
+/// yet), hashed into one short string; `None` when `execution.yaml` is gone. A whole listing
+/// computes ten thousand of these, so they are numbers hashed, not text formatted.
 fn files_stamp(dir: &ExecutionDir) -> Option<String> {
+    use std::hash::{Hash, Hasher};
     let request = std::fs::metadata(dir.request_path()).ok()?;
-    let state = std::fs::metadata(dir.state_path())
-        .map(|m| one_stamp(&m))
-        .unwrap_or_else(|_| "-".to_owned());
-    Some(format!("{}|{state}", one_stamp(&request)))
+    let state = std::fs::metadata(dir.state_path()).ok();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    stat_fields(&request).hash(&mut h);
+    state.as_ref().map(stat_fields).hash(&mut h);
+    Some(format!("{:016x}", h.finish()))
 }
 
 fn folder_stamp(folder: &Path) -> Option<String> {
-    std::fs::metadata(folder).ok().map(|m| one_stamp(&m))
+    std::fs::metadata(folder).ok().map(|m| {
+        let (ino, secs, nanos, size) = stat_fields(&m);
+        format!("{ino}.{secs}.{nanos}.{size}")
+    })
 }
 
-fn one_stamp(m: &std::fs::Metadata) -> String {
-    format!("{}.{}.{}.{}", m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+/// What changes when a file is replaced or written: inode, mtime, size.
+fn stat_fields(m: &std::fs::Metadata) -> (u64, i64, i64, u64) {
+    (m.ino(), m.mtime(), m.mtime_nsec(), m.size())
 }
 
 #[cfg(test)]

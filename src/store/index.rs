@@ -63,7 +63,7 @@ pub struct Index {
 }
 
 /// The layout of the keys below; another value means another layout, rebuilt.
-const FORMAT: &str = "3";
+const FORMAT: &str = "4";
 const FORMAT_KEY: &str = "meta:format";
 
 /// How long an open waits for another process to let go of the index.
