@@ -331,6 +331,7 @@ pub async fn watch(
     let mut seen_alive = false;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut skip_asked = false;
     let ending = loop {
         // New events since last time.
         let mut stop = None;
@@ -351,6 +352,20 @@ pub async fn watch(
                 EventKind::ApprovalNeeded { .. } => Some(WorkflowStatus::AwaitingApproval),
                 _ => None,
             });
+        }
+        if std::mem::take(&mut skip_asked) {
+            let skippable: Vec<String> = view
+                .running
+                .iter()
+                .filter(|id| view.request.template.phase(id).is_some_and(|p| p.can_skip))
+                .cloned()
+                .collect();
+            // One running phase is skipped at once; with several, the view asks which.
+            match skippable.as_slice() {
+                [] => {}
+                [only] => skip(dir, view.iteration, only)?,
+                _ => view.choosing_skip = Some(skippable),
+            }
         }
         bar.set_message(view.frame());
         if let Some(status) = stop {
@@ -373,20 +388,9 @@ pub async fn watch(
                 Some(b'p') => {
                     dir.edit_request(|r| r.control.pause = true)?;
                 }
-                Some(b's') => {
-                    let skippable: Vec<String> = view
-                        .running
-                        .iter()
-                        .filter(|id| view.request.template.phase(id).is_some_and(|p| p.can_skip))
-                        .cloned()
-                        .collect();
-                    // One running phase is skipped at once; with several, the view asks which.
-                    match skippable.as_slice() {
-                        [] => {}
-                        [only] => skip(dir, view.iteration, only)?,
-                        _ => view.choosing_skip = Some(skippable),
-                    }
-                }
+                // Decided at the top of the loop, once the events written so far are read: the
+                // phases running are the ones the file says, not the ones seen a moment ago.
+                Some(b's') => skip_asked = true,
                 Some(key) if view.choosing_skip.is_some() => {
                     let choices = view.choosing_skip.take().unwrap_or_default();
                     let picked = (key as char)
