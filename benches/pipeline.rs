@@ -9,11 +9,17 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "support/fake_openai.rs"]
+mod fake_openai;
+#[path = "support/project.rs"]
+mod project;
 
 use autowrkers::engine::{Engine, EventBus, StartOptions};
 use autowrkers::spec::load::parse_template;
 use autowrkers::store::Home;
+use project::{median, project};
 
 const REPLIES: &str = r#"replies:
   - phase: a
@@ -72,42 +78,15 @@ fn template() -> String {
     t
 }
 
-fn project(root: &Path) {
-    std::fs::create_dir_all(root.join(".autowrkers")).expect("mkdir");
-    std::fs::write(root.join("main.txt"), "hello\n").expect("write");
-    std::fs::write(root.join("replies.yaml"), REPLIES).expect("write");
-    std::fs::write(root.join("template.yaml"), template()).expect("write");
-    std::fs::write(
-        root.join(".autowrkers/config.yaml"),
-        "verify:\n  test: \"true\"\n",
-    )
-    .expect("write");
-    for args in [
-        &["init", "-q"][..],
-        &["add", "-A"],
+/// A project holding the scripted template and its replies.
+fn scripted_project(root: &Path) {
+    project(
+        root,
         &[
-            "-c",
-            "user.name=b",
-            "-c",
-            "user.email=b@b",
-            "commit",
-            "-qm",
-            "init",
+            ("replies.yaml", REPLIES.to_owned()),
+            ("template.yaml", template()),
         ],
-    ] {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(root)
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    );
 }
 
 fn orchestration() {
@@ -116,7 +95,7 @@ fn orchestration() {
     for _ in 0..15 {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonical");
-        project(&root);
+        scripted_project(&root);
         let home = Home::at(root.join(".home"));
         let engine = Engine::new(home).expect("engine");
         let template = parse_template(&template(), &root.join("template.yaml")).expect("template");
@@ -153,7 +132,7 @@ fn orchestration() {
 fn peak_rss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().canonicalize().expect("canonical");
-    project(&root);
+    scripted_project(&root);
     let status = Command::new(env!("CARGO_BIN_EXE_autowrkers"))
         .args([
             "run",
@@ -200,79 +179,17 @@ fn help_latency() {
     println!("`autowrkers --help`: median {:.2?}", median(times));
 }
 
-/// A bare HTTP/1.1 server answering every request with one SSE stream; it records the instant
-/// just before it writes the first event byte.
-async fn sse_server(
-    first_byte: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
-) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let first_byte = first_byte.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                // Read the headers and the body (content-length).
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-                let _ = sock.write_all(head.as_bytes()).await;
-                let chunk = |content: &str| {
-                    format!(
-                        "data: {}\n\n",
-                        serde_json::json!({"model": "m", "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]})
-                    )
-                };
-                let first = chunk("thinking about it\n");
-                first_byte.lock().expect("lock").push(Instant::now());
-                let _ = sock.write_all(first.as_bytes()).await;
-                let _ = sock.flush().await;
-                let answer = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done";
-                let rest = format!(
-                    "{}data: {}\n\ndata: [DONE]\n\n",
-                    chunk(answer),
-                    serde_json::json!({"model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
-                );
-                let _ = sock.write_all(rest.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 fn streaming_overhead() {
     use autowrkers::engine::EventKind;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let first_byte = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let addr = runtime.block_on(sse_server(first_byte.clone()));
+    let server = runtime.block_on(fake_openai::start());
     let mut gaps = Vec::new();
     for _ in 0..30 {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonical");
         let yaml = format!(
-            "name: s\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config: {{provider_type: openai_compatible, model_name: m, api_url: \"http://{addr}/v1\"}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n    success_pattern: /done\n"
+            "name: s\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config: {{provider_type: openai_compatible, model_name: analysis, api_url: \"{}\"}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n    success_pattern: /done\n",
+            server.url()
         );
         let template = parse_template(&yaml, &root.join("t.yaml")).expect("template");
         let engine = Engine::new(Home::at(root.join(".home"))).expect("engine");
@@ -311,11 +228,7 @@ fn streaming_overhead() {
             .block_on(seen)
             .expect("join")
             .expect("a progress event");
-        let sent = *first_byte
-            .lock()
-            .expect("lock")
-            .last()
-            .expect("server wrote");
+        let sent = server.last_first_byte().expect("server wrote");
         gaps.push(at.duration_since(sent));
     }
     println!(

@@ -13,6 +13,10 @@
 
 #[path = "support/fake_openai.rs"]
 mod fake_openai;
+#[path = "support/project.rs"]
+mod project;
+
+use project::{median, project};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,37 +34,16 @@ struct Row {
     goal: &'static str,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn git(root: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .current_dir(root)
-        .status()
-        .expect("git")
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
-/// A git repository with one commit and a verify command that passes.
-fn project(root: &Path, files: &[(&str, String)]) {
-    std::fs::create_dir_all(root.join(".autowrkers")).expect("mkdir");
-    std::fs::write(root.join("main.txt"), "hello\n").expect("write");
-    std::fs::write(
-        root.join(".autowrkers/config.yaml"),
-        "verify:\n  test: \"true\"\n",
-    )
-    .expect("write");
-    for (name, text) in files {
-        std::fs::write(root.join(name), text).expect("write");
-    }
-    git(root, &["init", "-q"]);
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-qm", "init"]);
+/// `run` of the task "bench" with `template`, without the live view.
+fn run_args(template: &str) -> [&str; 6] {
+    [
+        "run",
+        "--task",
+        "bench",
+        "--template",
+        template,
+        "--no-realtime",
+    ]
 }
 
 /// Runs the binary in `dir` with `home`; panics on failure.
@@ -147,18 +130,7 @@ fn six_phase_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) -> (PathBuf,
         let timed_run = |template: &str| {
             server.reset();
             let started = Instant::now();
-            aw(
-                &home,
-                &root,
-                &[
-                    "run",
-                    "--task",
-                    "bench",
-                    "--template",
-                    template,
-                    "--no-realtime",
-                ],
-            );
+            aw(&home, &root, &run_args(template));
             let wall = started.elapsed();
             (wall, wall.saturating_sub(server.busy()))
         };
@@ -347,14 +319,7 @@ fn fifty_iterations_once(base: &Path) -> f64 {
     // otherwise slow whichever iterations its flush falls on.
     let _ = Command::new("sync").status();
     let out = Command::new(BIN)
-        .args([
-            "run",
-            "--task",
-            "bench",
-            "--template",
-            "t.yaml",
-            "--no-realtime",
-        ])
+        .args(run_args("t.yaml"))
         .env("AUTOWRKERS_HOME", &home)
         .current_dir(&root)
         .output()
@@ -439,17 +404,8 @@ fn streaming_rss(rt: &tokio::runtime::Runtime, mb: usize) -> f64 {
     )
     .expect("config");
     let out = Command::new("/usr/bin/time")
-        .args([
-            "-f",
-            "RSS_KB=%M",
-            BIN,
-            "run",
-            "--task",
-            "bench",
-            "--template",
-            "t.yaml",
-            "--no-realtime",
-        ])
+        .args(["-f", "RSS_KB=%M", BIN])
+        .args(run_args("t.yaml"))
         .env("AUTOWRKERS_HOME", root.join(".home"))
         .current_dir(&root)
         .output()

@@ -1,9 +1,13 @@
 //! A zero-latency fake OpenAI chat-completions server for the benchmarks: it answers every
 //! request at once with an SSE stream chosen by the request's model name, and adds up the time
-//! it spends on requests, so a run's own overhead is its wall time minus that.
+//! it spends on requests, so a run's own overhead is its wall time minus that, and the instant
+//! it starts writing each answer's first event, for the latency from wire to progress event.
 //!
 //! Models: `analysis` (a task list), `plan`, `done`, `approve` (a passing review), `big-N` (N MB
 //! of text, then a task list).
+
+// Shared by both benchmark binaries; each uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct FakeOpenAi {
     addr: std::net::SocketAddr,
     busy: Arc<Mutex<Duration>>,
+    first_byte: Arc<Mutex<Option<Instant>>>,
 }
 
 impl FakeOpenAi {
@@ -24,6 +29,10 @@ impl FakeOpenAi {
     /// Time spent on requests since the last reset.
     pub fn busy(&self) -> Duration {
         *self.busy.lock().expect("lock")
+    }
+    /// When the latest answer's first event began to be written.
+    pub fn last_first_byte(&self) -> Option<Instant> {
+        *self.first_byte.lock().expect("lock")
     }
     /// Starts counting again.
     pub fn reset(&self) {
@@ -38,18 +47,23 @@ pub async fn start() -> FakeOpenAi {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let busy = Arc::new(Mutex::new(Duration::ZERO));
-    let total = busy.clone();
+    let first_byte = Arc::new(Mutex::new(None));
+    let (total, stamp) = (busy.clone(), first_byte.clone());
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
-            let total = total.clone();
+            let (total, stamp) = (total.clone(), stamp.clone());
             tokio::spawn(async move {
-                if let Some(spent) = answer(sock).await {
+                if let Some(spent) = answer(sock, &stamp).await {
                     *total.lock().expect("lock") += spent;
                 }
             });
         }
     });
-    FakeOpenAi { addr, busy }
+    FakeOpenAi {
+        addr,
+        busy,
+        first_byte,
+    }
 }
 
 const TASKS: &str = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/done";
@@ -63,7 +77,10 @@ fn chunk(content: &str) -> String {
 }
 
 /// Reads one request and streams its answer; the time from its first byte to the last.
-async fn answer(mut sock: tokio::net::TcpStream) -> Option<Duration> {
+async fn answer(
+    mut sock: tokio::net::TcpStream,
+    first_byte: &Mutex<Option<Instant>>,
+) -> Option<Duration> {
     let mut buf = Vec::new();
     let mut piece = [0u8; 16384];
     let mut started = None;
@@ -90,6 +107,7 @@ async fn answer(mut sock: tokio::net::TcpStream) -> Option<Duration> {
     let model = body["model"].as_str().unwrap_or("done").to_owned();
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
     sock.write_all(head.as_bytes()).await.ok()?;
+    *first_byte.lock().expect("lock") = Some(Instant::now());
     let text = match model.as_str() {
         "analysis" => TASKS.to_owned(),
         "plan" => "plan /done".to_owned(),

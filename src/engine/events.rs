@@ -238,7 +238,6 @@ impl EventBus {
     /// Appends one line to `events.ndjson` through the bus's one handle: a single `write` of
     /// the whole line on an `O_APPEND` file, so other writers never interleave inside it.
     fn append(&self, dir: &ExecutionDir, line: &str) {
-        use std::io::Write;
         let Ok(mut log) = self.log.lock() else {
             return;
         };
@@ -246,10 +245,7 @@ impl EventBus {
             *log = dir.open_events().ok();
         }
         if let Some(file) = log.as_mut() {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-            let _ = file.write_all(&buf);
+            let _ = crate::store::write_line(file, line);
         }
     }
 

@@ -75,7 +75,7 @@ impl Engine {
             return Ok(edited);
         }
         dir.write_state(&state)?;
-        self.index(dir);
+        self.note_changed(dir);
         let request = dir.read_request()?;
         commit_snapshot(Path::new(&request.project_path), dir, &message(&edited))?;
         Ok(edited)

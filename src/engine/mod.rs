@@ -65,16 +65,7 @@ pub(crate) struct Reconcile<'a> {
     pub bad_edit: Option<String>,
     /// The stat of `execution.yaml` when its control requests were last read: unchanged, it is
     /// not parsed again at the next safe point.
-    pub request_seen: Option<RequestStamp>,
-}
-
-/// (modification time, inode, size) of `execution.yaml`.
-pub(crate) type RequestStamp = (std::time::SystemTime, u64, u64);
-
-fn request_stamp(dir: &ExecutionDir) -> Option<RequestStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(dir.request_path()).ok()?;
-    Some((m.modified().ok()?, m.ino(), m.size()))
+    pub request_seen: Option<crate::store::Stamp>,
 }
 
 /// What a step decided.
@@ -89,7 +80,7 @@ impl Reconcile<'_> {
         let changed = self.apply(trigger)?;
         self.save()?;
         if changed {
-            self.engine.index(self.dir);
+            self.engine.note_changed(self.dir);
         }
         Ok(())
     }
@@ -112,7 +103,7 @@ impl Reconcile<'_> {
 
     /// Re-reads the control requests; returns true when the pass must stop here.
     fn at_safe_point(&mut self) -> Result<bool, EngineError> {
-        let stamp = request_stamp(self.dir);
+        let stamp = crate::store::Stamp::of(&self.dir.request_path());
         if stamp.is_none() || stamp != self.request_seen {
             match self.dir.read_request() {
                 Ok(request) => {
@@ -296,7 +287,7 @@ impl Reconcile<'_> {
         }
         // Running stays running: the next iteration's save records both.
         if self.apply(Trigger::ReviewFailedIterate)? {
-            self.engine.index(self.dir);
+            self.engine.note_changed(self.dir);
         }
         self.next_iteration(reason)?;
         Ok(StepEnd::Continue)

@@ -272,7 +272,7 @@ impl Engine {
                 release_branch(&pass)?;
             }
         }
-        self.index(dir);
+        self.note_changed(dir);
         status
     }
 
@@ -313,7 +313,7 @@ impl Engine {
 
     /// Notes that `dir` changed, for the sled index: the next command that opens it records
     /// the execution's summary (the runner never waits on the index).
-    pub fn index(&self, dir: &ExecutionDir) {
+    pub fn note_changed(&self, dir: &ExecutionDir) {
         store::note_changed(&self.home, dir);
     }
 }

@@ -5,25 +5,25 @@
 //! the same at iteration 50 as at iteration 1, but for one stat per file.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use git2::{Oid, Repository};
 
 use super::{Context, GitError, ProjectRepo, execution_ref, signature};
+use crate::store::Stamp;
 
 /// What this process knows of one execution's committed files.
 #[derive(Default)]
 struct Known {
-    /// Folder-relative path → (stat stamp, blob).
-    blobs: HashMap<String, (String, Oid)>,
+    /// Folder-relative path → (its stamp, blob).
+    blobs: HashMap<String, (Stamp, Oid)>,
     /// `artifacts/<iteration>` → how its tree was last built.
     trees: HashMap<String, BuiltTree>,
 }
 
 /// (the folder's stamp, the (name, blob) entries it was built from, the tree).
-type BuiltTree = (String, Vec<(String, Oid)>, Oid);
+type BuiltTree = (Option<Stamp>, Vec<(String, Oid)>, Oid);
 
 /// The repositories this process opened (`None`: not a git project), and what it committed.
 struct Cache {
@@ -118,10 +118,9 @@ fn iteration_tree(
     dir: &str,
     known: &mut Known,
 ) -> Result<Oid, GitError> {
-    let folder_stamp = std::fs::metadata(root.join(dir))
-        .map(|m| stamp(&m))
-        .unwrap_or_default();
+    let folder_stamp = Stamp::of(&root.join(dir));
     if let Some((seen, _, tree)) = known.trees.get(dir)
+        && seen.is_some()
         && *seen == folder_stamp
     {
         return Ok(*tree);
@@ -155,16 +154,6 @@ fn iteration_tree(
     Ok(tree)
 }
 
-fn stamp(meta: &std::fs::Metadata) -> String {
-    format!(
-        "{}.{}.{}.{}",
-        meta.ino(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.size()
-    )
-}
-
 /// The blob of `rel` (written when its stat changed since this process last saw it); `None`
 /// when the file is gone.
 fn blob(
@@ -174,11 +163,10 @@ fn blob(
     known: &mut Known,
 ) -> Result<Option<Oid>, GitError> {
     let path = root.join(rel);
-    let Ok(meta) = std::fs::metadata(&path) else {
+    let Some(stamp) = Stamp::of(&path) else {
         known.blobs.remove(rel);
         return Ok(None);
     };
-    let stamp = stamp(&meta);
     if let Some((seen, oid)) = known.blobs.get(rel)
         && *seen == stamp
     {

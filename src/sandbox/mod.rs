@@ -222,15 +222,13 @@ fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
     })
 }
 
-/// `<temp>/autowrkers-<uid>/sandbox-ok-<boot>-<binary>-<net>`: the helper binary (path, size,
-/// mtime) passed the probe on this boot. `None` when the boot or the binary cannot be named.
+/// `<temp>/autowrkers-<uid>/sandbox-ok-<boot>-<binary>-<net>`: the helper binary (its path and
+/// stamp) passed the probe on this boot. `None` when the boot or the binary cannot be named.
 fn probe_marker(helper: &Path, network: bool) -> Option<PathBuf> {
     use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let meta = std::fs::metadata(helper).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (helper, meta.size(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+    (helper, crate::store::Stamp::of(helper)?).hash(&mut h);
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     Some(

@@ -98,7 +98,7 @@ pub fn parse_yaml<T: DeserializeOwned>(
     // The schemas are derived from these very types, so a file the types accept passes its
     // schema too: the schema (costly to compile) is consulted only to say everything that is
     // wrong with a file they refuse, each problem at its line and column.
-    let typed = serde_yaml::from_value::<T>(yaml.clone());
+    let typed = T::deserialize(&yaml);
     let Some(schema) = schema.filter(|_| typed.is_err()) else {
         return typed
             .or_else(|_| serde_yaml::from_str(source))

@@ -12,54 +12,50 @@ use super::execution::{ExecutionRequest, WorkflowExecution};
 use super::reports::{ReviewReport, TaskList, VerificationReport};
 use super::template::{ArtifactType, WorkflowTemplate};
 
-/// The file names of every schema we publish.
-const NAMES: [&str; 7] = [
-    "workflow_template.schema.json",
-    "execution.schema.json",
-    "state.schema.json",
-    "config.schema.json",
-    "task_list.schema.json",
-    "review_report.schema.json",
-    "verification_report.schema.json",
-];
+/// One schema we publish: its file name, and the type it is derived from (which generates it
+/// and, deserializing, says cheaply whether a value passes it).
+struct Published {
+    name: &'static str,
+    generate: fn() -> Value,
+    accepts: fn(&Value) -> bool,
+}
+
+fn published<T: JsonSchema + serde::de::DeserializeOwned>(name: &'static str) -> Published {
+    Published {
+        name,
+        generate: schema_of::<T>,
+        accepts: |v| T::deserialize(v).is_ok(),
+    }
+}
+
+/// Every schema we publish.
+fn catalog() -> [Published; 7] {
+    [
+        published::<WorkflowTemplate>("workflow_template.schema.json"),
+        published::<ExecutionRequest>("execution.schema.json"),
+        published::<WorkflowExecution>("state.schema.json"),
+        published::<ProjectConfig>("config.schema.json"),
+        published::<TaskList>("task_list.schema.json"),
+        published::<ReviewReport>("review_report.schema.json"),
+        published::<VerificationReport>("verification_report.schema.json"),
+    ]
+}
+
+fn find(name: &str) -> Option<Published> {
+    catalog().into_iter().find(|p| p.name == name)
+}
 
 /// Every schema we publish, as `(file name, schema)`.
 pub fn all_schemas() -> Vec<(&'static str, Value)> {
-    NAMES
-        .iter()
-        .filter_map(|name| Some((*name, schema_named(name)?)))
+    catalog()
+        .into_iter()
+        .map(|p| (p.name, (p.generate)()))
         .collect()
 }
 
 /// True when `instance` deserializes into the type schema `name` was derived from.
 fn typed_ok(name: &str, instance: &Value) -> bool {
-    fn is<T: serde::de::DeserializeOwned>(v: &Value) -> bool {
-        T::deserialize(v).is_ok()
-    }
-    match name {
-        "workflow_template.schema.json" => is::<WorkflowTemplate>(instance),
-        "execution.schema.json" => is::<ExecutionRequest>(instance),
-        "state.schema.json" => is::<WorkflowExecution>(instance),
-        "config.schema.json" => is::<ProjectConfig>(instance),
-        "task_list.schema.json" => is::<TaskList>(instance),
-        "review_report.schema.json" => is::<ReviewReport>(instance),
-        "verification_report.schema.json" => is::<VerificationReport>(instance),
-        _ => false,
-    }
-}
-
-/// One schema by its file name, generated alone (a validator needs only its own).
-fn schema_named(name: &str) -> Option<Value> {
-    Some(match name {
-        "workflow_template.schema.json" => schema_of::<WorkflowTemplate>(),
-        "execution.schema.json" => schema_of::<ExecutionRequest>(),
-        "state.schema.json" => schema_of::<WorkflowExecution>(),
-        "config.schema.json" => schema_of::<ProjectConfig>(),
-        "task_list.schema.json" => schema_of::<TaskList>(),
-        "review_report.schema.json" => schema_of::<ReviewReport>(),
-        "verification_report.schema.json" => schema_of::<VerificationReport>(),
-        _ => return None,
-    })
+    find(name).is_some_and(|p| (p.accepts)(instance))
 }
 
 /// The schema file a JSON artifact of this type must satisfy; None for non-JSON types.
@@ -87,7 +83,7 @@ pub fn validator(name: &str) -> Option<&'static jsonschema::Validator> {
     if let Some(v) = map.get(name) {
         return Some(v);
     }
-    let schema = schema_named(name)?;
+    let schema = (find(name)?.generate)();
     // Leaked on purpose: at most one per schema file, alive for the whole process anyway.
     let compiled: &'static jsonschema::Validator =
         Box::leak(Box::new(jsonschema::validator_for(&schema).ok()?));

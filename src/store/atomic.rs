@@ -104,6 +104,12 @@ pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
         fs::create_dir_all(dir)?;
     }
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    write_line(&mut file, line)
+}
+
+/// Writes `line` and its newline with a single `write` (on an `O_APPEND` file, other writers
+/// never interleave inside it).
+pub fn write_line(file: &mut File, line: &str) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');

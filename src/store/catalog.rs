@@ -15,10 +15,11 @@
 //! When the index cannot be opened (another process holds it longer than it should), every
 //! answer falls back to the files, slower but the same.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{ExecutionDir, ExecutionSummary, Home, Index, ProjectDir, StoreError, known_projects};
+use super::{
+    ExecutionDir, ExecutionSummary, Home, Index, ProjectDir, Stamp, StoreError, known_projects,
+};
 
 /// An open index brought up to date with the projects' folders.
 pub struct Catalog {
@@ -108,17 +109,24 @@ impl Catalog {
     /// `summary` as its files are now: the same when their stamp is unchanged, read again and
     /// stored when not; `None` when the execution is gone (and then forgotten).
     pub fn fresh(&self, summary: ExecutionSummary) -> Option<ExecutionSummary> {
-        let dir = ExecutionDir::new(&summary.dir);
-        let Some(stamp) = files_stamp(&dir) else {
-            let _ = self.index.remove(&summary.id);
-            return None;
-        };
-        if stamp == summary.stamp {
-            return Some(summary);
+        let stamp = files_stamp(&ExecutionDir::new(&summary.dir));
+        self.settle(summary, stamp)
+    }
+
+    /// `summary` against the stamp its files have now (`None`: gone).
+    fn settle(&self, summary: ExecutionSummary, stamp: Option<String>) -> Option<ExecutionSummary> {
+        match stamp {
+            None => {
+                let _ = self.index.remove(&summary.id);
+                None
+            }
+            Some(stamp) if stamp == summary.stamp => Some(summary),
+            Some(_) => {
+                let again = summarize(&ExecutionDir::new(&summary.dir));
+                let _ = self.index.put(&again);
+                Some(again)
+            }
         }
-        let again = summarize(&dir);
-        let _ = self.index.put(&again);
-        Some(again)
     }
 
     /// The execution `prefix` names (an id or its unique beginning, like git): in the current
@@ -130,26 +138,22 @@ impl Catalog {
             .into_iter()
             .filter_map(|s| self.fresh(s))
             .collect();
-        if let Some(exact) = matches.iter().find(|s| s.id == prefix) {
-            return Ok(ExecutionDir::new(&exact.dir));
-        }
         let here: Vec<&ExecutionSummary> = matches
             .iter()
             .filter(|s| self.first.as_deref() == Some(Path::new(&s.project)))
             .collect();
-        let pick: Vec<&ExecutionSummary> = if here.is_empty() {
-            matches.iter().collect()
-        } else {
-            here
-        };
-        match pick[..] {
-            [] => Err(StoreError::NotFound(prefix.to_owned())),
-            [one] => Ok(ExecutionDir::new(&one.dir)),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: pick.iter().map(|s| s.id.clone()).collect(),
-            }),
-        }
+        let pick: Vec<&ExecutionSummary> =
+            if here.is_empty() || matches.iter().any(|s| s.id == prefix) {
+                matches.iter().collect()
+            } else {
+                here
+            };
+        super::pick_one(
+            prefix,
+            pick.into_iter()
+                .map(|s| (s.id.clone(), ExecutionDir::new(&s.dir)))
+                .collect(),
+        )
     }
 
     /// Every execution, newest first, each checked against its files as it is read.
@@ -181,18 +185,7 @@ impl Catalog {
         });
         all.into_iter()
             .zip(stamps)
-            .filter_map(|(summary, stamp)| match stamp {
-                None => {
-                    self.forget(&summary.id);
-                    None
-                }
-                Some(stamp) if stamp == summary.stamp => Some(summary),
-                Some(_) => {
-                    let again = summarize(&ExecutionDir::new(&summary.dir));
-                    let _ = self.index.put(&again);
-                    Some(again)
-                }
-            })
+            .filter_map(|(summary, stamp)| self.settle(summary, stamp))
             .collect()
     }
 
@@ -289,29 +282,19 @@ const COMPACT_AFTER: usize = 500;
 /// The status a summary has when its files cannot be read.
 pub const DAMAGED: &str = "damaged";
 
-/// inode, mtime and size of `execution.yaml` and `state.json` (none for a state not written
-/// yet), hashed into one short string; `None` when `execution.yaml` is gone. A whole listing
-/// computes ten thousand of these, so they are numbers hashed, not text formatted.
+/// The stamps of `execution.yaml` and `state.json` (none for a state not written yet), hashed
+/// into one short string; `None` when `execution.yaml` is gone. A whole listing computes ten
+/// thousand of these, so they are numbers hashed, not text formatted.
 fn files_stamp(dir: &ExecutionDir) -> Option<String> {
     use std::hash::{Hash, Hasher};
-    let request = std::fs::metadata(dir.request_path()).ok()?;
-    let state = std::fs::metadata(dir.state_path()).ok();
+    let request = Stamp::of(&dir.request_path())?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    stat_fields(&request).hash(&mut h);
-    state.as_ref().map(stat_fields).hash(&mut h);
+    (request, Stamp::of(&dir.state_path())).hash(&mut h);
     Some(format!("{:016x}", h.finish()))
 }
 
 fn folder_stamp(folder: &Path) -> Option<String> {
-    std::fs::metadata(folder).ok().map(|m| {
-        let (ino, secs, nanos, size) = stat_fields(&m);
-        format!("{ino}.{secs}.{nanos}.{size}")
-    })
-}
-
-/// What changes when a file is replaced or written: inode, mtime, size.
-fn stat_fields(m: &std::fs::Metadata) -> (u64, i64, i64, u64) {
-    (m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+    Stamp::of(folder).map(|s| s.to_string())
 }
 
 #[cfg(test)]
@@ -465,17 +448,38 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let home = Home::at(tmp.path().join("home"));
         let project = tmp.path().join("p");
-        for i in 0..COMPACT_AFTER + 1 {
-            execution(
-                &project,
-                &format!("e{i:04}"),
-                &format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
-            );
-        }
+        let add = |range: std::ops::Range<usize>| {
+            for i in range {
+                execution(
+                    &project,
+                    &format!("e{i:04}"),
+                    &format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
+                );
+            }
+        };
+        // The folder holding sled's files is a new one (another inode) once rewritten.
+        let index_folder = || Stamp::of(&home.index().join("main")).map(|s| s.to_string());
+        add(0..1);
+        drop(Catalog::open(&home, Some(&project)).expect("open"));
+        let small = index_folder();
+        add(1..2);
+        drop(Catalog::open(&home, Some(&project)).expect("open"));
+        let inode = |s: Option<String>| s.and_then(|s| s.split('.').next().map(str::to_owned));
+        assert_eq!(
+            inode(index_folder()),
+            inode(small.clone()),
+            "a small addition is not rewritten"
+        );
+        add(2..COMPACT_AFTER + 2);
         let catalog = Catalog::open(&home, Some(&project))
             .expect("open")
             .expect("index");
-        assert_eq!(catalog.newest_first().count(), COMPACT_AFTER + 1);
+        assert_ne!(
+            inode(index_folder()),
+            inode(small),
+            "the rebuild was not rewritten"
+        );
+        assert_eq!(catalog.newest_first().count(), COMPACT_AFTER + 2);
         assert_eq!(catalog.find("e0007").expect("found").id(), "e0007");
         drop(catalog);
         for leftover in ["main.compacting", "main.old"] {
@@ -489,7 +493,7 @@ mod tests {
             .expect("index");
         assert_eq!(
             catalog.newest_first().next().expect("row").id,
-            format!("e{COMPACT_AFTER:04}")
+            format!("e{:04}", COMPACT_AFTER + 1)
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{append_line, write_atomic, write_replace};
+use super::atomic::{write_atomic, write_replace};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
 /// Handle on `<project>/.autowrkers/executions/<id>/`.
@@ -132,12 +132,6 @@ impl ExecutionDir {
             .append(true)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))
-    }
-
-    /// Appends one serialized event to `events.ndjson`.
-    pub fn append_event(&self, line: &str) -> Result<(), StoreError> {
-        let path = self.events_path();
-        append_line(&path, line).map_err(|e| StoreError::io(&path, e))
     }
 
     /// Writes an artifact atomically at its relative path; the state that records it, written

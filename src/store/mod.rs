@@ -8,14 +8,18 @@ mod execution_dir;
 mod index;
 mod lock;
 mod paths;
+mod stamp;
 mod tail;
 
-pub use atomic::{append_line, clean_temp_files, crash_point, write_atomic, write_replace};
+pub use atomic::{
+    append_line, clean_temp_files, crash_point, write_atomic, write_line, write_replace,
+};
 pub use catalog::{Catalog, DAMAGED, note_changed, summarize};
 pub use execution_dir::ExecutionDir;
 pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
+pub use stamp::Stamp;
 pub use tail::{EventTail, runner_alive};
 
 use std::path::{Path, PathBuf};
@@ -187,23 +191,32 @@ pub fn find_execution(
     if let Some(catalog) = Catalog::open(home, project.as_deref())? {
         return catalog.find(prefix);
     }
-    let matches: Vec<ExecutionDir> = all_executions(home, project.as_deref())?
+    let matches = all_executions(home, project.as_deref())?
         .into_iter()
         .filter(|d| d.id().starts_with(prefix))
+        .map(|d| (d.id(), d))
         .collect();
+    pick_one(prefix, matches)
+}
+
+/// The one execution among those `prefix` matched: the one whose id it is exactly, else the
+/// only one; none is `NotFound`, several are `Ambiguous` (listed sorted).
+fn pick_one(
+    prefix: &str,
+    mut matches: Vec<(String, ExecutionDir)>,
+) -> Result<ExecutionDir, StoreError> {
+    if let Some(at) = matches.iter().position(|(id, _)| id == prefix) {
+        return Ok(matches.swap_remove(at).1);
+    }
     match matches.len() {
         0 => Err(StoreError::NotFound(prefix.to_owned())),
-        1 => matches
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::NotFound(prefix.to_owned())),
+        1 => Ok(matches.swap_remove(0).1),
         _ => {
-            if let Some(exact) = matches.iter().find(|d| d.id() == prefix) {
-                return Ok(exact.clone());
-            }
+            let mut candidates: Vec<String> = matches.into_iter().map(|(id, _)| id).collect();
+            candidates.sort();
             Err(StoreError::Ambiguous {
                 prefix: prefix.to_owned(),
-                candidates: matches.iter().map(|d| d.id()).collect(),
+                candidates,
             })
         }
     }
@@ -213,28 +226,16 @@ pub fn find_execution(
 /// an error when several do (and none is exactly `prefix`).
 fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, StoreError>> {
     let folder = ProjectDir::new(project).executions();
-    let mut matches: Vec<String> = std::fs::read_dir(&folder)
+    let matches: Vec<(String, ExecutionDir)> = std::fs::read_dir(&folder)
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| {
             name.starts_with(prefix) && folder.join(name).join("execution.yaml").exists()
         })
+        .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
         .collect();
-    if let Some(exact) = matches.iter().find(|m| *m == prefix) {
-        return Some(Ok(ExecutionDir::new(folder.join(exact))));
-    }
-    match matches.len() {
-        0 => None,
-        1 => matches.pop().map(|m| Ok(ExecutionDir::new(folder.join(m)))),
-        _ => {
-            matches.sort();
-            Some(Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: matches,
-            }))
-        }
-    }
+    (!matches.is_empty()).then(|| pick_one(prefix, matches))
 }
 
 #[cfg(test)]

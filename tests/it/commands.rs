@@ -9,16 +9,33 @@ use crate::fake_llm::FakeLlm;
 use crate::pipeline::{held_first_call, project, two_iteration_rules};
 use crate::support::{Project, run};
 
-/// An "editor" that replaces the file it is given with `content`.
-pub fn editor(dir: &std::path::Path, name: &str, content: &str) -> String {
-    let path = dir.join(name);
+/// Runs the binary with `args` and an "editor" that replaces the file it is given with
+/// `content`.
+pub async fn with_editor(p: &Project, args: &[&str], content: &str) -> crate::support::Ran {
+    let scripts = tempfile::tempdir().expect("scripts");
+    let editor = scripts.path().join("editor.sh");
     std::fs::write(
-        &path,
+        &editor,
         format!("#!/bin/sh\ncat > \"$1\" <<'AUTOWRKERS_EOF'\n{content}\nAUTOWRKERS_EOF\n"),
     )
     .expect("editor");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path.to_string_lossy().into_owned()
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = p.cmd();
+    cmd.env("EDITOR", &editor)
+        .env_remove("VISUAL")
+        .args(args)
+        .stdin(Stdio::null());
+    run(cmd).await
+}
+
+/// `workflow artifact edit ID ARTIFACT`, the editor writing `content`.
+pub async fn edit_artifact(
+    p: &Project,
+    id: &str,
+    artifact: &str,
+    content: &str,
+) -> crate::support::Ran {
+    with_editor(p, &["workflow", "artifact", "edit", id, artifact], content).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,14 +109,7 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
     // An invalid edit is refused and changes nothing.
     let artifact = p.execution().join("artifacts/1/phase-analysis.json");
     let before = std::fs::read_to_string(&artifact).expect("artifact");
-    let scripts = tempfile::tempdir().expect("scripts");
-    let bad = editor(scripts.path(), "bad.sh", "{\"summary\": 42}");
-    let mut cmd = p.cmd();
-    cmd.env("EDITOR", &bad)
-        .env_remove("VISUAL")
-        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
-        .stdin(Stdio::null());
-    let out = run(cmd).await;
+    let out = edit_artifact(&p, &id[..8], "phase-analysis", "{\"summary\": 42}").await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("refused") && out.stderr.contains("/summary"),
@@ -112,17 +122,13 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
     );
 
     // A valid edit is saved and committed; resume re-runs the phases that read it.
-    let good = editor(
-        scripts.path(),
-        "good.sh",
+    let edit = edit_artifact(
+        &p,
+        &id[..8],
+        "phase-analysis",
         "{\"summary\": \"add --verbose, documented\", \"tasks\": [{\"id\": 1, \"title\": \"flag and docs\"}]}",
-    );
-    let mut cmd = p.cmd();
-    cmd.env("EDITOR", &good)
-        .env_remove("VISUAL")
-        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
-        .stdin(Stdio::null());
-    let edit = run(cmd).await;
+    )
+    .await;
     assert_eq!(edit.code, 0, "{}", edit.stderr);
     let log = crate::support::git(
         &p.path(),
@@ -240,13 +246,12 @@ async fn template_management_round_trip() {
             .is_file()
     );
 
-    let scripts = tempfile::tempdir().expect("scripts");
-    let broken = editor(scripts.path(), "broken.sh", "name: x\nphases: not-a-list");
-    let mut cmd = p.cmd();
-    cmd.env("EDITOR", &broken)
-        .args(["template", "edit", "my-pipeline"])
-        .stdin(Stdio::null());
-    let out = run(cmd).await;
+    let out = with_editor(
+        &p,
+        &["template", "edit", "my-pipeline"],
+        "name: x\nphases: not-a-list",
+    )
+    .await;
     assert_eq!(
         out.code, 2,
         "an invalid template is not saved: {}",

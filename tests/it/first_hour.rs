@@ -237,18 +237,13 @@ async fn an_edit_of_a_completed_execution_is_rerun_by_resume_as_promised() {
     let id = p.state()["id"].as_str().expect("id").to_owned();
     let implementer_calls = server.calls("implementer").len();
 
-    let scripts = tempfile::tempdir().expect("scripts");
-    let editor = crate::commands::editor(
-        scripts.path(),
-        "edit.sh",
+    let out = crate::commands::edit_artifact(
+        &p,
+        &id[..8],
+        "phase-analysis",
         "{\"summary\": \"add --verbose, documented\", \"tasks\": [{\"id\": 1, \"title\": \"flag and docs\"}]}",
-    );
-    let mut cmd = p.cmd();
-    cmd.env("EDITOR", &editor)
-        .env_remove("VISUAL")
-        .args(["workflow", "artifact", "edit", &id[..8], "phase-analysis"])
-        .stdin(Stdio::null());
-    let out = run(cmd).await;
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("resume"), "{}", out.stderr);
 

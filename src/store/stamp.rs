@@ -1,0 +1,40 @@
+//! What tells that a file or folder changed without reading it: its inode, modification time
+//! and size. A write by rename (ours, an editor's) gives a new inode; a write in place moves the
+//! mtime; a file made or removed in a folder moves the folder's mtime.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The stat fields of a file or folder that change when it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    ino: u64,
+    secs: i64,
+    nanos: i64,
+    size: u64,
+}
+
+impl Stamp {
+    /// The stamp of `path` now; `None` when it is gone.
+    pub fn of(path: &Path) -> Option<Self> {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| Self::from_metadata(&m))
+    }
+
+    /// The stamp of metadata already read.
+    pub fn from_metadata(m: &std::fs::Metadata) -> Self {
+        Self {
+            ino: m.ino(),
+            secs: m.mtime(),
+            nanos: m.mtime_nsec(),
+            size: m.size(),
+        }
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}.{}", self.ino, self.secs, self.nanos, self.size)
+    }
+}
