@@ -90,6 +90,7 @@ impl Reconcile<'_> {
             return Ok(());
         }
         self.dir.write_state(&self.state)?;
+        self.engine.note_changed(self.dir);
         self.commit(&message(&edited))
     }
 }

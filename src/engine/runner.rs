@@ -272,7 +272,7 @@ impl Engine {
                 release_branch(&pass)?;
             }
         }
-        self.note_changed(dir);
+        // Every status change was noted for the index as it happened (`set_status`).
         status
     }
 

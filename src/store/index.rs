@@ -173,8 +173,13 @@ impl Index {
 
     /// The summaries that are [`ExecutionSummary::is_live`], without reading the others.
     pub fn live(&self) -> Vec<ExecutionSummary> {
+        self.behind("live:")
+    }
+
+    /// The summaries that keys starting with `prefix` point at (their values are `time:` keys).
+    fn behind(&self, prefix: &str) -> Vec<ExecutionSummary> {
         self.db
-            .scan_prefix("live:")
+            .scan_prefix(prefix)
             .filter_map(Result::ok)
             .filter_map(|(_, key)| self.db.get(key).ok()?)
             .filter_map(|v| serde_json::from_slice(&v).ok())
@@ -195,12 +200,7 @@ impl Index {
 
     /// The summaries whose id starts with `prefix`.
     pub fn with_prefix(&self, prefix: &str) -> Vec<ExecutionSummary> {
-        self.db
-            .scan_prefix(exec_key(prefix))
-            .filter_map(Result::ok)
-            .filter_map(|(_, key)| self.db.get(key).ok()?)
-            .filter_map(|v| serde_json::from_slice(&v).ok())
-            .collect()
+        self.behind(&exec_key(prefix))
     }
 
     /// Every summary, newest first, read lazily in one pass over the index: a caller that
