@@ -6,6 +6,7 @@ mod guard;
 pub mod ledger;
 pub mod limits;
 pub mod prices;
+pub mod report;
 mod shared;
 
 pub use estimate::{CallEstimate, DEFAULT_MAX_OUTPUT, output_cap, worst_case};

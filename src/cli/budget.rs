@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::args::{BudgetCommand, ScopeArg};
 use super::output::usd_with_unknown;
-use autowrkers::budget::ledger::{execution_key, global_key, project_key};
-use autowrkers::budget::{Budgets, Ledger, Limit, Sum, this_month};
+use autowrkers::budget::ledger::{global_key, project_key};
+use autowrkers::budget::report;
+use autowrkers::budget::{Budgets, Ledger, this_month};
 use autowrkers::engine::short;
 use autowrkers::store::{self, Home};
 
@@ -36,98 +37,27 @@ fn project_of(id: Option<String>, path: &Path) -> Result<String> {
         .into_owned())
 }
 
-/// The executions of `project` that `budget status` shows: those with a budget of their own
-/// and those still going. From the index; from the files when it cannot be opened.
-fn executions_to_show(home: &Home, project: &Path) -> Result<Vec<store::ExecutionSummary>> {
-    Ok(match store::Catalog::open(home, Some(project))? {
-        Some(catalog) => catalog.live_of(project),
-        None => store::executions_of(project)
-            .iter()
-            .map(store::summarize)
-            .filter(store::ExecutionSummary::is_live)
-            .collect(),
-    })
-}
-
-/// USD held right now by live runners (their reservation files).
-fn reserved(home: &Home) -> f64 {
-    let dir = home.root().join("ledger").join("reserved");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter(|v| {
-            v["pid"]
-                .as_u64()
-                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        })
-        .filter_map(|v| v["reserved"].as_f64())
-        .fold(0.0, |a, b| a + b)
-}
-
-fn money(sum: &Sum, counted: f64) -> String {
-    usd_with_unknown(counted, sum.unknown > 0, sum.unknown as u32)
-}
-
 fn status(home: &Home, path: &Path, as_json: bool) -> Result<u8> {
-    let budgets = Budgets::load(home)?;
-    let totals = Ledger::new(home).totals();
-    let month = this_month();
-    let held = reserved(home);
-    let mut rows: Vec<(String, String, Limit, Sum, f64)> = Vec::new();
-    let g = totals.get(&global_key(&month));
-    rows.push((
-        "global".into(),
-        month.clone(),
-        budgets.global.clone(),
-        g,
-        budgets.global.counted(&month, g.usd),
-    ));
-    if let Ok(project) = project_of(None, path) {
-        let limit = budgets.project(&project);
-        let p = totals.get(&project_key(&month, &project));
-        rows.push((
-            format!("project {project}"),
-            month.clone(),
-            limit.clone(),
-            p,
-            limit.counted(&month, p.usd),
-        ));
-        for e in executions_to_show(home, Path::new(&project))? {
-            let sum = totals.get(&execution_key(&e.id));
-            let limit = Limit {
-                limit: e.budget_limit,
-                ..Limit::default()
-            };
-            rows.push((
-                format!("execution {} ({})", short(&e.id), e.status),
-                "whole run".into(),
-                limit,
-                sum,
-                sum.usd,
-            ));
-        }
-    }
-    for (scope, period, limit, sum, spent) in rows {
-        let left = limit.limit.map(|l| (l - spent - held).max(0.0));
+    let project = project_of(None, path).ok();
+    for row in report::status(home, project.as_deref().map(Path::new))? {
         if as_json {
             println!(
                 "{}",
-                json!({"scope": scope, "period": period, "limit": limit.limit, "spent": spent, "reserved": held,
-                       "left": left, "unknown_calls": sum.unknown, "calls": sum.calls})
+                json!({"scope": row.label, "period": row.period, "limit": row.limit, "spent": row.spent,
+                       "reserved": row.reserved, "left": row.left, "unknown_calls": row.unknown_calls, "calls": row.calls})
             );
         } else {
-            let lim = limit
+            let lim = row
                 .limit
                 .map_or("no limit".to_owned(), |l| format!("${l:.2}"));
-            let left = left.map_or(String::new(), |l| format!(", left ${l:.4}"));
+            let left = row.left.map_or(String::new(), |l| format!(", left ${l:.4}"));
             println!(
-                "{scope:<40} {period:<10} {} / {lim} (reserved ${held:.4}{left}), {} calls",
-                money(&sum, spent),
-                sum.calls
+                "{:<40} {:<10} {} / {lim} (reserved ${:.4}{left}), {} calls",
+                row.label,
+                row.period,
+                usd_with_unknown(row.spent, row.unknown_calls > 0, row.unknown_calls as u32),
+                row.reserved,
+                row.calls
             );
         }
     }
@@ -136,35 +66,24 @@ fn status(home: &Home, path: &Path, as_json: bool) -> Result<u8> {
 
 fn set(home: &Home, scope: ScopeArg, id: Option<String>, limit: f64, path: &Path) -> Result<u8> {
     let value = (limit > 0.0).then_some(limit);
+    let shown = value.map_or("no limit".into(), |v| format!("${v:.2}"));
     match scope {
         ScopeArg::Execution => {
             let Some(id) = id else {
                 bail!("--scope execution needs --id <execution id or prefix>")
             };
             let dir = store::find_execution(home, Some(path), &id)?;
-            dir.edit_request(|r| r.budget_limit = value)?;
-            store::note_changed(home, &dir);
-            println!(
-                "execution {} budget: {}",
-                short(&dir.id()),
-                value.map_or("no limit".into(), |v| format!("${v:.2}"))
-            );
+            report::set_execution(home, &dir, value)?;
+            println!("execution {} budget: {shown}", short(&dir.id()));
         }
-        ScopeArg::Project | ScopeArg::Global => {
-            let mut budgets = Budgets::load(home)?;
-            let label = if scope == ScopeArg::Global {
-                budgets.global.limit = value;
-                "global".to_owned()
-            } else {
-                let project = project_of(id, path)?;
-                budgets.projects.entry(project.clone()).or_default().limit = value;
-                format!("project {project}")
-            };
-            budgets.save(home)?;
-            println!(
-                "{label} budget per month: {}",
-                value.map_or("no limit".into(), |v| format!("${v:.2}"))
-            );
+        ScopeArg::Global => {
+            report::set_monthly(home, None, value)?;
+            println!("global budget per month: {shown}");
+        }
+        ScopeArg::Project => {
+            let project = project_of(id, path)?;
+            report::set_monthly(home, Some(&project), value)?;
+            println!("project {project} budget per month: {shown}");
         }
     }
     Ok(0)
@@ -235,7 +154,7 @@ fn history(home: &Home, days: u32, as_json: bool) -> Result<u8> {
                 sum.calls,
                 sum.tokens.input + sum.tokens.cached_input,
                 sum.tokens.output,
-                money(sum, sum.usd)
+                usd_with_unknown(sum.usd, sum.unknown > 0, sum.unknown as u32)
             );
         }
     }

@@ -1,15 +1,16 @@
 //! `run`, `resume` and the control commands: they write `execution.yaml`, then reconcile in
 //! the foreground while printing the events.
 
-use std::os::unix::process::CommandExt;
-
 use anyhow::Result;
 
 use super::args::{IdArgs, OutputArgs, SkipArgs, StartArgs};
 use super::output::{choose, print_events};
 use super::status_code;
-use autowrkers::engine::{Engine, EngineError, EventBus, StartOptions, short};
-use autowrkers::spec::{Decision, TriggerMode, WorkflowStatus};
+use autowrkers::engine::{
+    Control, Engine, EngineError, EventBus, RequestError, StartOptions, detached_runner, request,
+    request_skip, short,
+};
+use autowrkers::spec::{TriggerMode, WorkflowStatus};
 use autowrkers::store::{self, ExecutionDir, Home};
 use autowrkers::templates;
 
@@ -136,10 +137,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
 /// `resume`: clears a pause request and reconciles again.
 pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
-    // A pause request is withdrawn; a file that holds none is left alone (no write, no sync).
-    if dir.read_request().is_ok_and(|r| r.control.pause) {
-        dir.edit_request(|r| r.control.pause = false)?;
-    }
+    request(&dir, Control::Resume)?;
     let engine = Engine::new(home)?;
     drive(&engine, &dir, &args.output).await
 }
@@ -149,55 +147,27 @@ pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
 /// continues the run in the foreground).
 pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
-    let state = dir.read_state()?;
-    if state.status.is_terminal() {
-        eprintln!(
-            "execution {} is already {}",
-            short(&dir.id()),
-            state.status.as_str()
-        );
-        return Ok(status_code(state.status));
-    }
-    let iteration = state.iteration;
-    if matches!(what, Control::Approve | Control::Reject)
-        && state.status != WorkflowStatus::AwaitingApproval
-    {
-        eprintln!(
-            "execution {} is {}, not awaiting approval",
-            short(&dir.id()),
-            state.status.as_str()
-        );
-        return Ok(2);
-    }
-    dir.edit_request(|r| match what {
-        Control::Pause => r.control.pause = true,
-        Control::Cancel => r.control.cancel = true,
-        Control::Approve => {
-            r.control.approvals.insert(iteration, Decision::Approve);
+    match request(&dir, what) {
+        Ok(_) => {}
+        Err(e @ RequestError::Ended { .. }) => {
+            eprintln!("{e}");
+            return Ok(status_code(dir.read_state()?.status));
         }
-        Control::Reject => {
-            r.control.approvals.insert(iteration, Decision::Reject);
+        Err(e @ RequestError::NotAwaiting { .. }) => {
+            eprintln!("{e}");
+            return Ok(2);
         }
-    })?;
+        Err(e) => return Err(e.into()),
+    }
     if store::runner_alive(&dir) {
-        eprintln!("requested {what:?}; the running runner applies it at its next safe point");
+        eprintln!(
+            "requested {}; the running runner applies it at its next safe point",
+            what.as_str()
+        );
         return Ok(0);
     }
     let engine = Engine::new(home)?;
     drive(&engine, &dir, &args.output).await
-}
-
-/// A control request.
-#[derive(Debug, Clone, Copy)]
-pub enum Control {
-    /// Stop at a safe point.
-    Pause,
-    /// Stop for good.
-    Cancel,
-    /// Continue with the next iteration.
-    Approve,
-    /// Fail the execution.
-    Reject,
 }
 
 /// Reconciles `dir` in the foreground, printing events, until it stops; Ctrl-C exits 130 and
@@ -364,44 +334,7 @@ fn dry_run(
 /// runner stops it at once; otherwise it is skipped when the execution next runs.
 pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
-    let request = dir.read_request()?;
-    let state = dir.read_state()?;
-    let template = &request.template;
-    let targets: Vec<String> = match &args.phase {
-        Some(p) => {
-            let phase = template
-                .phases
-                .iter()
-                .find(|x| &x.id == p || &x.name == p)
-                .ok_or_else(|| anyhow::anyhow!("no phase `{p}` in this execution's template"))?;
-            vec![phase.id.clone()]
-        }
-        None => state
-            .phase_executions
-            .iter()
-            .filter(|r| {
-                r.iteration == state.iteration && r.status == autowrkers::spec::PhaseStatus::Running
-            })
-            .map(|r| r.phase_id.clone())
-            .collect(),
-    };
-    if targets.is_empty() {
-        anyhow::bail!("no phase is running; name one with --phase");
-    }
-    for id in &targets {
-        if template.phase(id).is_some_and(|p| !p.can_skip) {
-            anyhow::bail!("phase `{id}` has can_skip: false");
-        }
-    }
-    let iteration = state.iteration;
-    dir.edit_request(|r| {
-        for id in &targets {
-            let key = autowrkers::spec::run_key(iteration, id);
-            if !r.control.skip.contains(&key) {
-                r.control.skip.push(key);
-            }
-        }
-    })?;
+    let (targets, iteration) = request_skip(&dir, args.phase.as_deref())?;
     eprintln!(
         "requested skip of {} (iteration {iteration})",
         targets.join(", ")
@@ -413,19 +346,8 @@ pub fn skip_phase(args: SkipArgs, home: Home) -> Result<u8> {
 /// `logs/runner.log`) and the live view follows it; `q` leaves it running.
 async fn drive_live(dir: &ExecutionDir, color: bool) -> Result<u8> {
     let exe = std::env::current_exe()?;
-    std::fs::create_dir_all(dir.logs_dir())?;
-    let log = std::fs::File::create(dir.runner_log_path())?;
-    let project = dir.project().map(|p| p.to_path_buf()).unwrap_or_default();
-    let mut child = std::process::Command::new(exe)
-        .args(["resume", "--no-realtime", "--path"])
-        .arg(&project)
-        .arg(dir.id())
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: Ctrl-C in this terminal reaches the view, not the runner.
-        .process_group(0)
-        .spawn()?;
+    // Its own process group: Ctrl-C in this terminal reaches the view, not the runner.
+    let mut child = detached_runner(&exe, dir)?;
     let pid = child.id();
     let ending = super::live::watch(dir, &mut child, color).await?;
     let id = dir.id();

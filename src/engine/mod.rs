@@ -5,7 +5,7 @@
 //! One module a job: `runner` (the `Engine`: create, start a pass), this file (the pass's loop,
 //! safe points, iterations), `step` (one step's phases), `phase` / `agent_phase` (one phase
 //! run, chat model or agent CLI), `observer` (its output), `record` (its result in state.json
-//! and git), `hand_edit`, `control` (requests while running), `context` (prompts and
+//! and git), `hand_edit`, `control` (requests while running), `requests` (writing them), `launch` (a detached runner), `context` (prompts and
 //! fingerprints), `sandboxing`, `estimate` (the dry run), `events`, `transitions`, `error`.
 
 mod agent_phase;
@@ -18,10 +18,12 @@ pub mod events;
 mod extract;
 mod hand_edit;
 mod job;
+mod launch;
 mod observer;
 mod outcome;
 mod phase;
 mod record;
+mod requests;
 mod runner;
 mod sandboxing;
 mod step;
@@ -33,6 +35,8 @@ pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
 pub use outcome::{Cost, Outcome, Verdict, Verification, outcome};
+pub use launch::detached_runner;
+pub use requests::{Control, RequestError, request, request_skip};
 pub use runner::{Engine, EngineError, StartOptions, Unready};
 
 use self::transitions::{Trigger, transition};

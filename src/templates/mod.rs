@@ -2,6 +2,13 @@
 //! and the built-in ones (shipped in the binary, so `--template openai-only` works anywhere).
 //! Project templates override global ones with the same id, and both override built-in ones.
 
+mod manage;
+
+pub use manage::{
+    ManageError, create_from, delete, editable, id_from, import, replace, save_new, set_default,
+    target_dir,
+};
+
 use std::path::{Path, PathBuf};
 
 use crate::spec::{self, SpecError, WorkflowTemplate};
@@ -37,11 +44,11 @@ const BUILT_IN: [(&str, &str); 3] = [
     (DEFAULT_ID, spec::DEFAULT_TEMPLATE_YAML),
     (
         "openai-only",
-        include_str!("../examples/templates/openai-only.yaml"),
+        include_str!("../../examples/templates/openai-only.yaml"),
     ),
     (
         "ollama-local",
-        include_str!("../examples/templates/ollama-local.yaml"),
+        include_str!("../../examples/templates/ollama-local.yaml"),
     ),
 ];
 
