@@ -13,6 +13,7 @@ pub mod prompts;
 pub mod providers;
 pub mod sandbox;
 pub mod secret;
+pub mod server;
 pub mod spec;
 pub mod store;
 pub mod templates;

@@ -241,8 +241,55 @@ pub fn set_monthly(
 }
 
 /// Sets the limit of one execution (`None` removes it) in its `execution.yaml`.
-pub fn set_execution(home: &Home, dir: &ExecutionDir, value: Option<f64>) -> Result<(), BudgetError> {
+pub fn set_execution(
+    home: &Home,
+    dir: &ExecutionDir,
+    value: Option<f64>,
+) -> Result<(), BudgetError> {
     dir.edit_request(|r| r.budget_limit = value)?;
     store::note_changed(home, dir);
     Ok(())
+}
+
+/// What one model of one provider cost on one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaySpend {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// The provider type.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// The sum of that day's calls.
+    #[serde(flatten)]
+    pub sum: Sum,
+}
+
+/// The ledger's spending per day, provider and model over the last `days` days, oldest first.
+pub fn history(home: &Home, days: u32) -> Vec<DaySpend> {
+    let totals = Ledger::new(home).totals();
+    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut out = Vec::new();
+    for (key, sum) in totals.sums.range("d:".to_owned()..) {
+        let Some(rest) = key.strip_prefix("d:") else {
+            break;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(day), Some(provider), Some(model)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if day < since.as_str() {
+            continue;
+        }
+        out.push(DaySpend {
+            day: day.to_owned(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            sum: *sum,
+        });
+    }
+    out
 }

@@ -118,6 +118,9 @@ pub enum Command {
     Budget(BudgetCommand),
     /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
     Schema(SchemaArgs),
+    /// The web dashboard, the REST API and the event WebSocket over the same files.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Print a shell completion script: `autowrkers completions bash > …`.
     Completions {
         /// The shell.
@@ -611,6 +614,35 @@ pub struct LogsArgs {
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
 }
+
+/// `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 takes a free one.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub bind: std::net::SocketAddr,
+    /// A project to serve (repeatable); none serves every known project.
+    #[arg(long)]
+    pub path: Vec<PathBuf>,
+    /// Make a new token (the old address stops working) instead of keeping serve.token's.
+    #[arg(long)]
+    pub new_token: bool,
+    /// Allow an address other than loopback (anyone who can reach it may try the API).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+const SERVE_HELP: &str = "\
+It prints `autowrkers serve: http://127.0.0.1:PORT/?token=TOKEN`: open that address. The token
+is kept in $AUTOWRKERS_HOME/serve.token (mode 0600) across restarts; every API call needs it as
+`Authorization: Bearer TOKEN` (the WebSocket takes `?token=`). Requests from other origins are
+refused. Executions started here run as detached `autowrkers resume` processes, exactly as from
+the CLI; Ctrl-C stops the server, not them.
+
+Examples:
+  autowrkers serve --path .
+  autowrkers serve --bind 127.0.0.1:0 --path ~/src/app --path ~/src/lib
+  curl -H \"Authorization: Bearer $(cat ~/.autowrkers/serve.token)\" http://127.0.0.1:7878/api/workflow/executions";
 
 /// `schema`.
 #[derive(Debug, Clone, Args)]

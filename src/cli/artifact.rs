@@ -1,5 +1,5 @@
-//! `workflow artifact view|edit|export`: artifacts are addressed as `<iteration>/<phase-id>`, or
-//! by phase id alone for the latest iteration.
+//! `workflow artifact view|edit|export`: artifacts are addressed by the id `workflow artifacts`
+//! prints, as `<iteration>/<phase-id>`, or by phase id alone for the latest iteration.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use owo_colors::OwoColorize;
 use super::args::ArtifactCommand;
 use super::output::use_color;
 use autowrkers::engine::{Engine, json_artifact, short};
-use autowrkers::spec::{Artifact, ArtifactType};
+use autowrkers::spec::{Artifact, ArtifactType, parse_public_artifact_id, run_key};
 use autowrkers::store::{self, ExecutionDir, Home, write_atomic};
 
 /// Runs an `artifact` subcommand.
@@ -58,10 +58,14 @@ pub fn run(cmd: ArtifactCommand, home: Home) -> Result<u8> {
 fn find(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<(ExecutionDir, Artifact)> {
     let dir = store::find_execution(home, Some(path), id)?;
     let state = dir.read_state()?;
+    // The id `workflow artifacts` prints, `<iteration>/<phase>`, or a phase id (latest).
+    let public = parse_public_artifact_id(artifact)
+        .filter(|(execution, _, _)| *execution == state.id)
+        .map(|(_, iteration, phase)| run_key(iteration, &phase));
     let wanted: Vec<&Artifact> = state
         .artifacts
         .iter()
-        .filter(|a| a.id == artifact || a.phase_id == artifact)
+        .filter(|a| Some(&a.id) == public.as_ref() || a.id == artifact || a.phase_id == artifact)
         .collect();
     let found = wanted
         .into_iter()

@@ -50,7 +50,9 @@ fn status(home: &Home, path: &Path, as_json: bool) -> Result<u8> {
             let lim = row
                 .limit
                 .map_or("no limit".to_owned(), |l| format!("${l:.2}"));
-            let left = row.left.map_or(String::new(), |l| format!(", left ${l:.4}"));
+            let left = row
+                .left
+                .map_or(String::new(), |l| format!(", left ${l:.4}"));
             println!(
                 "{:<40} {:<10} {} / {lim} (reserved ${:.4}{left}), {} calls",
                 row.label,
@@ -122,35 +124,24 @@ fn reset(home: &Home, scope: ScopeArg, id: Option<String>, path: &Path) -> Resul
 }
 
 fn history(home: &Home, days: u32, as_json: bool) -> Result<u8> {
-    let totals = Ledger::new(home).totals();
-    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-        .format("%Y-%m-%d")
-        .to_string();
     let mut total = 0.0;
     let mut unknown = 0;
-    for (key, sum) in totals.sums.range("d:".to_owned()..) {
-        let Some(rest) = key.strip_prefix("d:") else {
-            break;
-        };
-        let mut parts = rest.splitn(3, ':');
-        let (Some(day), Some(provider), Some(model)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if day < since.as_str() {
-            continue;
-        }
+    for d in report::history(home, days) {
+        let sum = d.sum;
         total += sum.usd;
         unknown += sum.unknown;
         if as_json {
             println!(
                 "{}",
-                json!({"day": day, "provider": provider, "model": model, "calls": sum.calls, "usd": sum.usd,
+                json!({"day": d.day, "provider": d.provider, "model": d.model, "calls": sum.calls, "usd": sum.usd,
                        "unknown_calls": sum.unknown, "tokens": sum.tokens})
             );
         } else {
             println!(
-                "{day}  {provider:<18} {model:<32} {:>5} calls {:>9} in {:>8} out  {}",
+                "{}  {:<18} {:<32} {:>5} calls {:>9} in {:>8} out  {}",
+                d.day,
+                d.provider,
+                d.model,
                 sum.calls,
                 sum.tokens.input + sum.tokens.cached_input,
                 sum.tokens.output,

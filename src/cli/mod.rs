@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, WorkflowCommand};
-use autowrkers::engine::EngineError;
+use autowrkers::engine::{Control, EngineError};
 use autowrkers::spec::{SpecError, WorkflowStatus};
 use autowrkers::store::{Home, StoreError};
 use autowrkers::templates::TemplateError;
@@ -102,6 +102,28 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `serve`: prints the address with its token (the only line on stdout) and serves until
+/// stopped; Ctrl-C stops the server, not the runners it started.
+async fn serve(a: args::ServeArgs, home: Home) -> anyhow::Result<u8> {
+    let opts = autowrkers::server::ServeOptions {
+        bind: a.bind,
+        paths: a.path,
+        new_token: a.new_token,
+        allow_remote: a.allow_remote,
+        exe: std::env::current_exe()?,
+    };
+    let server = autowrkers::server::serve(home, opts, |url| {
+        println!("autowrkers serve: {url}");
+        // A reader waiting for the address (a script, a test) gets it now.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
+    tokio::select! {
+        r = server => r?,
+        _ = tokio::signal::ctrl_c() => eprintln!("stopped; executions started here keep running"),
+    }
+    Ok(0)
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     let home = Home::from_env();
     match command {
@@ -118,16 +140,17 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Artifact(a) => artifact::run(a, home),
             WorkflowCommand::Delete(a) => clean::delete(a, home),
             WorkflowCommand::Clean(a) => clean::clean(a, home),
-            WorkflowCommand::Pause(a) => run::control(a, home, autowrkers::engine::Control::Pause).await,
-            WorkflowCommand::Cancel(a) => run::control(a, home, autowrkers::engine::Control::Cancel).await,
+            WorkflowCommand::Pause(a) => run::control(a, home, Control::Pause).await,
+            WorkflowCommand::Cancel(a) => run::control(a, home, Control::Cancel).await,
             WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),
-            WorkflowCommand::Approve(a) => run::control(a, home, autowrkers::engine::Control::Approve).await,
-            WorkflowCommand::Reject(a) => run::control(a, home, autowrkers::engine::Control::Reject).await,
+            WorkflowCommand::Approve(a) => run::control(a, home, Control::Approve).await,
+            WorkflowCommand::Reject(a) => run::control(a, home, Control::Reject).await,
         },
         Command::Template(t) => template::run(t, home),
         Command::Provider(p) => provider::run(p, home).await,
         Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),
+        Command::Serve(a) => serve(a, home).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "autowrkers", &mut std::io::stdout());

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::args::{IdArgs, ListArgs, LogsArgs, StatusArgs};
 use super::output::{cost, icon};
 use autowrkers::engine::short;
-use autowrkers::spec::WorkflowStatus;
+use autowrkers::spec::{WorkflowStatus, public_artifact_id};
 use autowrkers::store::{self, ExecutionDir, ExecutionSummary, Home};
 
 fn print_run(run: &autowrkers::spec::PhaseExecution) {
@@ -311,12 +311,14 @@ pub fn artifacts(args: IdArgs, home: Home) -> Result<u8> {
     let state = dir.read_state()?;
     for a in &state.artifacts {
         let edited = if a.is_edited { " (edited)" } else { "" };
+        let id = public_artifact_id(&state.id, a.iteration, &a.phase_id);
         if args.output.json {
-            println!("{}", serde_json::to_string(a)?);
+            let mut value = serde_json::to_value(a)?;
+            value["id"] = id.into();
+            println!("{value}");
         } else {
             println!(
-                "{:<28} {:<20} {}{edited}",
-                a.id,
+                "{id:<48} {:<20} {}{edited}",
                 a.artifact_type.as_str(),
                 dir.root().join(&a.file_path).display()
             );

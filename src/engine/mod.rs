@@ -34,8 +34,8 @@ pub use context::sha256_hex;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
-pub use outcome::{Cost, Outcome, Verdict, Verification, outcome};
 pub use launch::detached_runner;
+pub use outcome::{Cost, Outcome, Verdict, Verification, outcome};
 pub use requests::{Control, RequestError, request, request_skip};
 pub use runner::{Engine, EngineError, StartOptions, Unready};
 

@@ -142,6 +142,41 @@ pub fn run_key(iteration: u32, phase_id: &str) -> String {
     format!("{iteration}/{phase_id}")
 }
 
+/// The id an artifact has outside its execution (the API, `workflow artifacts`):
+/// `<execution id>.<iteration>.<phase id>`, unique across executions and URL-safe (a byte of
+/// the phase id outside `A-Z a-z 0-9 _ -` is written `~XX`).
+pub fn public_artifact_id(execution_id: &str, iteration: u32, phase_id: &str) -> String {
+    let mut phase = String::new();
+    for b in phase_id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            phase.push(char::from(b));
+        } else {
+            phase.push_str(&format!("~{b:02X}"));
+        }
+    }
+    format!("{execution_id}.{iteration}.{phase}")
+}
+
+/// The (execution id, iteration, phase id) of a public artifact id; `None` when it is not one.
+pub fn parse_public_artifact_id(id: &str) -> Option<(String, u32, String)> {
+    let (execution, rest) = id.split_once('.')?;
+    let (iteration, phase) = rest.split_once('.')?;
+    let iteration = iteration.parse().ok()?;
+    let mut bytes = Vec::new();
+    let mut it = phase.bytes();
+    while let Some(b) = it.next() {
+        if b == b'~' {
+            let hex = [it.next()?, it.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    let phase = String::from_utf8(bytes).ok()?;
+    (!execution.is_empty() && !phase.is_empty()).then(|| (execution.to_owned(), iteration, phase))
+}
+
 /// One run of one phase in one iteration (seed §2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseExecution {
@@ -310,4 +345,25 @@ impl WorkflowExecution {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_public_artifact_id, public_artifact_id};
+
+    #[test]
+    fn public_artifact_ids_are_url_safe_and_read_back() {
+        let id = public_artifact_id("1a2b-3c", 2, "review/style x");
+        assert_eq!(id, "1a2b-3c.2.review~2Fstyle~20x");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-~".contains(&b))
+        );
+        assert_eq!(
+            parse_public_artifact_id(&id),
+            Some(("1a2b-3c".into(), 2, "review/style x".into()))
+        );
+        assert_eq!(parse_public_artifact_id("1a2b.x.plan"), None);
+        assert_eq!(parse_public_artifact_id("1a2b.1"), None);
+    }
 }

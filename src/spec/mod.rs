@@ -14,7 +14,7 @@ pub mod template;
 pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
 pub use execution::{
     Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage,
-    WorkflowExecution, Workspace, run_key,
+    WorkflowExecution, Workspace, parse_public_artifact_id, public_artifact_id, run_key,
 };
 pub use load::{Problem, SpecError};
 pub use reports::{CheckResult, ReviewReport, TaskList, VerificationReport};

@@ -30,6 +30,15 @@ impl EventTail {
         Self { path, offset }
     }
 
+    /// From byte `offset` (a line's start, as `read_new` reported it): a reader that saw the
+    /// lines before it continues without a gap or a repeat.
+    pub fn at(dir: &ExecutionDir, offset: u64) -> Self {
+        Self {
+            path: dir.events_path(),
+            offset,
+        }
+    }
+
     /// The byte offset read up to.
     pub fn offset(&self) -> u64 {
         self.offset
