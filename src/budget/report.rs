@@ -75,8 +75,7 @@ impl ScopeStatus {
         label: String,
         period: String,
         limit: &Limit,
-        sum: Sum,
-        spent: f64,
+        (sum, spent): (Sum, f64),
         reserved: f64,
     ) -> Self {
         Self {
@@ -159,8 +158,7 @@ pub fn status(home: &Home, project: Option<&Path>) -> Result<Vec<ScopeStatus>, B
         "global".into(),
         month.clone(),
         &budgets.global,
-        g,
-        budgets.global.counted(&month, g.usd),
+        (g, budgets.global.counted(&month, g.usd)),
         held,
     )];
     let Some(project) = project else {
@@ -175,8 +173,7 @@ pub fn status(home: &Home, project: Option<&Path>) -> Result<Vec<ScopeStatus>, B
         format!("project {path}"),
         month.clone(),
         &limit,
-        p,
-        limit.counted(&month, p.usd),
+        (p, limit.counted(&month, p.usd)),
         held,
     ));
     for e in live_executions(home, project)? {
@@ -191,8 +188,7 @@ pub fn status(home: &Home, project: Option<&Path>) -> Result<Vec<ScopeStatus>, B
             format!("execution {} ({})", crate::engine::short(&e.id), e.status),
             "whole run".into(),
             &limit,
-            sum,
-            sum.usd,
+            (sum, sum.usd),
             held,
         ));
     }
@@ -218,8 +214,7 @@ pub fn execution_status(home: &Home, dir: &ExecutionDir) -> Result<ScopeStatus, 
         ),
         "whole run".into(),
         &limit,
-        sum,
-        sum.usd,
+        (sum, sum.usd),
         reserved(home),
     ))
 }

@@ -55,7 +55,13 @@ fn error_code(err: &anyhow::Error) -> u8 {
             _ => 1,
         };
     }
-    if err.downcast_ref::<SpecError>().is_some() || err.downcast_ref::<TemplateError>().is_some() {
+    if err.downcast_ref::<SpecError>().is_some()
+        || err.downcast_ref::<TemplateError>().is_some()
+        || matches!(
+            err.downcast_ref::<autowrkers::server::ServeError>(),
+            Some(autowrkers::server::ServeError::Remote(_))
+        )
+    {
         return 2;
     }
     err.downcast_ref::<StoreError>().map_or(1, store_code)

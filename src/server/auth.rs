@@ -178,25 +178,43 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
     next.run(req).await
 }
 
+/// Why the page was refused.
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    /// A `Host` the server was not bound as.
+    Host,
+    /// No token, or a wrong one.
+    Token,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Host => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "unknown Host").into_response()
+            }
+            Self::Token => (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "Open the address `autowrkers serve` printed (it carries ?token=…).\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
 /// The page's guard: the host, then the token by query (which sets the cookie and sends the
 /// browser to the same page without it) or by the cookie.
 pub fn page_allowed(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Proof, Response> {
+) -> Result<Proof, Refusal> {
     if !host_allowed(state, headers) {
-        return Err(
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", "unknown Host").into_response(),
-        );
+        return Err(Refusal::Host);
     }
     match proof(state, headers, query) {
         Some(p @ (Proof::Query | Proof::Cookie)) => Ok(p),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "Open the address `autowrkers serve` printed (it carries ?token=…).\n",
-        )
-            .into_response()),
+        _ => Err(Refusal::Token),
     }
 }

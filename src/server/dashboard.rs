@@ -52,7 +52,7 @@ fn hardened(mut r: Response) -> Response {
 
 async fn page(State(state): State<Arc<AppState>>, req: Request) -> Response {
     match page_allowed(&state, req.headers(), req.uri().query()) {
-        Err(r) => r,
+        Err(r) => r.into_response(),
         Ok(Proof::Query) => {
             let cookie = format!(
                 "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
@@ -84,7 +84,7 @@ fn asset(
     body: &'static str,
 ) -> Response {
     match page_allowed(state, headers, uri.query()) {
-        Err(r) => r,
+        Err(r) => r.into_response(),
         Ok(_) => hardened(([(header::CONTENT_TYPE, kind)], body).into_response()),
     }
 }

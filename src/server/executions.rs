@@ -263,7 +263,7 @@ async fn start(
     if body.task_description.trim().is_empty() {
         return Err(ApiError::bad_request("task_description is empty"));
     }
-    if body.budget_limit.is_some_and(|b| !(b > 0.0)) {
+    if body.budget_limit.is_some_and(|b| b.is_nan() || b <= 0.0) {
         return Err(ApiError::bad_request(
             "budget_limit must be a positive number of USD",
         ));

@@ -100,10 +100,7 @@ async fn follow_execution(mut socket: WebSocket, dir: store::ExecutionDir, mut t
         let _ = socket.send(Message::Close(None)).await;
         return;
     };
-    loop {
-        let Ok(lines) = tail.read_new() else {
-            break;
-        };
+    while let Ok(lines) = tail.read_new() {
         for (offset, line) in lines {
             let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;

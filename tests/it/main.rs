@@ -30,5 +30,7 @@ mod providers;
 mod resume;
 mod schemas;
 mod seed_default;
+mod serve;
+mod serve_support;
 mod support;
 mod trust;
