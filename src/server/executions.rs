@@ -176,11 +176,12 @@ pub(super) fn detail(dir: &ExecutionDir) -> Result<Value, ApiError> {
         .phases
         .iter()
         .map(|p| {
+            // Its latest run: a phase that does not iterate keeps its first iteration's.
             let run = state
                 .phase_executions
                 .iter()
                 .rev()
-                .find(|r| r.phase_id == p.id && r.iteration == state.iteration);
+                .find(|r| r.phase_id == p.id && r.iteration <= state.iteration);
             json!({
                 "id": p.id,
                 "name": p.name,
@@ -191,6 +192,7 @@ pub(super) fn detail(dir: &ExecutionDir) -> Result<Value, ApiError> {
                 "parallel_with": p.parallel_with,
                 "can_skip": p.can_skip,
                 "status": run.map_or(PhaseStatus::Pending, |r| r.status),
+                "iteration": run.map(|r| r.iteration),
                 "cost_usd": run.map(|r| r.cost_usd),
                 "started_at": run.and_then(|r| r.started_at.clone()),
                 "completed_at": run.and_then(|r| r.completed_at.clone()),

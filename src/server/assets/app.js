@@ -61,7 +61,9 @@ function socket(query, onEvent) {
   return ws;
 }
 function debounce(fn, ms) { let t; return () => { clearTimeout(t); t = setTimeout(fn, ms); }; }
-function show(...children) { view.replaceChildren(...children); }
+// replaceChildren would write a null child as the text "null": empty slots are dropped.
+function fill(el, ...children) { el.replaceChildren(...children.flat().filter(c => c !== null && c !== undefined && c !== false)); }
+function show(...children) { fill(view, ...children); }
 function failure(e) { show(h("div", { class: "card error", "data-error": "" }, e.message || String(e))); }
 
 // ---- executions ----------------------------------------------------------------------
@@ -73,7 +75,7 @@ async function executionsView() {
   show(h("h1", {}, "Executions"), table);
   const load = async () => {
     const data = await api("GET", "/executions?limit=100");
-    body.replaceChildren(...data.executions.map(x => h("tr", { "data-id": x.id },
+    fill(body, ...data.executions.map(x => h("tr", { "data-id": x.id },
       h("td", {}, h("a", { href: "#/x/" + x.id, class: "mono" }, short(x.id))),
       h("td", {}, badge(x.status)),
       h("td", {}, x.template),
@@ -91,9 +93,9 @@ function phaseRow(p, outputs) {
   const pre = h("div", { class: "output", "data-output": p.id });
   const toggle = h("button", { class: "toggle", "data-toggle": p.id, onclick: () => { out.expanded = !out.expanded; render(); } });
   function render() {
-    const lines = out.lines.join("").split("\n");
+    const lines = out.lines;
     const hidden = out.expanded ? 0 : Math.max(0, lines.length - 5);
-    pre.replaceChildren();
+    fill(pre);
     if (hidden) pre.append(h("div", { class: "hidden-note" }, "… " + hidden + " lines hidden"));
     pre.append(lines.slice(hidden).join("\n"));
     toggle.textContent = out.expanded ? "[−] collapse" : "[+] expand";
@@ -120,18 +122,24 @@ async function executionView(id) {
   const arts = h("div", { class: "card", id: "artifacts" });
   show(head, phases, arts);
   let detail;
+  let shown = "";
   const load = async () => {
     detail = await api("GET", "/executions/" + id);
     const d = detail;
+    // Re-rendered only when something changed: a button is not replaced under the pointer.
+    const now = JSON.stringify(d);
+    if (now === shown) return;
+    shown = now;
     const actionButtons = d.actions.map(a => h("button", {
       "data-action": a, class: a === "approve" ? "primary" : (a === "cancel" || a === "reject") ? "danger" : "",
       onclick: async (ev) => {
         ev.target.disabled = true;
         try { await api("POST", "/executions/" + d.id + "/" + a, a === "skip-phase" ? {} : undefined); toast(a + " requested"); }
         catch (e) { toast(e.message); }
+        shown = "";
         await load();
       } }, a));
-    head.replaceChildren(
+    fill(head, 
       h("h1", {}, d.task_description.split("\n")[0]),
       h("div", { class: "line" },
         h("span", {}, "status ", badge(d.status)),
@@ -142,8 +150,8 @@ async function executionView(id) {
       h("div", { class: "dim" }, d.project_path),
       d.message ? h("div", { class: "dim", "data-message": "" }, d.message) : null,
       h("div", { class: "actions" }, actionButtons));
-    phases.replaceChildren(h("h2", {}, "Phases"), ...d.phases.map(p => phaseRow(p, outputs)));
-    arts.replaceChildren(h("h2", {}, "Artifacts"),
+    fill(phases, h("h2", {}, "Phases"), ...d.phases.map(p => phaseRow(p, outputs)));
+    fill(arts, h("h2", {}, "Artifacts"),
       d.artifacts.length ? h("table", {}, h("tbody", {}, d.artifacts.map(a => h("tr", {},
         h("td", {}, h("a", { href: "#/a/" + a.id, "data-artifact": a.id }, a.iteration + "/" + a.phase_id)),
         h("td", {}, a.artifact_type), h("td", { class: "dim" }, a.is_edited ? "edited" : ""))))) : h("p", { class: "dim" }, "none yet"));
@@ -154,7 +162,7 @@ async function executionView(id) {
     offset = ev.offset + 1;
     if (ev.type === "workflow:phase_progress" && ev.text) {
       const out = outputs[ev.phase_id] || (outputs[ev.phase_id] = { lines: [], expanded: false });
-      out.lines.push(ev.text);
+      out.lines.push(...ev.text.replace(/\n$/, "").split("\n"));
       if (out.render) out.render();
     } else {
       reload();
@@ -254,7 +262,7 @@ async function newView() {
     msg.textContent = "";
     try {
       const e = await api("GET", "/cost-estimate?project=" + encodeURIComponent(project.value) + "&template=" + encodeURIComponent(template.value) + "&task=" + encodeURIComponent(task.value || "(task)"));
-      estimate.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "phase"), h("th", {}, "provider"), h("th", { class: "num" }, "per call"), h("th", { class: "num" }, "runs"), h("th", { class: "num" }, "subtotal"))),
+      fill(estimate, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "phase"), h("th", {}, "provider"), h("th", { class: "num" }, "per call"), h("th", { class: "num" }, "runs"), h("th", { class: "num" }, "subtotal"))),
         h("tbody", {}, e.phases.map(p => h("tr", {}, h("td", {}, p.name), h("td", {}, p.provider), h("td", { class: "num" }, usd(p.per_call_usd)), h("td", { class: "num" }, p.runs), h("td", { class: "num" }, usd(p.subtotal_usd)))))),
         h("p", {}, "Worst case: ", h("b", { "data-total": "" }, usd(e.total_usd)), e.unknown_cost_phases.length ? " + unknown for " + e.unknown_cost_phases.join(", ") : "", " over up to " + e.max_iterations + " iterations."));
       start.disabled = !task.value.trim();
@@ -302,7 +310,7 @@ async function providersView() {
         h("td", {}, p.set ? "set (" + p.source + ")" : p.key_required ? h("span", { class: "s-failed" }, "missing") : h("span", { class: "dim" }, "not needed")),
         h("td", { class: "mono" }, p.base_url || "(api_url in the template)"),
         h("td", {}, p.detectable ? h("button", { onclick: async () => {
-          try { const r = await api("POST", "/providers/" + p.provider + "/detect", {}); models.replaceChildren(h("h2", {}, r.models.length + " models at " + r.url), h("ul", {}, r.models.map(m => h("li", { class: "mono" }, m.id)))); }
+          try { const r = await api("POST", "/providers/" + p.provider + "/detect", {}); fill(models, h("h2", {}, r.models.length + " models at " + r.url), h("ul", {}, r.models.map(m => h("li", { class: "mono" }, m.id)))); }
           catch (e) { toast(e.message); } } }, "Detect models") : null))))),
     data.key_store_error ? h("div", { class: "error" }, data.key_store_error) : null,
     h("h2", {}, "Set a key"), h("div", { class: "card" }, which, h("label", { for: "key-value" }, "Key (stored encrypted; never shown again)"), key,
