@@ -41,3 +41,53 @@ pub fn project(root: &Path, files: &[(&str, String)]) {
     git(root, &["add", "-A"]);
     git(root, &["commit", "-qm", "init"]);
 }
+
+/// `count` copies of the one execution of `source`, as if run one second apart, in `target`.
+pub fn copy_executions(source: &Path, target: &Path, count: usize) -> Vec<String> {
+    let folder = source.join(".autowrkers/executions");
+    let original = std::fs::read_dir(&folder)
+        .expect("executions")
+        .flatten()
+        .next()
+        .expect("one execution")
+        .path();
+    let id = original
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    let request = std::fs::read_to_string(original.join("execution.yaml")).expect("yaml");
+    let state = std::fs::read_to_string(original.join("state.json")).expect("state");
+    let events = std::fs::read_to_string(original.join("events.ndjson")).expect("events");
+    let created = request
+        .lines()
+        .find_map(|l| l.strip_prefix("created_at: "))
+        .expect("created_at")
+        .trim_matches('\'')
+        .to_owned();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("date");
+    let source_path = source.to_string_lossy().into_owned();
+    let target_path = target.to_string_lossy().into_owned();
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let new_id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            i as u64 * 2_654_435_761 % (1 << 32),
+            i
+        );
+        let when = (base + chrono::Duration::seconds(i as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let dir = target.join(".autowrkers/executions").join(&new_id);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fix = |text: &str| {
+            text.replace(&id, &new_id)
+                .replace(&created, &when)
+                .replace(&source_path, &target_path)
+        };
+        std::fs::write(dir.join("execution.yaml"), fix(&request)).expect("write");
+        std::fs::write(dir.join("state.json"), fix(&state)).expect("write");
+        std::fs::write(dir.join("events.ndjson"), fix(&events)).expect("write");
+        ids.push(new_id);
+    }
+    ids
+}

@@ -633,16 +633,15 @@ pub struct ServeArgs {
 }
 
 const SERVE_HELP: &str = "\
-It prints `autowrkers serve: http://127.0.0.1:PORT/?token=TOKEN`: open that address. The token
-is kept in $AUTOWRKERS_HOME/serve.token (mode 0600) across restarts; every API call needs it as
+It prints one line, the address with its token: open it. The token is kept in
+$AUTOWRKERS_HOME/serve.token (mode 0600) across restarts; every API call needs it as
 `Authorization: Bearer TOKEN` (the WebSocket takes `?token=`). Requests from other origins are
-refused. Executions started here run as detached `autowrkers resume` processes, exactly as from
-the CLI; Ctrl-C stops the server, not them.
+refused. Executions started here run in detached runner processes, as the live view starts
+them; Ctrl-C stops the server, not them. The book's serve chapter lists every endpoint.
 
 Examples:
   autowrkers serve --path .
-  autowrkers serve --bind 127.0.0.1:0 --path ~/src/app --path ~/src/lib
-  curl -H \"Authorization: Bearer $(cat ~/.autowrkers/serve.token)\" http://127.0.0.1:7878/api/workflow/executions";
+  autowrkers serve --bind 127.0.0.1:0 --path ~/src/app --path ~/src/lib";
 
 /// `schema`.
 #[derive(Debug, Clone, Args)]
