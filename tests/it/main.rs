@@ -32,6 +32,7 @@ mod resume;
 mod schemas;
 mod seed_default;
 mod serve;
+mod serve_control;
 mod serve_support;
 mod support;
 mod trust;

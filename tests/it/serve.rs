@@ -11,7 +11,7 @@ use crate::pipeline::{project, two_iteration_rules};
 use crate::serve_support::{Server, answer};
 use crate::support::{SECRET, pipeline_template, run};
 
-fn gated(url: &str) -> String {
+pub fn gated(url: &str) -> String {
     pipeline_template(url, "").replace("auto_iterate", "pause_for_approval")
 }
 
@@ -254,80 +254,6 @@ async fn an_execution_started_over_http_streams_its_events_and_its_artifacts_can
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn control_requests_follow_appendix_b_and_a_cli_run_is_live_over_the_socket() {
-    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
-    let p = project(&server.url());
-    p.write("pipeline.yaml", &gated(&server.url()));
-    let s = Server::start(&p, &[]).await;
-    // Started from the CLI: it stops for approval (exit 4).
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "t",
-        "--template",
-        "pipeline.yaml",
-        "--no-realtime",
-    ]);
-    let out = run(cmd).await;
-    assert_eq!(out.code, 4, "{}", out.stderr);
-    let id = p.state()["id"].as_str().unwrap().to_owned();
-
-    // Not allowed in this state: 409 with the reason; nothing written.
-    let (code, err) = s
-        .post(&format!("/executions/{id}/skip-phase"), json!({}))
-        .await;
-    assert_eq!(code, 409, "{err}");
-    let (code, _) = s
-        .post(
-            &format!("/executions/{id}/skip-phase"),
-            json!({"phase": "zz"}),
-        )
-        .await;
-    assert_eq!(code, 404);
-    assert_eq!(s.get("/executions/ffffffff").await.0, 404);
-
-    // Approve over HTTP: a runner starts and the socket shows the run complete.
-    let mut events = s.events(&id, 0).await;
-    events.until("workflow:approval_needed").await;
-    let (code, body) = s
-        .post(&format!("/executions/{id}/approve"), json!({}))
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let rest = events.until("workflow:completed").await;
-    assert!(
-        rest.iter().any(|e| e["type"] == "workflow:iteration"),
-        "{rest:?}"
-    );
-    let (_, detail) = s.get(&format!("/executions/{id}")).await;
-    assert_eq!(detail["status"], "completed");
-    assert_eq!(detail["iteration"], 2);
-    assert_eq!(detail["actions"], json!([]));
-    for action in ["approve", "pause", "cancel", "resume"] {
-        let (code, err) = s
-            .post(&format!("/executions/{id}/{action}"), json!({}))
-            .await;
-        assert_eq!(code, 409, "{action}: {err}");
-        assert!(
-            err["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("completed"),
-            "{err}"
-        );
-    }
-
-    // Delete: the folder and the ref go; the id is then unknown.
-    let folder = p.execution();
-    let (code, _) = answer(s.req(Method::DELETE, &format!("/executions/{id}"))).await;
-    assert_eq!(code, 200);
-    assert!(!folder.exists());
-    let refs = crate::support::git(&p.path(), &["for-each-ref", "refs/autowrkers/"]);
-    assert!(!refs.contains(&id), "{refs}");
-    assert_eq!(s.get(&format!("/executions/{id}")).await.0, 404);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn templates_round_trip_through_the_api_with_line_and_column_errors() {
     let p = crate::support::Project::git(&[("a.txt", "a\n")]);
     let s = Server::start(&p, &[]).await;
@@ -526,7 +452,7 @@ async fn keys_are_set_but_never_returned_and_budgets_are_read_and_set() {
     assert_eq!(s.get("/budget/history?days=7").await.0, 200);
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
