@@ -12,28 +12,11 @@ use autowrkers::spec::{ProviderConfig, ProviderType};
 use autowrkers::store::Home;
 
 fn parse_kind(name: &str) -> Result<ProviderType> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
-        anyhow!(
-            "unknown provider `{name}`; known: {}",
-            CHAT_PROVIDERS
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+    providers::chat_kind(name).map_err(|e| anyhow!(e))
 }
 
 fn config(kind: ProviderType, model: Option<String>, url: Option<String>) -> ProviderConfig {
-    ProviderConfig {
-        provider_type: kind,
-        model_name: model.unwrap_or_default(),
-        api_url: url,
-        temperature: 0.0,
-        context_length: 8192,
-        extra_params: Default::default(),
-        fallback_provider: None,
-    }
+    ProviderConfig::bare(kind, model, url)
 }
 
 /// A cheap model for `provider test` when none is given.

@@ -21,6 +21,19 @@ pub enum Control {
 }
 
 impl Control {
+    /// The request named `name` (`pause`, `resume`, `cancel`, `approve`, `reject`).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Pause,
+            Self::Resume,
+            Self::Cancel,
+            Self::Approve,
+            Self::Reject,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+    }
+
     /// The request's name as the API and the CLI spell it.
     pub fn as_str(self) -> &'static str {
         match self {

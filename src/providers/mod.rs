@@ -21,7 +21,7 @@ pub use gemini::GeminiGenerate;
 pub use http::HttpClient;
 pub use ollama::OllamaChat;
 pub use openai::OpenAiChat;
-pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, info, key};
+pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, chat_kind, info, key};
 pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
 pub use types::{

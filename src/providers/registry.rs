@@ -34,6 +34,20 @@ pub struct ProviderInfo {
     pub default_url: &'static str,
 }
 
+/// The chat provider type named `name`, or an error listing the known names.
+pub fn chat_kind(name: &str) -> Result<ProviderType, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
+        format!(
+            "unknown provider `{name}`; known: {}",
+            CHAT_PROVIDERS
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 /// Every chat provider type, for `provider list`.
 pub const CHAT_PROVIDERS: [ProviderType; 8] = [
     ProviderType::Openai,

@@ -25,12 +25,8 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/executions", get(list).post(start))
         .route("/executions/{id}", get(show).delete(delete))
-        .route("/executions/{id}/pause", post(pause))
-        .route("/executions/{id}/resume", post(resume))
-        .route("/executions/{id}/cancel", post(cancel))
-        .route("/executions/{id}/approve", post(approve))
-        .route("/executions/{id}/reject", post(reject))
         .route("/executions/{id}/skip-phase", post(skip_phase))
+        .route("/executions/{id}/{action}", post(control))
 }
 
 /// Finds an execution the server serves by id or unique prefix.
@@ -319,9 +315,15 @@ async fn start(
     Ok((StatusCode::CREATED, Json(detail(&dir)?)))
 }
 
-/// Writes a control request; starts a runner when none is live to apply it.
-fn control(state: &AppState, id: &str, what: Control) -> Result<Json<Value>, ApiError> {
-    let dir = find(state, id)?;
+/// `POST /executions/{id}/pause|resume|cancel|approve|reject`: writes the request; starts a
+/// runner when none is live to apply it.
+async fn control(
+    State(state): State<Arc<AppState>>,
+    UrlPath((id, action)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let what = Control::parse(&action)
+        .ok_or_else(|| ApiError::not_found(format!("no action `{action}`")))?;
+    let dir = find(&state, &id)?;
     let before = request(&dir, what)?;
     if what == Control::Resume && before.status.is_terminal() {
         return Err(ApiError::conflict(format!(
@@ -336,41 +338,6 @@ fn control(state: &AppState, id: &str, what: Control) -> Result<Json<Value>, Api
     Ok(Json(
         json!({"requested": what.as_str(), "execution": detail(&dir)?}),
     ))
-}
-
-async fn pause(
-    State(s): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&s, &id, Control::Pause)
-}
-
-async fn resume(
-    State(s): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&s, &id, Control::Resume)
-}
-
-async fn cancel(
-    State(s): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&s, &id, Control::Cancel)
-}
-
-async fn approve(
-    State(s): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&s, &id, Control::Approve)
-}
-
-async fn reject(
-    State(s): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&s, &id, Control::Reject)
 }
 
 /// The body of `skip-phase`: a phase id or name; none skips what runs now.

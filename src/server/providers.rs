@@ -29,16 +29,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
 }
 
 fn kind(name: &str) -> Result<ProviderType, ApiError> {
-    serde_json::from_value::<ProviderType>(Value::String(name.to_owned())).map_err(|_| {
-        ApiError::not_found(format!(
-            "unknown provider `{name}`; known: {}",
-            CHAT_PROVIDERS
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })
+    providers::chat_kind(name).map_err(ApiError::not_found)
 }
 
 /// Whether each chat provider's key is set, and where from (never the value).
@@ -143,15 +134,7 @@ async fn detect(
         .filter(|_| models::detectable(kind))
         .ok_or_else(|| ApiError::bad_request(format!("{provider} has no model detection")))?;
     let url = body.and_then(|b| b.0.url);
-    let config = url.map(|u| ProviderConfig {
-        provider_type: kind,
-        model_name: String::new(),
-        api_url: Some(u),
-        temperature: 0.0,
-        context_length: 8192,
-        extra_params: Default::default(),
-        fallback_provider: None,
-    });
+    let config = url.map(|u| ProviderConfig::bare(kind, None, Some(u)));
     let (base, _) = providers::base_url(&info, config.as_ref());
     let found = models::detect(kind, &base, state.engine.http())
         .await

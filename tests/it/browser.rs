@@ -8,13 +8,11 @@ use std::process::Stdio;
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeLlm, Reply, Rule};
-use crate::pipeline::{project, two_iteration_rules};
-use crate::serve_support::Server;
+use crate::fake_llm::FakeLlm;
+use crate::pipeline::project;
+use crate::serve_support::{Server, held_analyzer_rules};
 use crate::support::{pipeline_template, run};
 use crate::webdriver::{Browser, available};
-
-const TASKS: &str = "```json\n{\"summary\": \"add --verbose\", \"tasks\": [{\"id\": 1, \"title\": \"flag\", \"files\": [\"greet.sh\"]}]}\n```\n/analysis-complete";
 
 /// Whether to run: with the browser, or when CI demands it (then a missing browser fails).
 fn browser_or_skip() -> bool {
@@ -66,9 +64,7 @@ async fn the_dashboard_follows_runs_live_approves_edits_and_shows_every_page() {
         return;
     }
     // The analyzer's first answer is held: the CLI run stays running until it is released.
-    let mut rules = vec![Rule::new("analyzer", None, Reply::text(TASKS).held()).times(1)];
-    rules.extend(two_iteration_rules(std::time::Duration::ZERO));
-    let (server, mut held) = FakeLlm::start(rules).await;
+    let (server, mut held) = FakeLlm::start(held_analyzer_rules()).await;
     let p = project(&server.url());
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
     p.write(

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
 use crate::serve::{gated, urlencode};
-use crate::serve_support::{Server, answer};
+use crate::serve_support::{Server, answer, held_analyzer_rules};
 use crate::support::{pipeline_template, run};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,17 +88,7 @@ async fn control_requests_follow_appendix_b_and_a_cli_run_is_live_over_the_socke
 #[tokio::test(flavor = "multi_thread")]
 async fn skip_pause_resume_reject_and_cancel_over_http_reach_the_runner() {
     // The analyzer's first answer is held: the run started over HTTP stays in that phase.
-    let task_list = "```json\n{\"summary\": \"s\", \"tasks\": []}\n```\n/analysis-complete";
-    let mut rules = vec![
-        crate::fake_llm::Rule::new(
-            "analyzer",
-            None,
-            crate::fake_llm::Reply::text(task_list).held(),
-        )
-        .times(1),
-    ];
-    rules.extend(two_iteration_rules(std::time::Duration::ZERO));
-    let (server, mut held) = FakeLlm::start(rules).await;
+    let (server, mut held) = FakeLlm::start(held_analyzer_rules()).await;
     let p = project(&server.url());
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
     p.write("gated.yaml", &gated(&server.url()));

@@ -9,7 +9,19 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::fake_llm::{Reply, Rule};
 use crate::support::Project;
+
+/// The two-iteration pipeline's rules, with the analyzer's first answer held: a run stays in
+/// its first phase until the server releases it.
+pub fn held_analyzer_rules() -> Vec<Rule> {
+    let tasks = "```json\n{\"summary\": \"add --verbose\", \"tasks\": [{\"id\": 1, \"title\": \"flag\", \"files\": [\"greet.sh\"]}]}\n```\n/analysis-complete";
+    let mut rules = vec![Rule::new("analyzer", None, Reply::text(tasks).held()).times(1)];
+    rules.extend(crate::pipeline::two_iteration_rules(
+        std::time::Duration::ZERO,
+    ));
+    rules
+}
 
 /// `serve` on 127.0.0.1 and a free port, serving one project; killed when dropped.
 pub struct Server {

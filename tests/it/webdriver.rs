@@ -88,7 +88,8 @@ impl Browser {
         browser
     }
 
-    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+    /// The whole answer to a command: `value`, which holds `error` when it failed.
+    async fn send(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "GET" => self.http.get(url),
@@ -101,10 +102,16 @@ impl Browser {
             .json()
             .await
             .expect("json");
-        if let Some(err) = res["value"]["error"].as_str() {
-            panic!("webdriver {path}: {err}: {}", res["value"]["message"]);
-        }
         res["value"].clone()
+    }
+
+    /// A command that must succeed: its value.
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let value = self.send(method, path, body).await;
+        if let Some(err) = value["error"].as_str() {
+            panic!("webdriver {path}: {err}: {}", value["message"]);
+        }
+        value
     }
 
     /// Opens `url` and waits for the page to load.
@@ -156,20 +163,13 @@ impl Browser {
                 .as_str()
                 .unwrap_or_else(|| panic!("{css}: {el}"))
                 .to_owned();
-            let res: Value = self
-                .http
-                .post(format!("{}/element/{id}/click", self.base))
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("webdriver")
-                .json()
-                .await
-                .expect("json");
-            match res["value"]["error"].as_str() {
+            let res = self
+                .send("POST", &format!("/element/{id}/click"), json!({}))
+                .await;
+            match res["error"].as_str() {
                 None => return,
                 Some("stale element reference") => continue,
-                Some(e) => panic!("click {css}: {e}: {}", res["value"]["message"]),
+                Some(e) => panic!("click {css}: {e}: {}", res["message"]),
             }
         }
         panic!("click {css}: the element kept being replaced");
