@@ -119,8 +119,8 @@ pub enum Command {
     /// Write the JSON Schemas of templates, configs and artifacts (for editors and CI).
     Schema(SchemaArgs),
     /// The web dashboard, the REST API and the event WebSocket over the same files.
-    #[command(after_help = SERVE_HELP)]
-    Serve(ServeArgs),
+    #[command(after_help = super::serve::SERVE_HELP)]
+    Serve(super::serve::ServeArgs),
     /// Print a shell completion script: `autowrkers completions bash > …`.
     Completions {
         /// The shell.
@@ -614,34 +614,6 @@ pub struct LogsArgs {
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
 }
-
-/// `serve`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 takes a free one.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    pub bind: std::net::SocketAddr,
-    /// A project to serve (repeatable); none serves every known project.
-    #[arg(long)]
-    pub path: Vec<PathBuf>,
-    /// Make a new token (the old address stops working) instead of keeping serve.token's.
-    #[arg(long)]
-    pub new_token: bool,
-    /// Allow an address other than loopback (anyone who can reach it may try the API).
-    #[arg(long)]
-    pub allow_remote: bool,
-}
-
-const SERVE_HELP: &str = "\
-It prints one line, the address with its token: open it. The token is kept in
-$AUTOWRKERS_HOME/serve.token (mode 0600) across restarts; every API call needs it as
-`Authorization: Bearer TOKEN` (the WebSocket takes `?token=`). Requests from other origins are
-refused. Executions started here run in detached runner processes, as the live view starts
-them; Ctrl-C stops the server, not them. The book's serve chapter lists every endpoint.
-
-Examples:
-  autowrkers serve --path .
-  autowrkers serve --bind 127.0.0.1:0 --path ~/src/app --path ~/src/lib";
 
 /// `schema`.
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@ mod live;
 mod output;
 mod provider;
 mod run;
+mod serve;
 mod template;
 mod template_manage;
 mod template_test;
@@ -108,28 +109,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `serve`: prints the address with its token (the only line on stdout) and serves until
-/// stopped; Ctrl-C stops the server, not the runners it started.
-async fn serve(a: args::ServeArgs, home: Home) -> anyhow::Result<u8> {
-    let opts = autowrkers::server::ServeOptions {
-        bind: a.bind,
-        paths: a.path,
-        new_token: a.new_token,
-        allow_remote: a.allow_remote,
-        exe: std::env::current_exe()?,
-    };
-    let server = autowrkers::server::serve(home, opts, |url| {
-        println!("autowrkers serve: {url}");
-        // A reader waiting for the address (a script, a test) gets it now.
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    });
-    tokio::select! {
-        r = server => r?,
-        _ = tokio::signal::ctrl_c() => eprintln!("stopped; executions started here keep running"),
-    }
-    Ok(0)
-}
-
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     let home = Home::from_env();
     match command {
@@ -156,7 +135,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Provider(p) => provider::run(p, home).await,
         Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),
-        Command::Serve(a) => serve(a, home).await,
+        Command::Serve(a) => serve::run(a, home).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "autowrkers", &mut std::io::stdout());

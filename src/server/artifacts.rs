@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::executions::find;
 use crate::engine::json_artifact;
 use crate::spec::{
     Artifact, WorkflowExecution, parse_public_artifact_id, public_artifact_id, run_key,
@@ -57,7 +56,7 @@ fn locate(
             "`{id}` is not an artifact id (`<execution>.<iteration>.<phase>`, as `workflow artifacts` prints)"
         ))
     })?;
-    let dir = find(state, &execution)?;
+    let dir = state.find(&execution)?;
     let st = dir.read_state()?;
     let key = run_key(iteration, &phase);
     let artifact = st
@@ -86,7 +85,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let dir = find(&state, &id)?;
+    let dir = state.find(&id)?;
     let st = dir.read_state()?;
     let list: Vec<Value> = st
         .artifacts

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::executions::find;
 use crate::budget::report::{self, Scope};
 use crate::templates;
 
@@ -56,7 +55,7 @@ async fn one(
     UrlPath((s, id)): UrlPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let row = match scope(&s)? {
-        Scope::Execution => report::execution_status(&state.home, &find(&state, &id)?)?,
+        Scope::Execution => report::execution_status(&state.home, &state.find(&id)?)?,
         Scope::Global => report::status(&state.home, None)?.remove(0),
         Scope::Project => {
             let project = state.project(Some(&id))?;
@@ -91,7 +90,7 @@ async fn set(
     let value = body.limit.filter(|l| *l > 0.0);
     match scope(&s)? {
         Scope::Execution => {
-            let dir = find(&state, &id)?;
+            let dir = state.find(&id)?;
             report::set_execution(&state.home, &dir, value)?;
         }
         Scope::Global => report::set_monthly(&state.home, None, value)?,

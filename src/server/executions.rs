@@ -29,17 +29,6 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/executions/{id}/{action}", post(control))
 }
 
-/// Finds an execution the server serves by id or unique prefix.
-pub(super) fn find(state: &AppState, id: &str) -> Result<ExecutionDir, ApiError> {
-    let dir = store::find_execution(&state.home, state.paths.first().map(|p| p.as_path()), id)?;
-    if !dir.project().is_some_and(|p| state.serves(p)) {
-        return Err(ApiError::not_found(format!(
-            "no execution matches `{id}` in the projects served"
-        )));
-    }
-    Ok(dir)
-}
-
 /// The filters of the list.
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -236,7 +225,7 @@ async fn show(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(detail(&find(&state, &id)?)?))
+    Ok(Json(detail(&state.find(&id)?)?))
 }
 
 /// The body of `POST /executions` (seed §2.2's names).
@@ -323,7 +312,7 @@ async fn control(
 ) -> Result<Json<Value>, ApiError> {
     let what = Control::parse(&action)
         .ok_or_else(|| ApiError::not_found(format!("no action `{action}`")))?;
-    let dir = find(&state, &id)?;
+    let dir = state.find(&id)?;
     let before = request(&dir, what)?;
     if what == Control::Resume && before.status.is_terminal() {
         return Err(ApiError::conflict(format!(
@@ -353,7 +342,7 @@ async fn skip_phase(
     UrlPath(id): UrlPath<String>,
     body: Option<Json<SkipBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let dir = find(&state, &id)?;
+    let dir = state.find(&id)?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let (phases, iteration) = request_skip(&dir, body.phase.as_deref())?;
     Ok(Json(
@@ -374,7 +363,7 @@ async fn delete(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let dir = find(&state, &id)?;
+    let dir = state.find(&id)?;
     let removed = state.engine.delete_execution(&dir, q.branch)?;
     Ok(Json(
         json!({"deleted": removed.id, "branch": removed.branch}),

@@ -109,6 +109,17 @@ impl AppState {
         }
     }
 
+    /// Finds an execution the server serves by id or unique prefix.
+    fn find(&self, id: &str) -> Result<crate::store::ExecutionDir, ApiError> {
+        let dir = store::find_execution(&self.home, self.paths.first().map(|p| p.as_path()), id)?;
+        if !dir.project().is_some_and(|p| self.serves(p)) {
+            return Err(ApiError::not_found(format!(
+                "no execution matches `{id}` in the projects served"
+            )));
+        }
+        Ok(dir)
+    }
+
     /// True when `project` is one this server serves.
     fn serves(&self, project: &Path) -> bool {
         self.paths.is_empty() || self.paths.iter().any(|p| p == project)

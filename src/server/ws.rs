@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::ApiError;
-use super::executions::find;
 use crate::store::{self, EventTail};
 
 /// The query of the WebSocket (the token is checked by the guard).
@@ -35,7 +34,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     match q.execution_id {
         Some(id) => {
-            let dir = find(&state, &id)?;
+            let dir = state.find(&id)?;
             let since = line_start(&dir.events_path(), q.since.unwrap_or(0));
             let tail = EventTail::at(&dir, since);
             Ok(ws.on_upgrade(move |socket| follow_execution(socket, dir, tail)))
