@@ -256,13 +256,6 @@ async fn start(
         ));
     }
     let project = state.project(Some(&body.project_path))?;
-    if !state.serves(&project) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{} is not a project this server serves", project.display()),
-        ));
-    }
     let engine = &state.engine;
     let config = engine.project_config(&project)?;
     let found = templates::resolve(

@@ -83,13 +83,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The project a request is about: the one it names, else the first served, else the
-    /// first known project.
+    /// The project a request is about: the one it names (it must be served), else the first
+    /// served, else the first known project.
     fn project(&self, named: Option<&str>) -> Result<PathBuf, ApiError> {
         if let Some(p) = named {
-            return Path::new(p)
+            let path = Path::new(p)
                 .canonicalize()
-                .map_err(|e| ApiError::bad_request(format!("no such project {p}: {e}")));
+                .map_err(|e| ApiError::bad_request(format!("no such project {p}: {e}")))?;
+            // Only the projects served: a request cannot write templates or start runs in
+            // any folder of the machine.
+            if !self.projects()?.contains(&path) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "{} is not a project this server serves (serve it with --path, or run in it once)",
+                        path.display()
+                    ),
+                ));
+            }
+            return Ok(path);
         }
         if let Some(first) = self.paths.first() {
             return Ok(first.clone());

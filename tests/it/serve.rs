@@ -80,6 +80,15 @@ async fn every_request_needs_the_token_and_other_origins_are_refused() {
         .header("origin", &s.base)
         .json(&json!({"name": "mine"}));
     assert_eq!(answer(own).await.0, 201);
+    // A project the server does not serve cannot be written to or run in.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let path = elsewhere.path().to_string_lossy().into_owned();
+    let (code, err) = s
+        .get(&format!("/templates?project={}", urlencode(&path)))
+        .await;
+    assert_eq!(code, 403, "{err}");
+    let start = json!({"project_path": path, "task_description": "t"});
+    assert_eq!(s.post("/executions", start).await.0, 403);
     // A Host that is not the server's (DNS rebinding): 403.
     let rebound = s
         .req(Method::GET, "/executions")
