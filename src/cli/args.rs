@@ -121,6 +121,10 @@ pub enum Command {
     /// The web dashboard, the REST API and the event WebSocket over the same files.
     #[command(after_help = super::serve::SERVE_HELP)]
     Serve(super::serve::ServeArgs),
+    /// One pass: every execution whose files ask for something its state does not show yet
+    /// gets a runner (new, interrupted, edited, paused, cancelled, approved, stale).
+    #[command(after_help = super::reconcile::RECONCILE_HELP)]
+    Reconcile(super::reconcile::ReconcileArgs),
     /// Print a shell completion script: `autowrkers completions bash > …`.
     Completions {
         /// The shell.

@@ -10,6 +10,7 @@ mod init;
 mod live;
 mod output;
 mod provider;
+mod reconcile;
 mod run;
 mod serve;
 mod template;
@@ -136,6 +137,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),
         Command::Serve(a) => serve::run(a, home).await,
+        Command::Reconcile(a) => reconcile::run(a, home).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "autowrkers", &mut std::io::stdout());

@@ -12,6 +12,7 @@ mod agent_phase;
 mod cleanup;
 mod context;
 mod control;
+mod desired;
 mod error;
 mod estimate;
 pub mod events;
@@ -31,6 +32,7 @@ pub mod transitions;
 
 pub use cleanup::Removed;
 pub use context::sha256_hex;
+pub use desired::Need;
 pub use estimate::PhaseEstimate;
 pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};

@@ -106,4 +106,10 @@ pub struct ProjectConfig {
     /// Extra folders sandboxed commands may read (toolchains outside the usual places).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sandbox_read_paths: Vec<String>,
+    /// How many executions `reconcile` and `watch` run at once (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_executions: Option<u32>,
+    /// `autowrkers watch`: the debounce and the triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<super::WatchConfig>,
 }

@@ -10,6 +10,7 @@ mod locate;
 pub mod reports;
 pub mod schema;
 pub mod template;
+pub mod watch;
 
 pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
 pub use execution::{
@@ -23,6 +24,7 @@ pub use template::{
     ProviderConfig, ProviderType, SandboxMode, TriggerMode, WorkflowPhase, WorkflowStatus,
     WorkflowTemplate,
 };
+pub use watch::{OnBusy, WatchConfig, WatchTrigger};
 
 use std::path::Path;
 

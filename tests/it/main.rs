@@ -28,6 +28,7 @@ mod money_unknown;
 mod pipeline;
 mod provider_cli;
 mod providers;
+mod reconcile;
 mod resume;
 mod schemas;
 mod seed_default;

@@ -1,5 +1,9 @@
 //! How an execution's task is found (seed §2.1 trigger modes): a task given on the command line,
-//! a directory scan (`--analyze`), or a GitHub issue (`--issue N`).
+//! a directory scan (`--analyze`), or a GitHub issue (`--issue N`); and what starts executions
+//! without a command per run: `pool` (runners at most N at a time, for `reconcile` and
+//! `watch`).
+
+pub mod pool;
 
 use std::path::{Path, PathBuf};
 

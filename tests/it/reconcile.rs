@@ -1,0 +1,88 @@
+//! `autowrkers reconcile`: one pass brings every execution of a project to what its files ask
+//! for — a hand-written `execution.yaml` starts, a decision written by hand applies, an edited
+//! artifact or a changed template re-runs what is stale — with invalid files reported and
+//! skipped, and `--dry-run` changing nothing.
+
+use crate::fake_llm::FakeLlm;
+use crate::pipeline::{project, two_iteration_rules};
+use crate::support::{Project, pipeline_template, run};
+
+/// Writes an `execution.yaml` by hand, as a person (or a tool) would: no state yet.
+pub fn hand_written(p: &Project, id: &str, template_yaml: &str, task: &str) -> std::path::PathBuf {
+    let template: serde_yaml::Value = serde_yaml::from_str(template_yaml).unwrap();
+    let mut template = serde_yaml::to_string(&template).unwrap();
+    template = template
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect::<String>();
+    let text = format!(
+        "id: {id}\ntrigger_mode: manual_task\nproject_path: {}\ntask_description: {task}\niteration_behavior: auto_iterate\ncreated_at: '2026-12-01T00:00:00Z'\ntemplate:\n{template}",
+        p.path().display()
+    );
+    let dir = p.path().join(".autowrkers/executions").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("execution.yaml"), text).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_written_execution_starts_and_a_broken_one_is_reported() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
+    let p = project(&server.url());
+    let id = "0d1e2f3a-0000-4000-8000-000000000001";
+    let dir = hand_written(
+        &p,
+        id,
+        &pipeline_template(&server.url(), ""),
+        "Add a --verbose flag",
+    );
+    let broken = p
+        .path()
+        .join(".autowrkers/executions/0d1e2f3a-0000-4000-8000-000000000002");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("execution.yaml"), "id: x\ntemplate: [\n").unwrap();
+
+    // A dry run says what it would do, and why, and changes nothing.
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile", "--dry-run"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("0d1e2f3a  would"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("new execution.yaml: start"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("execution.yaml:3:"),
+        "file:line:col of the broken one: {}",
+        out.stderr
+    );
+    assert!(!dir.join("state.json").exists());
+    assert!(server.log().is_empty(), "a dry run calls nothing");
+
+    // The pass: the good one runs to completion, the broken one is skipped, exit 1 for it.
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0d1e2f3a  start"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("0d1e2f3a  ended    completed"),
+        "{}",
+        out.stdout
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["status"], "completed");
+
+    // Nothing left to do: a second pass starts nothing.
+    std::fs::remove_dir_all(&broken).unwrap();
+    let calls = server.log().len();
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("nothing to do"), "{}", out.stderr);
+    assert_eq!(server.log().len(), calls);
+}
