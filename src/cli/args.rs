@@ -125,6 +125,9 @@ pub enum Command {
     /// gets a runner (new, interrupted, edited, paused, cancelled, approved, stale).
     #[command(after_help = super::reconcile::RECONCILE_HELP)]
     Reconcile(super::reconcile::ReconcileArgs),
+    /// Reconcile on every change: edited execution files, the task inbox, triggers.
+    #[command(after_help = super::watch::WATCH_HELP)]
+    Watch(super::watch::WatchArgs),
     /// Print a shell completion script: `autowrkers completions bash > …`.
     Completions {
         /// The shell.

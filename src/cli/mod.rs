@@ -17,6 +17,7 @@ mod template;
 mod template_manage;
 mod template_test;
 mod terminal;
+mod watch;
 mod workflow;
 
 use std::process::ExitCode;
@@ -138,6 +139,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Schema(a) => template::schema(a),
         Command::Serve(a) => serve::run(a, home).await,
         Command::Reconcile(a) => reconcile::run(a, home).await,
+        Command::Watch(a) => watch::run(a, home).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "autowrkers", &mut std::io::stdout());

@@ -115,7 +115,7 @@ pub async fn run(args: ReconcileArgs, home: Home) -> Result<u8> {
     }
     let cap = config.max_parallel_executions.unwrap_or(2) as usize;
     let cap = if args.detach { usize::MAX } else { cap };
-    let mut pool = RunnerPool::new(std::env::current_exe()?, cap);
+    let (mut pool, mut endings) = RunnerPool::new(std::env::current_exe()?, cap);
     let mut failed = !bad.is_empty();
     for p in &planned {
         if let Err(e) = prepare(&engine, p).and_then(|()| Ok(pool.submit(p.dir.clone())?)) {
@@ -128,7 +128,7 @@ pub async fn run(args: ReconcileArgs, home: Home) -> Result<u8> {
     if args.detach {
         return Ok(u8::from(failed));
     }
-    while let Some(done) = pool.next_finished().await {
+    while let Some(done) = pool.next_finished(&mut endings).await {
         let state = done.dir.read_state();
         let status = state.as_ref().map(|s| s.status).ok();
         let ended = match (&status, done.code) {

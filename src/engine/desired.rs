@@ -27,7 +27,8 @@ pub enum Need {
     BudgetRaised,
     /// Completed, and artifacts were edited by hand since.
     ArtifactsEdited(Vec<String>),
-    /// Completed, and these phases' inputs (template, prompts, task) changed since they ran.
+    /// Completed, `execution.yaml` edited since, and these phases' inputs (template, prompts,
+    /// task) no longer match the runs that completed them.
     Stale(Vec<String>),
 }
 
@@ -81,11 +82,15 @@ impl Engine {
             }
             S::Completed => {
                 let edited = edited_artifacts(dir, &state);
-                if edited.is_empty() {
+                if !edited.is_empty() {
+                    Some(Need::ArtifactsEdited(edited))
+                } else if edited_after_state(dir) {
+                    // Its desired file changed after the run last wrote its state: the
+                    // fingerprints tell which phases that touches.
                     let stale = self.stale_phases(dir)?;
                     (!stale.is_empty()).then_some(Need::Stale(stale))
                 } else {
-                    Some(Need::ArtifactsEdited(edited))
+                    None
                 }
             }
             _ => None,
@@ -145,6 +150,16 @@ impl Engine {
         dir.write_state(&state)?;
         self.note_changed(dir);
         Ok(())
+    }
+}
+
+/// True when `execution.yaml` was written after `state.json` (the runner never writes it after
+/// creating it: a person or a tool did).
+fn edited_after_state(dir: &ExecutionDir) -> bool {
+    let modified = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(dir.request_path()), modified(dir.state_path())) {
+        (Some(request), Some(state)) => request > state,
+        _ => false,
     }
 }
 

@@ -1,9 +1,13 @@
 //! How an execution's task is found (seed §2.1 trigger modes): a task given on the command line,
 //! a directory scan (`--analyze`), or a GitHub issue (`--issue N`); and what starts executions
 //! without a command per run: `pool` (runners at most N at a time, for `reconcile` and
-//! `watch`).
+//! `watch`), `inbox` (task files), `glob` (trigger paths) and `watch` (the loop).
 
+pub mod glob;
+pub mod inbox;
 pub mod pool;
+pub mod watch;
+mod watch_event;
 
 use std::path::{Path, PathBuf};
 

@@ -27,21 +27,31 @@ pub struct RunnerPool {
     running: Vec<ExecutionDir>,
     queue: VecDeque<ExecutionDir>,
     tx: mpsc::UnboundedSender<(ExecutionDir, Option<i32>)>,
-    rx: mpsc::UnboundedReceiver<(ExecutionDir, Option<i32>)>,
+}
+
+/// The ends of a pool's runners, as they happen; hand each to `RunnerPool::ended`.
+pub struct Endings(mpsc::UnboundedReceiver<(ExecutionDir, Option<i32>)>);
+
+impl Endings {
+    /// The next runner to end: its execution and exit code.
+    pub async fn next(&mut self) -> Option<(ExecutionDir, Option<i32>)> {
+        self.0.recv().await
+    }
 }
 
 impl RunnerPool {
-    /// A pool running `exe resume` for at most `cap` executions at once (at least one).
-    pub fn new(exe: PathBuf, cap: usize) -> Self {
+    /// A pool running `exe resume` for at most `cap` executions at once (at least one), and
+    /// the stream of its runners' ends.
+    pub fn new(exe: PathBuf, cap: usize) -> (Self, Endings) {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self {
+        let pool = Self {
             exe,
             cap: cap.max(1),
             running: Vec::new(),
             queue: VecDeque::new(),
             tx,
-            rx,
-        }
+        };
+        (pool, Endings(rx))
     }
 
     /// Runs `dir` now when a slot is free, else when one frees up. An execution already
@@ -85,13 +95,9 @@ impl RunnerPool {
         self.running.len()
     }
 
-    /// Waits for the next runner to end and starts the next queued execution in its slot.
-    /// `None` when nothing runs.
-    pub async fn next_finished(&mut self) -> Option<Finished> {
-        if self.running.is_empty() {
-            return None;
-        }
-        let (dir, code) = self.rx.recv().await?;
+    /// Records that the runner of `dir` ended (as `Endings` said) and starts the next queued
+    /// execution in its slot.
+    pub fn ended(&mut self, dir: ExecutionDir, code: Option<i32>) -> Finished {
         self.running.retain(|d| d.id() != dir.id());
         while self.running.len() < self.cap
             && let Some(next) = self.queue.pop_front()
@@ -101,6 +107,15 @@ impl RunnerPool {
                 let _ = self.tx.send((next, None));
             }
         }
-        Some(Finished { dir, code })
+        Finished { dir, code }
+    }
+
+    /// Waits for the next runner to end (`None` when nothing runs) and fills its slot.
+    pub async fn next_finished(&mut self, endings: &mut Endings) -> Option<Finished> {
+        if self.running.is_empty() {
+            return None;
+        }
+        let (dir, code) = endings.next().await?;
+        Some(self.ended(dir, code))
     }
 }

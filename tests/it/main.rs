@@ -37,4 +37,5 @@ mod serve_control;
 mod serve_support;
 mod support;
 mod trust;
+mod watch;
 mod webdriver;

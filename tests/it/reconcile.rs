@@ -86,3 +86,97 @@ async fn a_hand_written_execution_starts_and_a_broken_one_is_reported() {
     assert!(out.stderr.contains("nothing to do"), "{}", out.stderr);
     assert_eq!(server.log().len(), calls);
 }
+
+/// Reads `execution.yaml` of `dir`, lets `edit` change it, writes it back (as a person would).
+fn edit_request(dir: &std::path::Path, edit: impl FnOnce(&mut serde_yaml::Value)) {
+    let file = dir.join("execution.yaml");
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    edit(&mut doc);
+    std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
+    let p = project(&server.url());
+    p.write(
+        "gated.yaml",
+        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
+    );
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "t",
+        "--template",
+        "gated.yaml",
+        "--no-realtime",
+    ]);
+    assert_eq!(run(cmd).await.code, 4);
+    let dir = p.execution();
+
+    // The approval, written into execution.yaml by hand.
+    edit_request(&dir, |doc| {
+        doc["control"]["approvals"] = serde_yaml::from_str("{1: approve}").unwrap();
+    });
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("approval decided"), "{}", out.stdout);
+    assert_eq!(p.state()["status"], "completed");
+
+    // An artifact edited by hand: what reads it (in the current iteration) runs again.
+    let calls = server.calls("implementer").len();
+    let tasks = dir.join("artifacts/1/phase-analysis.json");
+    std::fs::write(&tasks, "{\"summary\": \"by hand\", \"tasks\": []}").unwrap();
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile", "--json"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("\"type\":\"reconcile:start\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("artifacts edited (1/phase-analysis)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        server.calls("implementer").len() > calls,
+        "the implementer read it and ran again"
+    );
+    assert_eq!(p.state()["status"], "completed");
+
+    // The template snapshot changed by hand: the phases it touches are stale and re-run.
+    let calls = server.calls("reviewer-b").len();
+    edit_request(&dir, |doc| {
+        let phases = doc["template"]["phases"].as_sequence_mut().unwrap();
+        let style = phases
+            .iter_mut()
+            .find(|ph| ph["id"] == "phase-review-style")
+            .unwrap();
+        style["provider_config"]["temperature"] = serde_yaml::Value::from(0.7);
+    });
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile", "--dry-run"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("inputs changed (phase-review-style)"),
+        "{}",
+        out.stdout
+    );
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        server.calls("reviewer-b").len(),
+        calls + 1,
+        "only the stale phase's model"
+    );
+    assert_eq!(p.state()["status"], "completed");
+}
