@@ -45,8 +45,9 @@ pub fn folder(project: &Path) -> PathBuf {
     ProjectDir::new(project).root().join("tasks")
 }
 
-/// The task files not yet started, in name order; unreadable ones as errors.
-pub fn pending(project: &Path) -> Vec<Result<TaskFile, SpecError>> {
+/// The task files not yet started, in name order, each with its path; unreadable ones as
+/// errors.
+pub fn pending(project: &Path) -> Vec<(PathBuf, Result<TaskFile, SpecError>)> {
     let Ok(entries) = std::fs::read_dir(folder(project)) else {
         return Vec::new();
     };
@@ -58,8 +59,13 @@ pub fn pending(project: &Path) -> Vec<Result<TaskFile, SpecError>> {
     files.sort();
     files
         .into_iter()
-        .map(|p| read(&p))
-        .filter(|r| !matches!(r, Ok(t) if t.front.execution.is_some() || t.body.trim().is_empty()))
+        .map(|p| {
+            let read = read(&p);
+            (p, read)
+        })
+        .filter(
+            |(_, r)| !matches!(r, Ok(t) if t.front.execution.is_some() || t.body.trim().is_empty()),
+        )
         .collect()
 }
 
@@ -127,6 +133,7 @@ mod tests {
         std::fs::write(dir.join("c.md"), "---\ntemplate: [\n---\nx\n").expect("write");
         let found = pending(tmp.path());
         assert_eq!(found.len(), 3);
+        let found: Vec<_> = found.into_iter().map(|(_, r)| r).collect();
         let a = found[0].as_ref().expect("a");
         assert_eq!(a.front.template.as_deref(), Some("quick"));
         assert_eq!(a.front.budget_limit, Some(2.0));

@@ -57,6 +57,8 @@ struct Watched {
     repo: Option<git2::Repository>,
     triggers: Vec<TriggerState>,
     pending: BTreeSet<PathBuf>,
+    /// Task files reported as invalid, with the stamp they had: said again only once changed.
+    bad_tasks: std::collections::HashMap<PathBuf, Option<store::Stamp>>,
 }
 
 /// The watcher: its projects, runners and where it reports.
@@ -67,21 +69,51 @@ pub struct Watch<'a, E: FnMut(&WatchEvent)> {
     emit: E,
 }
 
-/// The files under `dir` (a folder that just appeared), `.git` excluded.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
+/// True for folders never watched: git's own, and those git ignores (build output such as
+/// `target/` or `node_modules/`), except autowrkers' own folder, whose execution files are
+/// watched though git ignores them.
+fn unwatched(root: &Path, dir: &Path, repo: Option<&git2::Repository>) -> bool {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return true;
+    };
+    if rel.file_name().is_some_and(|n| n == ".git") {
+        return true;
+    }
+    if rel.starts_with(".autowrkers") {
+        return false;
+    }
+    repo.is_some_and(|r| r.is_path_ignored(rel).unwrap_or(false))
+}
+
+/// Watches `dir` and the folders below it (not recursively by inotify: each folder on its
+/// own, so ignored trees never wake the watcher); returns the files found, for a folder that
+/// appeared after its parent was watched (files written into it before its watch).
+fn watch_tree(
+    watcher: &mut notify::RecommendedWatcher,
+    root: &Path,
+    dir: &Path,
+    repo: Option<&git2::Repository>,
+) -> (Vec<PathBuf>, Vec<notify::Error>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        if unwatched(root, &d, repo) {
+            continue;
+        }
+        if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
+            errors.push(e);
+            continue;
+        }
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
             match entry.file_type() {
-                Ok(t) if t.is_dir() && entry.file_name() != ".git" => stack.push(path),
-                Ok(t) if t.is_file() => out.push(path),
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
                 _ => {}
             }
         }
     }
-    out
+    (files, errors)
 }
 
 /// Editor droppings that are never a change of their own: swap, backup and probe files.
@@ -132,6 +164,7 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
                 _lock: lock,
                 watch,
                 pending: BTreeSet::new(),
+                bad_tasks: Default::default(),
             });
         }
         let (pool, endings) = RunnerPool::new(exe, cap);
@@ -164,7 +197,13 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
                 }
             })?;
         for i in 0..self.projects.len() {
-            watcher.watch(&self.projects[i].root, RecursiveMode::Recursive)?;
+            let root = self.projects[i].root.clone();
+            let (_, errors) =
+                watch_tree(&mut watcher, &root, &root, self.projects[i].repo.as_ref());
+            if let Some(e) = errors.into_iter().next() {
+                // Typically the inotify watch limit (fs.inotify.max_user_watches).
+                return Err(WatchError::Notify(e));
+            }
             let (project, triggers) = (
                 self.projects[i].root.display().to_string(),
                 self.projects[i].watch.triggers.len(),
@@ -184,8 +223,13 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
                     if let Some(i) = self.projects.iter().position(|p| path.starts_with(&p.root)) {
                         // A new folder is watched from the moment it is seen: files written
                         // into it before that are found by listing it.
-                        if path.is_dir() && !path.ends_with(".git") {
-                            self.projects[i].pending.extend(files_under(&path));
+                        if path.is_dir() {
+                            let p = &mut self.projects[i];
+                            let (files, errors) = watch_tree(&mut watcher, &p.root, &path, p.repo.as_ref());
+                            p.pending.extend(files);
+                            for e in errors {
+                                self.error(format!("cannot watch {}: {e}", path.display()));
+                            }
                         }
                         self.projects[i].pending.insert(path);
                         let quiet = Duration::from_millis(self.projects[i].watch.debounce_ms);
@@ -391,11 +435,14 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
 
     /// Starts an execution for every task file not started yet, and records it in the file.
     fn inbox(&mut self, i: usize) {
-        for found in inbox::pending(&self.projects[i].root) {
+        for (path, found) in inbox::pending(&self.projects[i].root) {
             let task = match found {
                 Ok(t) => t,
                 Err(e) => {
-                    self.error(e.to_string());
+                    let stamp = store::Stamp::of(&path);
+                    if self.projects[i].bad_tasks.insert(path, stamp) != Some(stamp) {
+                        self.error(e.to_string());
+                    }
                     continue;
                 }
             };
