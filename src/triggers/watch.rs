@@ -37,8 +37,10 @@ pub enum WatchError {
     /// The project's config or the engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The filesystem watcher could not start.
-    #[error("cannot watch files: {0}")]
+    /// The filesystem watcher could not start (often: the per-user inotify watch limit).
+    #[error(
+        "cannot watch files: {0} (at the inotify watch limit? raise it: sysctl fs.inotify.max_user_watches=524288)"
+    )]
     Notify(#[from] notify::Error),
 }
 

@@ -50,4 +50,15 @@ fn the_example_project_config_is_valid() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.pass_env, ["RUST_BACKTRACE"]);
     assert_eq!(config.output_limits.map(|l| l.event_bytes), Some(4096));
+    let watch = config.watch.expect("watch");
+    assert_eq!(watch.triggers[0].on_busy, spec::OnBusy::Restart);
+    assert_eq!(config.max_parallel_executions, Some(2));
+}
+
+#[test]
+fn the_example_task_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tasks/add-verbose-flag.md");
+    let task = autowrkers::triggers::inbox::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(task.front.template.as_deref(), Some("openai-only"));
+    assert!(task.body.starts_with("Add a `--verbose` flag"));
 }
