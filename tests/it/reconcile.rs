@@ -180,3 +180,81 @@ async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
     );
     assert_eq!(p.state()["status"], "completed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once() {
+    let (server, mut held) = FakeLlm::start(crate::serve_support::held_analyzer_rules()).await;
+    let p = project(&server.url());
+    p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
+    // A run killed (-9) in the middle of a phase: `running`, and no runner holds it.
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "t",
+        "--template",
+        "pipeline.yaml",
+        "--no-realtime",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    held.recv().await.expect("the analyzer is called");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.release_holds();
+    assert_eq!(p.state()["status"], "running");
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile", "--dry-run"]);
+    let out = run(cmd).await;
+    assert!(
+        out.stdout.contains("running without a runner: resume"),
+        "{}",
+        out.stdout
+    );
+
+    // --detach starts the runner and returns; following its events waits for the end.
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile", "--detach"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("start"), "{}", out.stdout);
+    let id = p.state()["id"].as_str().unwrap().to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "logs", "--follow", &id[..8]]);
+    run(cmd).await;
+    assert_eq!(p.state()["status"], "completed");
+
+    // A cancel written by hand into a waiting execution applies.
+    p.write(
+        "gated.yaml",
+        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
+    );
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--task",
+        "g",
+        "--template",
+        "gated.yaml",
+        "--no-realtime",
+        "--json",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 4);
+    let last: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    let gated = p
+        .path()
+        .join(".autowrkers/executions")
+        .join(last["execution_id"].as_str().unwrap());
+    edit_request(&gated, |doc| doc["control"]["cancel"] = true.into());
+    let mut cmd = p.cmd();
+    cmd.args(["reconcile"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("cancel requested") && out.stdout.contains("ended    cancelled"),
+        "{}",
+        out.stdout
+    );
+}
