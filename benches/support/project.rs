@@ -91,3 +91,22 @@ pub fn copy_executions(source: &Path, target: &Path, count: usize) -> Vec<String
     }
     ids
 }
+
+/// The CPU time (user + system, in milliseconds) process `pid` has used so far.
+pub fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    ticks * 10
+}
+
+/// A one-phase template (an analyzer) on the fake OpenAI server at `url`.
+pub fn one_phase(url: &str) -> String {
+    format!(
+        "name: one\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config: {{provider_type: openai_compatible, model_name: analysis, api_url: \"{url}\"}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n    success_pattern: /done\n    order: 1\n"
+    )
+}

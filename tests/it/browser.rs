@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::project;
 use crate::serve_support::{Server, held_analyzer_rules};
-use crate::support::{pipeline_template, run};
+use crate::support::{gated_template, pipeline_template, run};
 use crate::webdriver::{Browser, available};
 
 /// Whether to run: with the browser, or when CI demands it (then a missing browser fails).
@@ -67,10 +67,7 @@ async fn the_dashboard_follows_runs_live_approves_edits_and_shows_every_page() {
     let (server, mut held) = FakeLlm::start(held_analyzer_rules()).await;
     let p = project(&server.url());
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
-    p.write(
-        "gated.yaml",
-        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
-    );
+    p.write("gated.yaml", &gated_template(&server.url()));
     let s = Server::start(&p, &[]).await;
     let mut cli = p.cmd();
     cli.args([

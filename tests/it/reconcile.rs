@@ -5,7 +5,7 @@
 
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
-use crate::support::{Project, pipeline_template, run};
+use crate::support::{Project, gated_template, pipeline_template, run};
 
 /// Writes an `execution.yaml` by hand, as a person (or a tool) would: no state yet.
 pub fn hand_written(p: &Project, id: &str, template_yaml: &str, task: &str) -> std::path::PathBuf {
@@ -100,10 +100,7 @@ fn edit_request(dir: &std::path::Path, edit: impl FnOnce(&mut serde_yaml::Value)
 async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
     let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
     let p = project(&server.url());
-    p.write(
-        "gated.yaml",
-        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
-    );
+    p.write("gated.yaml", &gated_template(&server.url()));
     let mut cmd = p.cmd();
     cmd.args([
         "run",
@@ -226,27 +223,10 @@ async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once(
     assert_eq!(p.state()["status"], "completed");
 
     // A cancel written by hand into a waiting execution applies.
-    p.write(
-        "gated.yaml",
-        &pipeline_template(&server.url(), "").replace("auto_iterate", "pause_for_approval"),
-    );
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "g",
-        "--template",
-        "gated.yaml",
-        "--no-realtime",
-        "--json",
-    ]);
-    let out = run(cmd).await;
-    assert_eq!(out.code, 4);
-    let last: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
-    let gated = p
-        .path()
-        .join(".autowrkers/executions")
-        .join(last["execution_id"].as_str().unwrap());
+    p.write("gated.yaml", &gated_template(&server.url()));
+    let (code, id) = p.run_json("g", "gated.yaml", &[]).await;
+    assert_eq!(code, 4);
+    let gated = p.path().join(".autowrkers/executions").join(id);
     edit_request(&gated, |doc| doc["control"]["cancel"] = true.into());
     let mut cmd = p.cmd();
     cmd.args(["reconcile"]);

@@ -9,11 +9,7 @@ use serde_json::{Value, json};
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
 use crate::serve_support::{Server, answer};
-use crate::support::{SECRET, pipeline_template, run};
-
-pub fn gated(url: &str) -> String {
-    pipeline_template(url, "").replace("auto_iterate", "pause_for_approval")
-}
+use crate::support::{SECRET, gated_template, pipeline_template, run};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_needs_the_token_and_other_origins_are_refused() {
@@ -138,7 +134,7 @@ async fn every_request_needs_the_token_and_other_origins_are_refused() {
 async fn an_execution_started_over_http_streams_its_events_and_its_artifacts_can_be_edited() {
     let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
     let p = project(&server.url());
-    p.write("pipeline.yaml", &gated(&server.url()));
+    p.write("pipeline.yaml", &gated_template(&server.url()));
     let s = Server::start(&p, &[]).await;
 
     // Bad bodies: 400 (malformed), 404 (no such template), 422 (an invalid template file).

@@ -3,19 +3,19 @@
 //! answer 409 with the reason, and delete removes the execution.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
-use crate::serve::{gated, urlencode};
+use crate::serve::urlencode;
 use crate::serve_support::{Server, answer, held_analyzer_rules};
-use crate::support::{pipeline_template, run};
+use crate::support::{gated_template, pipeline_template, run};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn control_requests_follow_appendix_b_and_a_cli_run_is_live_over_the_socket() {
     let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
     let p = project(&server.url());
-    p.write("pipeline.yaml", &gated(&server.url()));
+    p.write("pipeline.yaml", &gated_template(&server.url()));
     let s = Server::start(&p, &[]).await;
     // Started from the CLI: it stops for approval (exit 4).
     let mut cmd = p.cmd();
@@ -91,7 +91,7 @@ async fn skip_pause_resume_reject_and_cancel_over_http_reach_the_runner() {
     let (server, mut held) = FakeLlm::start(held_analyzer_rules()).await;
     let p = project(&server.url());
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
-    p.write("gated.yaml", &gated(&server.url()));
+    p.write("gated.yaml", &gated_template(&server.url()));
     let s = Server::start(&p, &[]).await;
     let (_, projects) = s.get("/projects").await;
     assert_eq!(projects["projects"], json!([p.path()]));
@@ -134,20 +134,9 @@ async fn skip_pause_resume_reject_and_cancel_over_http_reach_the_runner() {
     // Reject and cancel of two gated runs started from the CLI.
     let mut gated_ids = Vec::new();
     for _ in 0..2 {
-        let mut cmd = p.cmd();
-        cmd.args([
-            "run",
-            "--task",
-            "g",
-            "--template",
-            "gated.yaml",
-            "--no-realtime",
-            "--json",
-        ]);
-        let out = run(cmd).await;
-        assert_eq!(out.code, 4, "{}", out.stderr);
-        let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
-        gated_ids.push(last["execution_id"].as_str().unwrap().to_owned());
+        let (code, id) = p.run_json("g", "gated.yaml", &[]).await;
+        assert_eq!(code, 4);
+        gated_ids.push(id);
     }
     let (code, _) = s
         .post(&format!("/executions/{}/reject", gated_ids[0]), json!({}))

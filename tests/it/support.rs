@@ -212,6 +212,37 @@ pub fn pipeline_template(url: &str, header: &str) -> String {
     t
 }
 
+/// The pipeline of `pipeline_template`, stopping for approval after each iteration.
+pub fn gated_template(url: &str) -> String {
+    pipeline_template(url, "").replace("auto_iterate", "pause_for_approval")
+}
+
+impl Project {
+    /// `run --task <task> --template <template> --no-realtime --json` plus `extra`: the exit
+    /// code and the execution's id (from the last `workflow:result` line).
+    pub async fn run_json(&self, task: &str, template: &str, extra: &[&str]) -> (i32, String) {
+        let mut cmd = self.cmd();
+        cmd.args([
+            "run",
+            "--task",
+            task,
+            "--template",
+            template,
+            "--no-realtime",
+            "--json",
+        ])
+        .args(extra);
+        let out = run(cmd).await;
+        let last: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|_| panic!("no result line: {}\n{}", out.stdout, out.stderr));
+        let id = last["execution_id"]
+            .as_str()
+            .expect("execution_id")
+            .to_owned();
+        (out.code, id)
+    }
+}
+
 /// Every file under `dir`, recursively, as (path, bytes).
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
