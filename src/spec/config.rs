@@ -113,3 +113,19 @@ pub struct ProjectConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<super::WatchConfig>,
 }
+
+impl super::ProviderConfig {
+    /// A config of `kind` with only a model and a URL: what `provider test|detect` and
+    /// `serve`'s detection use to reach a provider outside any template.
+    pub fn bare(kind: super::ProviderType, model: Option<String>, url: Option<String>) -> Self {
+        Self {
+            provider_type: kind,
+            model_name: model.unwrap_or_default(),
+            api_url: url,
+            temperature: 0.0,
+            context_length: 8192,
+            extra_params: Default::default(),
+            fallback_provider: None,
+        }
+    }
+}

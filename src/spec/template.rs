@@ -370,20 +370,6 @@ pub struct ExtraParams {
 }
 
 impl ProviderConfig {
-    /// A config of `kind` with only a model and a URL: what `provider test|detect` and
-    /// `serve`'s detection use to reach a provider outside any template.
-    pub fn bare(kind: ProviderType, model: Option<String>, url: Option<String>) -> Self {
-        Self {
-            provider_type: kind,
-            model_name: model.unwrap_or_default(),
-            api_url: url,
-            temperature: 0.0,
-            context_length: 8192,
-            extra_params: Default::default(),
-            fallback_provider: None,
-        }
-    }
-
     /// This provider and its fallbacks, in the order they are tried.
     pub fn chain(&self) -> impl Iterator<Item = &ProviderConfig> {
         std::iter::successors(Some(self), |c| c.fallback_provider.as_deref())
