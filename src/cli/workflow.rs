@@ -178,17 +178,6 @@ fn one_line(task: &str) -> String {
     }
 }
 
-/// The status a row shows: `interrupted` for a `running` execution no runner holds.
-fn shown_status(summary: &ExecutionSummary) -> String {
-    if summary.status == WorkflowStatus::Running.as_str()
-        && !store::runner_alive(&ExecutionDir::new(&summary.dir))
-    {
-        "interrupted".to_owned()
-    } else {
-        summary.status.clone()
-    }
-}
-
 /// `workflow list`: newest first from the sled index, each row checked against its files;
 /// from the files alone when the index cannot be opened.
 pub fn list(args: ListArgs, home: Home) -> Result<u8> {
@@ -217,7 +206,7 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     // One buffered writer: ten thousand rows are a few writes, not one each.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for summary in rows {
-        let status = shown_status(&summary);
+        let status = store::shown_status(&summary.status, &ExecutionDir::new(&summary.dir));
         if !wanted(&status) {
             continue;
         }

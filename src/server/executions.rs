@@ -37,20 +37,11 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `running` with no runner holding the execution is shown as `interrupted`.
-fn shown_status(status: &str, dir: &ExecutionDir) -> String {
-    if status == WorkflowStatus::Running.as_str() && !store::runner_alive(dir) {
-        "interrupted".to_owned()
-    } else {
-        status.to_owned()
-    }
-}
-
 fn summary_json(s: &ExecutionSummary) -> Value {
     let dir = ExecutionDir::new(&s.dir);
     json!({
         "id": s.id,
-        "status": shown_status(&s.status, &dir),
+        "status": store::shown_status(&s.status, &dir),
         "template": s.template,
         "task_description": s.task,
         "project_path": s.project,
@@ -89,10 +80,7 @@ async fn list(
             .map_or(served.iter().any(|x| x == p), |want| want == p)
     };
     let rows: Vec<ExecutionSummary> = match store::Catalog::open(&state.home, project.as_deref())? {
-        Some(catalog) => catalog
-            .newest_first()
-            .filter(keep)
-            .collect_until(limit, &q.status),
+        Some(catalog) => take_shown(catalog.newest_first().filter(keep), limit, &q.status),
         None => {
             let mut all: Vec<ExecutionSummary> =
                 store::all_executions(&state.home, project.as_deref())?
@@ -101,7 +89,7 @@ async fn list(
                     .filter(keep)
                     .collect();
             all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-            all.into_iter().collect_until(limit, &q.status)
+            take_shown(all.into_iter(), limit, &q.status)
         }
     };
     Ok(Json(
@@ -109,21 +97,21 @@ async fn list(
     ))
 }
 
-/// Takes rows whose shown status matches until `limit` are taken.
-trait CollectUntil: Iterator<Item = ExecutionSummary> + Sized {
-    fn collect_until(self, limit: usize, status: &Option<String>) -> Vec<ExecutionSummary> {
-        self.filter(|s| {
-            status.as_deref().is_none_or(|want| {
-                let shown = shown_status(&s.status, &ExecutionDir::new(&s.dir));
-                want == shown || (want == "running" && shown == "interrupted")
-            })
+/// The first `limit` rows whose shown status is `status` (`running` takes `interrupted` too).
+fn take_shown(
+    rows: impl Iterator<Item = ExecutionSummary>,
+    limit: usize,
+    status: &Option<String>,
+) -> Vec<ExecutionSummary> {
+    rows.filter(|s| {
+        status.as_deref().is_none_or(|want| {
+            let shown = store::shown_status(&s.status, &ExecutionDir::new(&s.dir));
+            want == shown || (want == "running" && shown == "interrupted")
         })
-        .take(limit)
-        .collect()
-    }
+    })
+    .take(limit)
+    .collect()
 }
-
-impl<I: Iterator<Item = ExecutionSummary>> CollectUntil for I {}
 
 /// What the dashboard may offer for an execution in `status` (seed Appendix B).
 fn actions(state: &WorkflowExecution, alive: bool) -> Vec<&'static str> {
@@ -192,7 +180,7 @@ pub(super) fn detail(dir: &ExecutionDir) -> Result<Value, ApiError> {
         .collect();
     Ok(json!({
         "id": state.id,
-        "status": shown_status(state.status.as_str(), dir),
+        "status": store::shown_status(state.status.as_str(), dir),
         "runner_alive": alive,
         "message": state.message,
         "task_description": request.task_description,

@@ -20,7 +20,7 @@ pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
 pub use stamp::Stamp;
-pub use tail::{EventTail, runner_alive};
+pub use tail::{EventTail, runner_alive, shown_status};
 
 use std::path::{Path, PathBuf};
 

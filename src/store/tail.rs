@@ -73,6 +73,16 @@ pub fn runner_alive(dir: &ExecutionDir) -> bool {
     super::ExecutionLock::is_held(&dir.lock_path())
 }
 
+/// The status to show for an execution whose files say `status`: `interrupted` for a
+/// `running` one no runner holds (its runner was killed; `resume` continues it).
+pub fn shown_status(status: &str, dir: &ExecutionDir) -> String {
+    if status == crate::spec::WorkflowStatus::Running.as_str() && !runner_alive(dir) {
+        "interrupted".to_owned()
+    } else {
+        status.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
