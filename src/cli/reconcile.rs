@@ -69,14 +69,6 @@ pub fn plan(engine: &Engine, project: &std::path::Path) -> (Vec<Planned>, Vec<St
     (planned, bad)
 }
 
-/// Makes `planned` ready to run: a stale completed execution is reopened first.
-pub fn prepare(engine: &Engine, p: &Planned) -> Result<()> {
-    if let Need::Stale(_) = &p.need {
-        engine.reopen(&p.dir, &p.need.describe())?;
-    }
-    Ok(())
-}
-
 fn say(json: bool, id: &str, what: &str, detail: &str) {
     if json {
         println!(
@@ -118,7 +110,11 @@ pub async fn run(args: ReconcileArgs, home: Home) -> Result<u8> {
     let (mut pool, mut endings) = RunnerPool::new(std::env::current_exe()?, cap);
     let mut failed = !bad.is_empty();
     for p in &planned {
-        if let Err(e) = prepare(&engine, p).and_then(|()| Ok(pool.submit(p.dir.clone())?)) {
+        if let Err(e) = engine
+            .ready_for(&p.dir, &p.need)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(pool.submit(p.dir.clone())?))
+        {
             say(args.json, &p.dir.id(), "error", &format!("{e:#}"));
             failed = true;
             continue;

@@ -139,6 +139,15 @@ impl Engine {
         Ok(stale)
     }
 
+    /// Makes `dir` ready for a runner to meet `need`: a stale completed execution is reopened
+    /// (the others a runner takes as they are).
+    pub fn ready_for(&self, dir: &ExecutionDir, need: &Need) -> Result<(), EngineError> {
+        match need {
+            Need::Stale(_) => self.reopen(dir, &need.describe()),
+            _ => Ok(()),
+        }
+    }
+
     /// Reopens a completed execution whose desired files changed (`reason` says how), so the
     /// next runner re-runs what is stale; under the execution's lock.
     pub fn reopen(&self, dir: &ExecutionDir, reason: &str) -> Result<(), EngineError> {

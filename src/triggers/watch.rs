@@ -375,10 +375,7 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
                 Ok(None) => {}
                 Ok(Some(need)) => {
                     let reason = need.describe();
-                    let ready = match need {
-                        crate::engine::Need::Stale(_) => self.engine.reopen(&dir, &reason),
-                        _ => Ok(()),
-                    };
+                    let ready = self.engine.ready_for(&dir, &need);
                     match ready
                         .map_err(WatchError::from)
                         .and_then(|()| Ok(self.pool.submit(dir.clone())?))
