@@ -112,6 +112,7 @@ fn orchestration() {
                 include_uncommitted: false,
                 no_verify: false,
                 interactive: false,
+                github: None,
             })
             .expect("create");
         let bus = EventBus::new(&exec);
@@ -206,6 +207,7 @@ fn streaming_overhead() {
                 include_uncommitted: false,
                 no_verify: false,
                 interactive: false,
+                github: None,
             })
             .expect("create");
         let bus = EventBus::new(&exec);

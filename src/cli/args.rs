@@ -268,6 +268,9 @@ pub enum WorkflowCommand {
     Delete(DeleteArgs),
     /// Remove ended executions (completed, failed, cancelled) older than --older-than.
     Clean(CleanArgs),
+    /// Push a completed execution's branch and ref, open its pull request, comment its issue
+    /// (again: only what is missing).
+    Publish(super::publish::PublishArgs),
 }
 
 /// `workflow artifact …`; ARTIFACT is `<iteration>/<phase-id>`, or a phase id for its latest.
@@ -468,10 +471,15 @@ pub struct StartArgs {
     /// Scan the project and let the analyzer pick the most valuable change (directory scan).
     #[arg(long, conflicts_with_all = ["task", "issue"])]
     pub analyze: bool,
-    /// Work on this GitHub issue of the project's repository (`github_repo` in its config, or
-    /// the `origin` remote); GITHUB_TOKEN is used when set.
+    /// Work on this GitHub issue (its title, body and comments are the task); when the run
+    /// completes its branch is pushed, a pull request opened and the issue commented.
+    /// GITHUB_TOKEN is used when set.
     #[arg(long, conflicts_with = "task")]
     pub issue: Option<u64>,
+    /// The issue's repository, OWNER/NAME (default: `github_repo` in the project's config, or
+    /// the github.com `origin` remote).
+    #[arg(long, requires = "issue")]
+    pub repo: Option<String>,
     /// Template id, name or YAML file (default: the project's, else the built-in pipeline).
     #[arg(long)]
     pub template: Option<String>,

@@ -10,6 +10,7 @@ mod init;
 mod live;
 mod output;
 mod provider;
+mod publish;
 mod reconcile;
 mod run;
 mod serve;
@@ -127,6 +128,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Artifact(a) => artifact::run(a, home),
             WorkflowCommand::Delete(a) => clean::delete(a, home),
             WorkflowCommand::Clean(a) => clean::clean(a, home),
+            WorkflowCommand::Publish(a) => publish::run(a, home).await,
             WorkflowCommand::Pause(a) => run::control(a, home, Control::Pause).await,
             WorkflowCommand::Cancel(a) => run::control(a, home, Control::Cancel).await,
             WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),

@@ -40,16 +40,18 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
     };
     let engine = Engine::new(home.clone())?;
     let config = engine.project_config(&project)?;
+    let mut github = None;
     let (trigger, task) = match (&args.task, args.issue) {
         (Some(task), _) => (TriggerMode::ManualTask, task.clone()),
-        (None, Some(n)) => {
-            let task = autowrkers::triggers::github_issue(
-                engine.http(),
+        (None, Some(number)) => {
+            let repo = autowrkers::triggers::github::repository(
                 &project,
+                args.repo.as_deref(),
                 config.github_repo.as_deref(),
-                n,
-            )
-            .await?;
+            )?;
+            let gh = autowrkers::triggers::github::GitHub::new(engine.http(), repo.clone());
+            let task = gh.issue_task(number).await?;
+            github = Some(autowrkers::spec::GithubIssue { repo, number });
             (TriggerMode::GithubIssue, task)
         }
         (None, None) => (
@@ -127,11 +129,18 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         include_uncommitted: args.include_uncommitted,
         no_verify: args.no_verify,
         interactive: args.interactive,
+        github: github.clone(),
     })?;
     if !args.output.json {
         eprintln!("execution {} ({})", dir.id(), dir.root().display());
     }
-    drive(&engine, &dir, &args.output).await
+    let code = drive(&engine, &dir, &args.output).await?;
+    // An issue's run that completed becomes a pull request.
+    if code == 0 && github.is_some() {
+        return super::publish::publish_and_say(&engine, &dir, None, "origin", args.output.json)
+            .await;
+    }
+    Ok(code)
 }
 
 /// `resume`: clears a pause request and reconciles again.

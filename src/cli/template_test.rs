@@ -83,6 +83,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
         include_uncommitted: false,
         no_verify: false,
         interactive: false,
+        github: None,
     })?;
     let bus = EventBus::new(&dir);
     let mut rx = bus.subscribe();

@@ -60,6 +60,7 @@ impl Engine {
             no_verify: false,
             created_at: String::new(),
             control: ControlRequests::default(),
+            github: None,
         };
         let state = WorkflowExecution::new("dry-run");
         let nowhere = ExecutionDir::new(project.join(".autowrkers/executions/dry-run"));

@@ -44,6 +44,8 @@ pub struct StartOptions {
     pub no_verify: bool,
     /// A person watches (decides `configurable` iteration behaviour).
     pub interactive: bool,
+    /// The GitHub issue it works on, if any.
+    pub github: Option<crate::spec::GithubIssue>,
 }
 
 /// The runner: stateless apart from its HTTP client; everything else is read from files.
@@ -185,6 +187,7 @@ impl Engine {
             no_verify: opts.no_verify,
             created_at: now(),
             control: ControlRequests::default(),
+            github: opts.github,
         };
         dir.write_request(&request)?;
         store::register_project(&self.home, &project)?;

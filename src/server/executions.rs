@@ -280,6 +280,7 @@ async fn start(
         include_uncommitted: false,
         no_verify: false,
         interactive: body.interactive_mode,
+        github: None,
     })?;
     reap(detached_runner(&state.exe, &dir)?);
     Ok((StatusCode::CREATED, Json(detail(&dir)?)))

@@ -85,6 +85,19 @@ pub struct ExecutionRequest {
     /// Control requests from `pause`, `cancel`, `skip-phase`, `approve`, `reject`.
     #[serde(default)]
     pub control: ControlRequests,
+    /// The GitHub issue it works on (`run --issue`): where its pull request goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubIssue>,
+}
+
+/// A GitHub issue an execution works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GithubIssue {
+    /// `owner/name`.
+    pub repo: String,
+    /// The issue's number.
+    pub number: u64,
 }
 
 /// Token counts as the provider reported them.

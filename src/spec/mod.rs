@@ -14,7 +14,7 @@ pub mod watch;
 
 pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
 pub use execution::{
-    Artifact, ControlRequests, Decision, ExecutionRequest, PhaseExecution, TokenUsage,
+    Artifact, ControlRequests, Decision, ExecutionRequest, GithubIssue, PhaseExecution, TokenUsage,
     WorkflowExecution, Workspace, parse_public_artifact_id, public_artifact_id, run_key,
 };
 pub use load::{Problem, SpecError};

@@ -3,16 +3,17 @@
 //! without a command per run: `pool` (runners at most N at a time, for `reconcile` and
 //! `watch`), `inbox` (task files), `glob` (trigger paths) and `watch` (the loop).
 
+pub mod github;
 pub mod glob;
 pub mod inbox;
 pub mod pool;
+pub mod publish;
+pub mod report;
 pub mod watch;
 mod watch_event;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::providers::http::Header;
-use crate::providers::{HttpClient, ProviderError, Secret};
 use crate::store::{self, Home};
 
 /// The task of a directory scan: the analyzer chooses the change.
@@ -28,14 +29,9 @@ pub enum TriggerError {
     /// No known project has that name.
     #[error("no known project named `{0}` (projects become known when autowrkers runs in them)")]
     UnknownProject(String),
-    /// The GitHub repository of the project is unknown.
-    #[error(
-        "cannot tell the project's GitHub repository: set `github_repo: owner/name` in .autowrkers/config.yaml"
-    )]
-    NoRepository,
-    /// GitHub answered with an error.
-    #[error("GitHub: {0}")]
-    GitHub(#[from] ProviderError),
+    /// GitHub could not be asked, or said no.
+    #[error(transparent)]
+    GitHub(#[from] github::GitHubError),
 }
 
 /// The known project whose folder is called `name` (or whose path is `name`).
@@ -44,74 +40,4 @@ pub fn project_by_name(home: &Home, name: &str) -> Result<PathBuf, TriggerError>
         .into_iter()
         .find(|p| p.file_name().is_some_and(|f| f == name) || p.as_os_str() == name)
         .ok_or_else(|| TriggerError::UnknownProject(name.to_owned()))
-}
-
-/// `owner/name` from a GitHub remote URL (https or ssh).
-fn repo_from_url(url: &str) -> Option<String> {
-    let rest = url
-        .split_once("github.com")?
-        .1
-        .trim_start_matches([':', '/']);
-    let repo = rest.trim_end_matches('/').trim_end_matches(".git");
-    (repo.split('/').count() == 2).then(|| repo.to_owned())
-}
-
-/// The issue `number` of the project's repository as a task: its title and body.
-pub async fn github_issue(
-    http: &HttpClient,
-    project: &Path,
-    configured: Option<&str>,
-    number: u64,
-) -> Result<String, TriggerError> {
-    let repo = configured
-        .map(str::to_owned)
-        .or_else(|| {
-            let repo = git2::Repository::open(project).ok()?;
-            let remote = repo.find_remote("origin").ok()?;
-            repo_from_url(remote.url()?)
-        })
-        .ok_or(TriggerError::NoRepository)?;
-    let api =
-        std::env::var("GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".to_owned());
-    let mut headers = vec![Header::Plain(
-        "accept",
-        "application/vnd.github+json".to_owned(),
-    )];
-    if let Some(token) = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()) {
-        let secret = Secret::new(token.clone());
-        headers.push(Header::Secret(
-            "authorization",
-            format!("Bearer {token}"),
-            secret,
-        ));
-    }
-    let issue = http
-        .get_json_with(
-            &format!("{}/repos/{repo}/issues/{number}", api.trim_end_matches('/')),
-            &headers,
-        )
-        .await?;
-    let title = issue["title"].as_str().unwrap_or("(no title)");
-    let body = issue["body"].as_str().unwrap_or("");
-    Ok(format!("GitHub issue {repo}#{number}: {title}\n\n{body}")
-        .trim_end()
-        .to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::repo_from_url;
-
-    #[test]
-    fn repositories_from_remote_urls() {
-        assert_eq!(
-            repo_from_url("https://github.com/o/r.git").as_deref(),
-            Some("o/r")
-        );
-        assert_eq!(
-            repo_from_url("git@github.com:o/r.git").as_deref(),
-            Some("o/r")
-        );
-        assert_eq!(repo_from_url("https://gitlab.com/o/r"), None);
-    }
 }

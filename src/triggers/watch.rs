@@ -426,6 +426,7 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
                 include_uncommitted: false,
                 no_verify: false,
                 interactive,
+                github: None,
             })
             .map_err(|e| e.to_string())?;
         self.pool.submit(dir.clone()).map_err(|e| e.to_string())?;

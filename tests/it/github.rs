@@ -1,0 +1,230 @@
+//! The GitHub round trip against a fake GitHub API and a local bare repository as `origin`:
+//! an issue (title, body, comments) becomes the task; the completed run's branch and
+//! execution ref land on the remote, a pull request carries the verdicts, verification and
+//! cost, and the issue links it. Each failure says what happened, keeps the execution
+//! completed, and the printed `workflow publish` then succeeds.
+
+use crate::fake_github::{FakeGitHub, Mode};
+use crate::fake_llm::FakeLlm;
+use crate::pipeline::{project, two_iteration_rules};
+use crate::support::{Project, git, hint, pipeline_template, run};
+
+const TOKEN: &str = "ghp_test_7c3e9a1b5d";
+
+/// A bare repository beside the project, added as its `origin`.
+fn with_remote(p: &Project) -> std::path::PathBuf {
+    let remote = p.home.path().join("remote.git");
+    git(
+        p.home.path(),
+        &["init", "-q", "--bare", "-b", "main", "remote.git"],
+    );
+    git(
+        &p.path(),
+        &["remote", "add", "origin", &remote.to_string_lossy()],
+    );
+    git(&p.path(), &["push", "-q", "origin", "main"]);
+    remote
+}
+
+fn issue_run(p: &Project, gh: &FakeGitHub) -> std::process::Command {
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--issue",
+        "42",
+        "--repo",
+        "acme/widgets",
+        "--template",
+        "pipeline.yaml",
+        "--no-realtime",
+    ])
+    .env("GITHUB_API_URL", gh.url())
+    .env("GITHUB_TOKEN", TOKEN);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
+    let gh = FakeGitHub::start().await;
+    let p = project(&server.url());
+    p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
+    let remote = with_remote(&p);
+
+    let out = run(issue_run(&p, &gh)).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN));
+    assert!(
+        out.stderr
+            .contains("pull request #7: https://github.example/acme/widgets/pull/7"),
+        "{}",
+        out.stderr
+    );
+    // The task: the issue's title, body and comments, as the analyzer saw it.
+    let analyzer = server.calls("analyzer")[0].body.to_string();
+    assert!(analyzer.contains("Crash on empty input"), "{analyzer}");
+    assert!(analyzer.contains("It also happens with -v"), "{analyzer}");
+    // The token went to GitHub as a bearer token.
+    assert!(
+        gh.seen("GET", "/repos/acme/widgets/issues/42")
+            .iter()
+            .all(|s| s.auth.as_deref() == Some(&format!("Bearer {TOKEN}")))
+    );
+
+    // The branch and the execution's ref are on the remote.
+    let id = p.state()["id"].as_str().unwrap().to_owned();
+    let branch = p.branch();
+    let refs = git(&remote, &["show-ref"]);
+    assert!(refs.contains(&format!("refs/heads/{branch}")), "{refs}");
+    assert!(
+        refs.contains(&format!("refs/autowrkers/executions/{id}")),
+        "{refs}"
+    );
+
+    // The pull request carries what a reviewer of it needs.
+    let pr = &gh.seen("POST", "/repos/acme/widgets/pulls")[0].body;
+    assert_eq!(pr["head"], branch.as_str());
+    assert_eq!(pr["base"], "main");
+    assert_eq!(pr["draft"], false);
+    assert!(
+        pr["title"]
+            .as_str()
+            .unwrap()
+            .contains("Crash on empty input (#42)"),
+        "{pr}"
+    );
+    let body = pr["body"].as_str().unwrap();
+    for needed in [
+        "**Reviews**",
+        "phase-review-func",
+        "approved",
+        "**Verification**",
+        "passed",
+        "**Cost**",
+        &id,
+        "Closes #42",
+    ] {
+        assert!(body.contains(needed), "{needed} missing from:\n{body}");
+    }
+    // The issue links it.
+    let comment = &gh.seen("POST", "/repos/acme/widgets/issues/42/comments")[0].body;
+    assert!(
+        comment["body"]
+            .as_str()
+            .unwrap()
+            .contains("https://github.example/acme/widgets/pull/7")
+    );
+    // Published again: nothing twice (no second comment).
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "publish", &id[..8]])
+        .env("GITHUB_API_URL", gh.url())
+        .env("GITHUB_TOKEN", TOKEN);
+    assert_eq!(run(cmd).await.code, 0);
+    assert_eq!(
+        gh.seen("POST", "/repos/acme/widgets/issues/42/comments")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_failure_is_said_keeps_the_run_and_publish_then_succeeds() {
+    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
+    let gh = FakeGitHub::start().await;
+    let p = project(&server.url());
+    p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
+
+    // An issue that does not exist: said once, with what to check.
+    let mut cmd = p.cmd();
+    cmd.args([
+        "run",
+        "--issue",
+        "999",
+        "--repo",
+        "acme/widgets",
+        "--template",
+        "pipeline.yaml",
+    ])
+    .env("GITHUB_API_URL", gh.url());
+    let out = run(cmd).await;
+    assert_ne!(out.code, 0);
+    assert_eq!(out.stderr.matches("(404)").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("GitHub has no issue #999 (404)"),
+        "{}",
+        out.stderr
+    );
+
+    // No remote: the run completes, publishing says how to add one.
+    let out = run(issue_run(&p, &gh)).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no git remote `origin`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.state()["status"], "completed");
+    let retry = hint(&out.stderr, "workflow publish", &[]);
+    let remote = with_remote(&p);
+
+    // A bad token: 401 said as such; then the printed command, with a good one, publishes.
+    gh.set(Mode::BadToken);
+    let mut cmd = p.cmd();
+    cmd.args(&retry)
+        .env("GITHUB_API_URL", gh.url())
+        .env("GITHUB_TOKEN", TOKEN);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{retry:?}: {}", out.stderr);
+    assert!(
+        out.stderr.contains("GitHub refused the request (401)") && !out.stderr.contains(TOKEN),
+        "{}",
+        out.stderr
+    );
+
+    // A pull request already open for the branch is found and updated instead.
+    gh.set(Mode::PrExists);
+    let mut cmd = p.cmd();
+    cmd.args(&retry)
+        .env("GITHUB_API_URL", gh.url())
+        .env("GITHUB_TOKEN", TOKEN);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("pull request #5"), "{}", out.stderr);
+    assert_eq!(gh.seen("PATCH", "/repos/acme/widgets/pulls/5").len(), 1);
+    assert!(git(&remote, &["show-ref"]).contains(&p.branch()));
+
+    // A push the remote rejects (its branch moved on): said with git's words.
+    let id = p.state()["id"].as_str().unwrap().to_owned();
+    let other = p.home.path().join("other");
+    git(
+        p.home.path(),
+        &["clone", "-q", &remote.to_string_lossy(), "other"],
+    );
+    git(&other, &["checkout", "-q", &p.branch()]);
+    std::fs::write(other.join("elsewhere.txt"), "x\n").unwrap();
+    git(&other, &["add", "-A"]);
+    git(
+        &other,
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@o",
+            "commit",
+            "-qm",
+            "moved on",
+        ],
+    );
+    git(&other, &["push", "-q", "origin", &p.branch()]);
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "publish", &id[..8]])
+        .env("GITHUB_API_URL", gh.url());
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("pushing to `origin` failed") && out.stderr.contains("rejected"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.state()["status"], "completed");
+}
