@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub use super::start_args::StartArgs;
 use autowrkers::spec::SandboxMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -21,7 +22,7 @@ fn parse_status(s: &str) -> Result<String, String> {
 }
 
 /// `--sandbox` values: the template's spelling, so one word works in both places.
-fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
+pub(super) fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
     match s {
         "read-only" => Ok(SandboxMode::ReadOnly),
         "workspace-write" => Ok(SandboxMode::WorkspaceWrite),
@@ -454,63 +455,6 @@ pub struct OutputArgs {
     /// When to use colour.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
-}
-
-/// `run` / `workflow start`.
-#[derive(Debug, Clone, Args)]
-pub struct StartArgs {
-    /// The project directory.
-    #[arg(long, default_value = ".")]
-    pub path: PathBuf,
-    /// A known project by name (the last part of its path) instead of --path.
-    #[arg(long)]
-    pub project: Option<String>,
-    /// What to do.
-    #[arg(long, required_unless_present_any = ["analyze", "issue"])]
-    pub task: Option<String>,
-    /// Scan the project and let the analyzer pick the most valuable change (directory scan).
-    #[arg(long, conflicts_with_all = ["task", "issue"])]
-    pub analyze: bool,
-    /// Work on this GitHub issue (its title, body and comments are the task); when the run
-    /// completes its branch is pushed, a pull request opened and the issue commented.
-    /// GITHUB_TOKEN is used when set.
-    #[arg(long, conflicts_with = "task")]
-    pub issue: Option<u64>,
-    /// The issue's repository, OWNER/NAME (default: `github_repo` in the project's config, or
-    /// the github.com `origin` remote).
-    #[arg(long, requires = "issue")]
-    pub repo: Option<String>,
-    /// Template id, name or YAML file (default: the project's, else the built-in pipeline).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// USD limit of this execution.
-    #[arg(long)]
-    pub budget: Option<f64>,
-    /// Change the user's checkout instead of a worktree on a new branch.
-    #[arg(long)]
-    pub in_place: bool,
-    /// Run without verification commands on purpose: the verifier passes with a note (without
-    /// this, a project with no `verify:` commands and none detected is refused before any call).
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Start the implementer from HEAD plus your uncommitted work (tracked changes and untracked
-    /// files git does not ignore), snapshotted without touching your index.
-    #[arg(long, conflicts_with = "in_place")]
-    pub include_uncommitted: bool,
-    /// Sandbox of every command a model causes, for all phases: `read-only`,
-    /// `workspace-write` or `full-access` (no sandbox). Default: per phase, `workspace-write`
-    /// for the implementer and verifier, `read-only` for the others.
-    #[arg(long, value_name = "MODE", value_parser = parse_sandbox)]
-    pub sandbox: Option<SandboxMode>,
-    /// Pause for approval between iterations (`iteration_behavior: configurable`).
-    #[arg(long)]
-    pub interactive: bool,
-    /// Render every prompt and print a cost estimate per phase; call nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Output.
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 /// Commands that take one execution id.

@@ -68,6 +68,18 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
     if args.dry_run {
         return dry_run(&engine, &found.template, &project, &task);
     }
+    if args.analyze {
+        return match super::scan::run(&engine, &args, &project, found).await {
+            Err(e)
+                if e.downcast_ref::<EngineError>()
+                    .is_some_and(|e| matches!(e, EngineError::NotReady(_))) =>
+            {
+                eprintln!("error: {e}\n{SETUP_HINT}");
+                Ok(2)
+            }
+            other => other,
+        };
+    }
     if let Err(e) = engine.preflight(&found.template, &project) {
         if let EngineError::NotReady(lines) = &e {
             let about_keys = lines.iter().any(|u| u.needs_setup());
@@ -181,7 +193,7 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
 
 /// Reconciles `dir` in the foreground, printing events, until it stops; Ctrl-C exits 130 and
 /// leaves the execution resumable.
-async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Result<u8> {
+pub(super) async fn drive(engine: &Engine, dir: &ExecutionDir, output: &OutputArgs) -> Result<u8> {
     let (mode, color) = choose(output);
     if mode == super::output::Mode::Live {
         return drive_live(dir, color).await;

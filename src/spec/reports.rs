@@ -23,6 +23,9 @@ pub struct Task {
     /// Ids of tasks this one depends on.
     #[serde(default)]
     pub dependencies: Vec<u32>,
+    /// What carrying it out may cost, in USD (a directory scan's estimate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
 }
 
 /// The analyzer's output (`task_list`).

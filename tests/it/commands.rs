@@ -397,7 +397,7 @@ async fn completions_and_help_texts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn start_from_a_github_issue_a_directory_scan_or_a_project_name() {
+async fn start_from_a_github_issue_or_a_project_name() {
     let (server, _h) = FakeLlm::start(two_iteration_rules(Duration::ZERO)).await;
     let p = project(&server.url());
     p.write(
@@ -428,18 +428,17 @@ async fn start_from_a_github_issue_a_directory_scan_or_a_project_name() {
         "the token is sent to GitHub"
     );
 
+    // A run makes the project known by name.
     let mut cmd = p.cmd();
-    cmd.args(["run", "--analyze", "--template", "pipeline.yaml"]);
-    let out = run(cmd).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let request = std::fs::read_to_string(p.execution().join("execution.yaml")).expect("request");
-    assert!(
-        request.contains("trigger_mode: directory_scan")
-            && request.contains("Analyze this codebase"),
-        "{request}"
-    );
-
-    // The project is now known by name.
+    cmd.args([
+        "run",
+        "--task",
+        "known",
+        "--template",
+        "pipeline.yaml",
+        "--no-realtime",
+    ]);
+    assert_eq!(run(cmd).await.code, 0);
     let name = p
         .path()
         .file_name()

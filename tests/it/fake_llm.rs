@@ -197,6 +197,10 @@ impl FakeLlm {
             .route("/api/show", post(ollama_show))
             .route("/v1/models", get(openai_models))
             .route("/repos/{owner}/{repo}/issues/{number}", get(github_issue))
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                get(|| async { axum::Json(json!([])) }),
+            )
             .with_state(server.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -32,6 +32,7 @@ mod provider_cli;
 mod providers;
 mod reconcile;
 mod resume;
+mod scan;
 mod schemas;
 mod seed_default;
 mod serve;
