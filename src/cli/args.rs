@@ -272,6 +272,8 @@ pub enum WorkflowCommand {
     /// Push a completed execution's branch and ref, open its pull request, comment its issue
     /// (again: only what is missing).
     Publish(super::publish::PublishArgs),
+    /// Bring a published execution (its ref and branch) from a remote into this checkout.
+    Fetch(super::publish::FetchArgs),
 }
 
 /// `workflow artifact …`; ARTIFACT is `<iteration>/<phase-id>`, or a phase id for its latest.

@@ -1,5 +1,6 @@
 //! `workflow publish`: a completed execution to GitHub (push, pull request, issue comment),
-//! and what `run --issue` does when its execution completes.
+//! and what `run --issue` does when its execution completes; `workflow fetch`, the way back;
+//! and what a run tells GitHub Actions (the job summary, error annotations).
 
 use std::path::PathBuf;
 
@@ -80,6 +81,12 @@ pub async fn publish_and_say(
                 "error: not published: {e}\nthe execution stays completed, its branch local; `autowrkers workflow publish {}` retries",
                 short(&dir.id())
             );
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                println!(
+                    "::error title=autowrkers publish::{}",
+                    annotation(&e.to_string())
+                );
+            }
             Ok(1)
         }
     }
@@ -90,4 +97,68 @@ pub async fn run(args: PublishArgs, home: Home) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
     let engine = Engine::new(home)?;
     publish_and_say(&engine, &dir, args.repo.as_deref(), &args.remote, args.json).await
+}
+
+/// `workflow fetch`.
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// Execution id or unique prefix (as published: its ref on the remote).
+    pub id: String,
+    /// The project (a clone of the repository it was published to).
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// The git remote to fetch from.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+}
+
+/// Runs `workflow fetch`.
+pub fn fetch(args: FetchArgs, home: Home) -> Result<u8> {
+    let project = args.path.canonicalize()?;
+    let dir = autowrkers::triggers::fetch::fetch(&home, &project, &args.id, &args.remote)?;
+    let s = short(&dir.id()).to_owned();
+    let status = dir.read_state()?.status;
+    eprintln!(
+        "fetched execution {} ({}) from {}; `autowrkers workflow status {s}` shows it, `autowrkers resume {s}` continues it",
+        dir.id(),
+        status.as_str(),
+        args.remote
+    );
+    Ok(0)
+}
+
+/// In GitHub Actions: the run's report appended to the job summary (`GITHUB_STEP_SUMMARY`),
+/// and an `::error::` annotation when it did not complete.
+pub fn tell_github_actions(dir: &ExecutionDir) {
+    let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else {
+        return;
+    };
+    if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty()) {
+        let md = autowrkers::triggers::report::markdown(dir, &request, &state);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{md}\n").as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("warning: cannot write the job summary: {e}");
+        }
+    }
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+        && state.status != autowrkers::spec::WorkflowStatus::Completed
+    {
+        let message = format!("{}: {}", state.status.as_str(), state.message);
+        println!(
+            "::error title=autowrkers {}::{}",
+            short(&state.id),
+            annotation(&message)
+        );
+    }
+}
+
+/// A workflow command's message is one line: GitHub's escapes for `%` and line breaks.
+fn annotation(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }

@@ -147,6 +147,7 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         eprintln!("execution {} ({})", dir.id(), dir.root().display());
     }
     let code = drive(&engine, &dir, &args.output).await?;
+    super::publish::tell_github_actions(&dir);
     // An issue's run that completed becomes a pull request.
     if code == 0 && github.is_some() {
         return super::publish::publish_and_say(&engine, &dir, None, "origin", args.output.json)

@@ -51,9 +51,20 @@ async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
     let remote = with_remote(&p);
 
-    let out = run(issue_run(&p, &gh)).await;
+    let summary = p.home.path().join("summary.md");
+    let mut cmd = issue_run(&p, &gh);
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN));
+    assert!(!out.stdout.contains("::error"), "{}", out.stdout);
+    // The job summary tells the run.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### autowrkers: completed (all checks passed)") && md.contains("**Reviews**"),
+        "{md}"
+    );
     assert!(
         out.stderr
             .contains("pull request #7: https://github.example/acme/widgets/pull/7"),
@@ -125,6 +136,42 @@ async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
             .len(),
         1
     );
+
+    // Another clone (another machine: another home) fetches it and sees the same execution.
+    let second = p.home.path().join("second");
+    git(
+        p.home.path(),
+        &["clone", "-q", &remote.to_string_lossy(), "second"],
+    );
+    let desk = tempfile::tempdir().unwrap();
+    let on_desk = |args: &[&str]| {
+        let mut cmd = p.cmd();
+        cmd.current_dir(&second)
+            .env("AUTOWRKERS_HOME", desk.path())
+            .args(args);
+        cmd
+    };
+    let out = run(on_desk(&["workflow", "fetch", &id[..8]])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("fetched execution"), "{}", out.stderr);
+    // The same status, phases and cost (lines naming a path differ between machines).
+    let status = |out: &crate::support::Ran| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| !l.contains('/'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "status", &id[..8]]);
+    let here = run(cmd).await;
+    let there = run(on_desk(&["workflow", "status", &id[..8]])).await;
+    assert_eq!(there.code, 0, "{}", there.stderr);
+    assert!(status(&here).len() > 3, "{}", here.stdout);
+    assert_eq!(status(&there), status(&here));
+    let resumed = run(on_desk(&["resume", &id[..8], "--no-realtime"])).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(git(&second, &["branch", "--list", &branch]).contains(&branch));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,9 +202,17 @@ async fn each_failure_is_said_keeps_the_run_and_publish_then_succeeds() {
         out.stderr
     );
 
-    // No remote: the run completes, publishing says how to add one.
-    let out = run(issue_run(&p, &gh)).await;
+    // No remote: the run completes, publishing says how to add one (and tells Actions).
+    let mut cmd = issue_run(&p, &gh);
+    cmd.env("GITHUB_ACTIONS", "true");
+    let out = run(cmd).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("::error title=autowrkers publish::the project has no git remote"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stderr.contains("no git remote `origin`"),
         "{}",
