@@ -164,4 +164,36 @@ mod tests {
         assert!(checked > 20, "only {checked} hints found");
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
+
+    #[test]
+    fn the_ci_example_is_valid_yaml_and_its_commands_parse() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/github-actions.yml");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+        let mut checked = 0;
+        for job in doc["jobs"].as_mapping().expect("jobs").values() {
+            for step in job["steps"].as_sequence().expect("steps") {
+                let Some(script) = step["run"].as_str() else {
+                    continue;
+                };
+                for line in script.lines().map(str::trim) {
+                    let Some(rest) = line.strip_prefix("autowrkers ") else {
+                        continue;
+                    };
+                    // GitHub's expressions stand for a value; the redirection is the shell's.
+                    let mut command = format!("autowrkers {rest}");
+                    while let (Some(a), Some(b)) = (command.find("${{"), command.find("}}")) {
+                        command.replace_range(a..b + 2, "1");
+                    }
+                    let command = command.split(" > ").next().unwrap_or("").to_owned();
+                    checked += 1;
+                    if let Err(e) = Cli::try_parse_from(words(&command)) {
+                        panic!("`{command}`: {e}");
+                    }
+                }
+            }
+        }
+        assert!(checked >= 1, "no autowrkers command in the example");
+    }
 }
