@@ -67,6 +67,10 @@ fn error_code(err: &anyhow::Error) -> u8 {
             err.downcast_ref::<autowrkers::server::ServeError>(),
             Some(autowrkers::server::ServeError::Remote(_))
         )
+        || matches!(
+            err.downcast_ref::<autowrkers::triggers::github::GitHubError>(),
+            Some(autowrkers::triggers::github::GitHubError::NoRepository)
+        )
     {
         return 2;
     }
