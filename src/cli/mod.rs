@@ -6,6 +6,7 @@ mod artifact;
 mod book_check;
 mod budget;
 mod clean;
+mod drive;
 mod init;
 mod live;
 mod output;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use super::args::StartArgs;
-use super::run::drive;
+use super::drive::drive;
 use autowrkers::engine::{Engine, StartOptions, short};
 use autowrkers::spec::{
     ArtifactType, IterationBehavior, PhaseRole, Task, TaskList, TriggerMode, WorkflowTemplate,
