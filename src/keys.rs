@@ -68,6 +68,11 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// The home these keys belong to.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
     /// Keys for the user of `home`.
     pub fn new(home: &Home) -> Self {
         Self {

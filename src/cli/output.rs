@@ -208,6 +208,11 @@ pub fn describe(event: &Event, color: bool) -> Option<String> {
         } => {
             format!("  ↪ {from} failed ({reason}); falling back to {to}")
         }
+        EventKind::ProviderExhausted {
+            provider, message, ..
+        } => {
+            format!("  ⛔ {provider}: quota or credit used up ({message}); not retried")
+        }
         EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),
         EventKind::ApprovalNeeded { iteration, reason } => {
             format!("⏸️  iteration {iteration} needs approval: {reason}")

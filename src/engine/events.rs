@@ -115,6 +115,19 @@ pub enum EventKind {
         /// Why the first failed.
         reason: String,
     },
+    /// A provider's quota or credit is used up: it is not retried, its key is marked for a
+    /// cool-down (other phases and runners skip it), and the phase moves to its fallback.
+    #[serde(rename = "workflow:provider_exhausted")]
+    ProviderExhausted {
+        /// Phase id.
+        phase_id: String,
+        /// Iteration.
+        iteration: u32,
+        /// The provider (type and model).
+        provider: String,
+        /// What it said.
+        message: String,
+    },
     /// A control request (`pause`, `cancel`, `skip-phase`, `approval`) was noticed.
     #[serde(rename = "workflow:control")]
     ControlNoticed {

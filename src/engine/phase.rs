@@ -117,6 +117,14 @@ async fn run_inner(
             }
             Err(Failure::Provider(e)) => {
                 let label = current.label();
+                if e.is_quota_exhausted() {
+                    env.bus.emit(EventKind::ProviderExhausted {
+                        phase_id: job.phase.id.clone(),
+                        iteration: job.iteration,
+                        provider: label.clone(),
+                        message: e.to_string(),
+                    });
+                }
                 errors.push(format!("{label}: {e}"));
                 if let Some(next) = chain.get(i + 1) {
                     let to = next.label();

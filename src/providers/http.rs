@@ -298,6 +298,9 @@ fn without_url(e: reqwest::Error) -> String {
 
 /// The error a non-2xx status means, so callers know how to retry (or not).
 fn status_error(status: u16, retry_after: Option<Duration>, message: String) -> ProviderError {
+    if status == 402 || (status >= 400 && super::types::quota_words(&message)) {
+        return ProviderError::QuotaExhausted { status, message };
+    }
     match status {
         429 => ProviderError::RateLimited {
             retry_after,

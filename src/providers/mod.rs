@@ -4,6 +4,7 @@
 
 pub mod agent_cli;
 mod anthropic;
+pub mod exhausted;
 mod gemini;
 pub mod http;
 pub mod models;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::anthropic::AnthropicMessages;
+use super::exhausted::QuotaGuard;
 use super::gemini::GeminiGenerate;
 use super::http::HttpClient;
 use super::ollama::OllamaChat;
@@ -206,7 +207,22 @@ pub fn build(
     if config.provider_type == ProviderType::Scripted {
         return Ok(raw);
     }
-    Ok(Arc::new(Retrying::new(raw, retry_policy(config))))
+    let retrying: Arc<dyn ChatProvider> = Arc::new(Retrying::new(raw, retry_policy(config)));
+    // A key whose quota is gone is not called again (by any runner) for a while.
+    let (url, key) = match info(config.provider_type) {
+        Some(info) => (
+            base_url(&info, Some(config)).0,
+            key(&info, Some(config), keys).map(|(k, _)| k),
+        ),
+        None => (String::new(), None),
+    };
+    Ok(Arc::new(QuotaGuard::new(
+        retrying,
+        keys.home(),
+        config.provider_type.as_str(),
+        key.as_ref().map(|k| k.expose()),
+        &url,
+    )))
 }
 
 fn build_raw(

@@ -139,6 +139,18 @@ pub enum ProviderError {
         /// The server's words.
         message: String,
     },
+    /// The account's quota or credit is used up: waiting will not help (OpenAI
+    /// `insufficient_quota`, HTTP 402, Anthropic's credit balance, Gemini's daily quota). Not
+    /// retried: the phase moves to its fallback provider at once.
+    #[error(
+        "quota or credit exhausted ({status}): {message}; the phase moves to its fallback provider (top up the account, or wait for the quota to reset)"
+    )]
+    QuotaExhausted {
+        /// The status (0 when a runner marked the key exhausted earlier).
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
     /// The server failed: retry.
     #[error("server error ({status}): {message}")]
     Server {
@@ -188,6 +200,16 @@ impl ProviderError {
                 Self::StreamCut { message, partial }
             }
             other => other,
+        }
+    }
+
+    /// True when the account behind the key can take no more calls for now: a quota error,
+    /// or an agent CLI saying its usage limit is reached.
+    pub fn is_quota_exhausted(&self) -> bool {
+        match self {
+            Self::QuotaExhausted { .. } => true,
+            Self::AgentCli { message, .. } => quota_words(message),
+            _ => false,
         }
     }
 
@@ -248,6 +270,28 @@ pub fn model_mismatch(requested: &str, served: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_exhausted_quota_is_told_from_a_rate_limit() {
+        use super::quota_words;
+        assert!(quota_words(
+            "You exceeded your current quota, please check your plan and billing details."
+        ));
+        assert!(quota_words("{\"error\":{\"type\":\"insufficient_quota\"}}"));
+        assert!(quota_words(
+            "Your credit balance is too low to access the Anthropic API."
+        ));
+        assert!(quota_words(
+            "RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'Generate requests' per day"
+        ));
+        assert!(quota_words("Claude AI usage limit reached|1735689600"));
+        assert!(!quota_words(
+            "RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'Generate requests' per minute"
+        ));
+        assert!(!quota_words(
+            "Rate limit reached for gpt-4o in organization org-x on requests per min"
+        ));
+    }
     use super::model_mismatch;
 
     #[test]
@@ -268,4 +312,16 @@ mod tests {
             "mistralai/mixtral-8x7b"
         ));
     }
+}
+
+/// Words vendors use when an account's quota or credit (not its rate) is used up.
+pub fn quota_words(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    let per_minute = m.contains("per minute") || m.contains("perminute");
+    m.contains("insufficient_quota")
+        || m.contains("exceeded your current quota")
+        || m.contains("credit balance is too low")
+        || m.contains("usage limit")
+        || m.contains("out of credits")
+        || ((m.contains("resource_exhausted") || m.contains("quota exceeded")) && !per_minute)
 }

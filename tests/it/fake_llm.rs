@@ -35,6 +35,8 @@ pub struct Reply {
     pub retry_after: Option<u64>,
     /// The error body repeats the key the request carried (a leak trap).
     pub echo_key: bool,
+    /// The error body is OpenAI's for an exhausted quota (`insufficient_quota`).
+    pub quota: bool,
     /// Send this many events, then reset the connection.
     pub cut_after: Option<usize>,
     /// Send this many events, then end the body cleanly (a truncated stream).
@@ -77,6 +79,14 @@ impl Reply {
     pub fn held(mut self) -> Self {
         self.hold = true;
         self
+    }
+    /// 429 with OpenAI's `insufficient_quota` body: the account's credit is gone.
+    pub fn quota() -> Self {
+        Self {
+            status: Some(429),
+            quota: true,
+            ..Self::default()
+        }
     }
     pub fn status(code: u16) -> Self {
         Self {
@@ -467,14 +477,18 @@ async fn answer(
                 authorization.unwrap_or_default()
             ));
         }
+        let body = if reply.quota {
+            json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota", "code": "insufficient_quota"}})
+        } else {
+            json!({"error": {"message": message}})
+        };
         let mut builder = Response::builder().status(StatusCode::from_u16(status).expect("status"));
         if let Some(after) = reply.retry_after {
             builder = builder.header("retry-after", after.to_string());
         }
         return builder
-            .body(Body::from(
-                json!({"error": {"message": message}}).to_string(),
-            ))
+            .body(Body::from(body.to_string()))
             .expect("response");
     }
     let (content_type, mut events) = match protocol {

@@ -30,6 +30,7 @@ mod money_unknown;
 mod pipeline;
 mod provider_cli;
 mod providers;
+mod quota;
 mod reconcile;
 mod resume;
 mod scan;
