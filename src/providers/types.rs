@@ -268,6 +268,18 @@ pub fn model_mismatch(requested: &str, served: &str) -> bool {
     !bare(&served).starts_with(&bare(&requested))
 }
 
+/// Words vendors use when an account's quota or credit (not its rate) is used up.
+pub fn quota_words(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    let per_minute = m.contains("per minute") || m.contains("perminute");
+    m.contains("insufficient_quota")
+        || m.contains("exceeded your current quota")
+        || m.contains("credit balance is too low")
+        || m.contains("usage limit")
+        || m.contains("out of credits")
+        || ((m.contains("resource_exhausted") || m.contains("quota exceeded")) && !per_minute)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -312,16 +324,4 @@ mod tests {
             "mistralai/mixtral-8x7b"
         ));
     }
-}
-
-/// Words vendors use when an account's quota or credit (not its rate) is used up.
-pub fn quota_words(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    let per_minute = m.contains("per minute") || m.contains("perminute");
-    m.contains("insufficient_quota")
-        || m.contains("exceeded your current quota")
-        || m.contains("credit balance is too low")
-        || m.contains("usage limit")
-        || m.contains("out of credits")
-        || ((m.contains("resource_exhausted") || m.contains("quota exceeded")) && !per_minute)
 }
