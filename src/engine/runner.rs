@@ -60,8 +60,8 @@ impl Engine {
     pub fn new(home: Home) -> Result<Self, EngineError> {
         Ok(Self {
             keys: Keys::new(&home),
+            http: HttpClient::new()?.with_rate_limits(home.root().join("ratelimit")),
             home,
-            http: HttpClient::new()?,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct HttpClient {
     plain: reqwest::Client,
     tls: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     idle_timeout: Duration,
+    /// Shared per-account rate limits, when the client belongs to a home.
+    limits: Option<super::ratelimit::RateLimits>,
 }
 
 static CRYPTO: Once = Once::new();
@@ -74,7 +76,15 @@ impl HttpClient {
             plain,
             tls: Default::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            limits: None,
         })
+    }
+
+    /// This client with its calls' rate limits shared through the files under `dir` (one per
+    /// account), with every other runner of the machine.
+    pub fn with_rate_limits(mut self, dir: std::path::PathBuf) -> Self {
+        self.limits = Some(super::ratelimit::RateLimits::new(dir));
+        self
     }
 
     /// POSTs `body` as JSON and returns the response once its status is a success.
@@ -104,6 +114,14 @@ impl HttpClient {
             map.insert(name, value);
         }
         let scrub = |text: String| secrets.iter().fold(text, |t, s| s.redact(&t));
+        // The account's window is shared with every phase and runner using the same key.
+        let account = self
+            .limits
+            .as_ref()
+            .map(|l| (l, l.account(url, secrets.first().map(|s| s.expose()))));
+        if let Some((limits, account)) = &account {
+            limits.acquire(account).await;
+        }
         let response = self
             .client_for(url)?
             .post(url)
@@ -113,6 +131,9 @@ impl HttpClient {
             .await
             .map_err(|e| ProviderError::Transport(scrub(without_url(e))))?;
         let status = response.status().as_u16();
+        if let Some((limits, account)) = &account {
+            limits.learn(account, status, response.headers());
+        }
         if (200..300).contains(&status) {
             return Ok(response);
         }

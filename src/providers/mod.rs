@@ -10,6 +10,7 @@ pub mod http;
 pub mod models;
 mod ollama;
 mod openai;
+pub mod ratelimit;
 mod registry;
 mod retry;
 mod scripted;

@@ -164,6 +164,18 @@ struct Shared {
     used: Vec<usize>,
     log: Vec<Record>,
     release_holds: bool,
+    /// At most this many requests a second, told in OpenAI's rate-limit headers.
+    rate: Option<RateWindow>,
+}
+
+/// A per-second request limit, OpenAI style.
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    per_second: u64,
+    started: Instant,
+    count: u64,
+    /// Requests refused with 429.
+    refused: u64,
 }
 
 /// A running fake server.
@@ -234,6 +246,27 @@ impl FakeLlm {
             .into_iter()
             .filter(|r| r.model == model)
             .collect()
+    }
+
+    /// From now on at most `n` requests a second are answered (OpenAI's
+    /// `x-ratelimit-*-requests` headers tell the window); the others get 429 with
+    /// `Retry-After`.
+    pub fn limit_rate(&self, n: u64) {
+        self.shared.lock().expect("lock").rate = Some(RateWindow {
+            per_second: n,
+            started: Instant::now(),
+            count: 0,
+            refused: 0,
+        });
+    }
+
+    /// How many requests the rate limit refused.
+    pub fn refused(&self) -> u64 {
+        self.shared
+            .lock()
+            .expect("lock")
+            .rate
+            .map_or(0, |r| r.refused)
     }
 
     /// Held requests are answered now; later ones are still held by their rules.
@@ -413,6 +446,38 @@ async fn answer(
     headers: &HeaderMap,
     body: Value,
 ) -> Response {
+    // The rate limit first: a refused request is not a call of any rule.
+    let window = {
+        let mut shared = server.shared.lock().expect("lock");
+        shared.rate.as_mut().map(|r| {
+            let elapsed = r.started.elapsed();
+            if elapsed >= Duration::from_secs(1) {
+                r.started = Instant::now();
+                r.count = 0;
+            }
+            let left_ms = 1000u64.saturating_sub(r.started.elapsed().as_millis() as u64);
+            r.count += 1;
+            let over = r.count > r.per_second;
+            if over {
+                r.refused += 1;
+            }
+            (
+                over,
+                r.per_second,
+                r.per_second.saturating_sub(r.count),
+                left_ms,
+            )
+        })
+    };
+    if let Some((true, _, _, left_ms)) = window {
+        return Response::builder()
+            .status(429)
+            .header("retry-after", format!("{:.3}", left_ms as f64 / 1000.0))
+            .body(Body::from(
+                json!({"error": {"message": "Rate limit reached for requests"}}).to_string(),
+            ))
+            .expect("response");
+    }
     let turn = turn_of(&body, protocol);
     let results = tool_results_of(&body, protocol);
     let text = body.to_string();
@@ -522,10 +587,14 @@ async fn answer(
             events.into_iter().map(Ok::<_, std::io::Error>),
         )),
     };
-    Response::builder()
-        .header("content-type", content_type)
-        .body(body)
-        .expect("response")
+    let mut response = Response::builder().header("content-type", content_type);
+    if let Some((_, limit, remaining, left_ms)) = window {
+        response = response
+            .header("x-ratelimit-limit-requests", limit.to_string())
+            .header("x-ratelimit-remaining-requests", remaining.to_string())
+            .header("x-ratelimit-reset-requests", format!("{left_ms}ms"));
+    }
+    response.body(body).expect("response")
 }
 
 fn mark_finished(server: &FakeLlm, index: usize) {

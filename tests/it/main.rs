@@ -31,6 +31,7 @@ mod pipeline;
 mod provider_cli;
 mod providers;
 mod quota;
+mod rate_limit;
 mod reconcile;
 mod resume;
 mod scan;
