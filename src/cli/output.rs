@@ -213,6 +213,21 @@ pub fn describe(event: &Event, color: bool) -> Option<String> {
         } => {
             format!("  ⛔ {provider}: quota or credit used up ({message}); not retried")
         }
+        EventKind::Findings {
+            iteration,
+            new,
+            open,
+            resolved,
+            reopened,
+        } => format!(
+            "  🔎 findings of iteration {iteration}: {} new, {} still open, {} resolved, {} reopened",
+            new.len(),
+            open.len(),
+            resolved.len(),
+            reopened.len()
+        ),
+        EventKind::Converged { reason, .. } => format!("🎯 converged: {reason}"),
+        EventKind::Stalled { kind, reason, .. } => format!("🧱 stalled ({kind}): {reason}"),
         EventKind::Iteration { iteration, reason } => format!("🔁 iteration {iteration}: {reason}"),
         EventKind::ApprovalNeeded { iteration, reason } => {
             format!("⏸️  iteration {iteration} needs approval: {reason}")

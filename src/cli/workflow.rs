@@ -119,6 +119,26 @@ pub fn status(args: StatusArgs, home: Home) -> Result<u8> {
             tokens.output
         );
     }
+    // The reviewers' findings, iteration by iteration, matched across them.
+    if let Some(r) = &request {
+        for h in autowrkers::engine::findings::track(&dir, &state, &r.template.convergence) {
+            let ids = |v: &[String]| {
+                if v.is_empty() {
+                    "-".to_owned()
+                } else {
+                    v.join(",")
+                }
+            };
+            println!(
+                "findings   iteration {}: new {} · still open {} · resolved {} · reopened {}",
+                h.iteration,
+                ids(&h.new),
+                ids(&h.open),
+                ids(&h.resolved),
+                ids(&h.reopened)
+            );
+        }
+    }
     let total = if state.cost_incomplete {
         format!("${:.4} + unknown", state.total_cost_usd)
     } else {

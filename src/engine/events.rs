@@ -128,6 +128,40 @@ pub enum EventKind {
         /// What it said.
         message: String,
     },
+    /// The reviewers' findings of an iteration, matched with the previous ones (see
+    /// `engine::findings`).
+    #[serde(rename = "workflow:findings")]
+    Findings {
+        /// Iteration.
+        iteration: u32,
+        /// Ids seen for the first time.
+        new: Vec<String>,
+        /// Ids still open from the previous iteration.
+        open: Vec<String>,
+        /// Ids of the previous iteration not reported again.
+        resolved: Vec<String>,
+        /// Ids resolved earlier and back now.
+        reopened: Vec<String>,
+    },
+    /// The loop ended because it converged: the verifier passed and only findings below
+    /// `blocking_severity` are left.
+    #[serde(rename = "workflow:converged")]
+    Converged {
+        /// Iteration.
+        iteration: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The loop stopped because it no longer converges (`plateau` or `oscillation`).
+    #[serde(rename = "workflow:stalled")]
+    Stalled {
+        /// Iteration.
+        iteration: u32,
+        /// `plateau` or `oscillation`.
+        kind: String,
+        /// Why, with the findings concerned.
+        reason: String,
+    },
     /// A control request (`pause`, `cancel`, `skip-phase`, `approval`) was noticed.
     #[serde(rename = "workflow:control")]
     ControlNoticed {

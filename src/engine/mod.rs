@@ -17,6 +17,7 @@ mod error;
 mod estimate;
 pub mod events;
 mod extract;
+pub mod findings;
 mod hand_edit;
 mod job;
 mod launch;
@@ -238,6 +239,18 @@ impl Reconcile<'_> {
     }
 
     fn judge_iteration(&mut self, iteration: u32) -> Result<StepEnd, EngineError> {
+        let rule = self.request.template.convergence.clone();
+        let history = findings::track(self.dir, &self.state, &rule);
+        let now = history.last().filter(|h| h.iteration == iteration);
+        if let Some(h) = now {
+            self.bus.emit(EventKind::Findings {
+                iteration,
+                new: h.new.clone(),
+                open: h.open.clone(),
+                resolved: h.resolved.clone(),
+                reopened: h.reopened.clone(),
+            });
+        }
         let mut lacking = Vec::new();
         for run in self
             .state
@@ -253,6 +266,35 @@ impl Reconcile<'_> {
                 });
             }
         }
+        // The verifier is the final authority: a passing one with only findings below
+        // `blocking_severity` left ends the loop, whatever the reviewers' verdicts.
+        let this_iteration = |r: &&crate::spec::PhaseExecution| r.iteration == iteration;
+        let verifier_passed = self
+            .state
+            .phase_executions
+            .iter()
+            .filter(this_iteration)
+            .find(|r| r.phase_role == crate::spec::PhaseRole::Verifier)
+            .is_some_and(|r| r.status == PhaseStatus::Completed && r.passed == Some(true));
+        let only_reviewers_lacking = self
+            .state
+            .phase_executions
+            .iter()
+            .filter(this_iteration)
+            .filter(|r| r.status == PhaseStatus::Completed && r.passed == Some(false))
+            .all(|r| r.phase_role.is_reviewer());
+        if !lacking.is_empty()
+            && verifier_passed
+            && only_reviewers_lacking
+            && now.is_some_and(|h| !h.findings.iter().any(|f| f.blocking))
+        {
+            let reason = format!(
+                "the verifier passed and no finding is {} or worse",
+                rule.blocking_severity
+            );
+            self.bus.emit(EventKind::Converged { iteration, reason });
+            lacking.clear();
+        }
         if lacking.is_empty() {
             self.state.message.clear();
             self.set_status(Trigger::AllPhasesDone)?;
@@ -265,6 +307,9 @@ impl Reconcile<'_> {
             return Ok(StepEnd::Stop);
         }
         let reason = lacking.join("; ");
+        if let Some(stalled) = findings::stall(&history, &rule) {
+            return self.stalled(iteration, &stalled);
+        }
         if iteration >= self.request.template.max_iterations {
             self.state.message =
                 format!("{reason} after {iteration} iteration(s) (max_iterations reached)");
@@ -297,6 +342,50 @@ impl Reconcile<'_> {
         }
         self.next_iteration(reason)?;
         Ok(StepEnd::Continue)
+    }
+}
+
+impl Reconcile<'_> {
+    /// The loop no longer converges: say so, then pause (`failure_behavior: pause_notify`,
+    /// `resume` tries one more iteration) or fail.
+    fn stalled(
+        &mut self,
+        iteration: u32,
+        stalled: &findings::Stall,
+    ) -> Result<StepEnd, EngineError> {
+        let kind = match stalled {
+            findings::Stall::Plateau { .. } => "plateau",
+            findings::Stall::Oscillation { .. } => "oscillation",
+        };
+        self.bus.emit(EventKind::Stalled {
+            iteration,
+            kind: kind.to_owned(),
+            reason: stalled.to_string(),
+        });
+        self.state.message = format!("stalled after iteration {iteration}: {stalled}");
+        if self.request.template.failure_behavior == crate::spec::FailureBehavior::PauseNotify
+            && iteration < self.request.template.max_iterations
+        {
+            // Paused before the next iteration: `resume` runs it (the same one would be
+            // judged the same way again).
+            self.state.iteration += 1;
+            self.state.message.push_str(&format!(
+                "; `autowrkers resume {}` runs iteration {} anyway",
+                short(&self.state.id),
+                self.state.iteration
+            ));
+            self.set_status(Trigger::Pause)?;
+            self.bus.emit(EventKind::Paused {
+                reason: self.state.message.clone(),
+            });
+        } else {
+            self.set_status(Trigger::ReviewFailedFinal)?;
+            self.bus.emit(EventKind::Failed {
+                reason: self.state.message.clone(),
+                status: self.state.status,
+            });
+        }
+        Ok(StepEnd::Stop)
     }
 }
 

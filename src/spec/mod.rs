@@ -4,6 +4,7 @@
 //! serde_yaml is used only inside this module, so a maintained drop-in can replace it here.
 
 pub mod config;
+pub mod convergence;
 pub mod execution;
 pub mod load;
 mod locate;
@@ -13,6 +14,7 @@ pub mod template;
 pub mod watch;
 
 pub use config::{OutputLimits, ProjectConfig, VerifyConfig};
+pub use convergence::Convergence;
 pub use execution::{
     Artifact, ControlRequests, Decision, ExecutionRequest, GithubIssue, PhaseExecution, TokenUsage,
     WorkflowExecution, Workspace, parse_public_artifact_id, public_artifact_id, run_key,

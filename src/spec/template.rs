@@ -536,9 +536,12 @@ pub struct WorkflowTemplate {
     /// Iterate on its own or wait for approval.
     #[serde(default)]
     pub iteration_behavior: IterationBehavior,
-    /// What a phase failure does.
+    /// What a phase failure (or a review loop that stalls) does.
     #[serde(default)]
     pub failure_behavior: FailureBehavior,
+    /// When the review loop stops for want of progress, and which findings block.
+    #[serde(default, skip_serializing_if = "super::convergence::is_default")]
+    pub convergence: super::Convergence,
     /// USD limit; null for none.
     #[serde(default)]
     pub budget_limit: Option<f64>,

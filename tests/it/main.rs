@@ -14,6 +14,7 @@ mod browser;
 mod commands;
 mod concurrency;
 mod control;
+mod convergence;
 mod crash;
 mod fake_github;
 mod fake_llm;
