@@ -274,6 +274,9 @@ pub enum WorkflowCommand {
     Publish(super::publish::PublishArgs),
     /// Bring a published execution (its ref and branch) from a remote into this checkout.
     Fetch(super::publish::FetchArgs),
+    /// Feed a pull request's review comments and failed checks back: one more iteration of
+    /// the execution, pushed to the same branch.
+    Address(super::publish::AddressArgs),
 }
 
 /// `workflow artifact …`; ARTIFACT is `<iteration>/<phase-id>`, or a phase id for its latest.

@@ -137,6 +137,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Clean(a) => clean::clean(a, home),
             WorkflowCommand::Publish(a) => publish::run(a, home).await,
             WorkflowCommand::Fetch(a) => publish::fetch(a, home),
+            WorkflowCommand::Address(a) => publish::address(a, home).await,
             WorkflowCommand::Pause(a) => run::control(a, home, Control::Pause).await,
             WorkflowCommand::Cancel(a) => run::control(a, home, Control::Cancel).await,
             WorkflowCommand::SkipPhase(a) => run::skip_phase(a, home),

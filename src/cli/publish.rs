@@ -162,3 +162,61 @@ fn annotation(text: &str) -> String {
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
+
+/// `workflow address`.
+#[derive(Debug, Clone, Args)]
+pub struct AddressArgs {
+    /// Execution id or unique prefix (a completed, published execution).
+    pub id: String,
+    /// The pull request (default: the one `workflow publish` opened).
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// The project to look in first.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// The repository, OWNER/NAME (default: the one it was published to).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The git remote to push the result to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// Output.
+    #[command(flatten)]
+    pub output: super::args::OutputArgs,
+}
+
+/// Runs `workflow address`: the pull request's review comments and failed checks become one
+/// more iteration of the execution, which is then published to the same branch.
+pub async fn address(args: AddressArgs, home: Home) -> Result<u8> {
+    use autowrkers::triggers::address::{feedback, reopen_with};
+    use autowrkers::triggers::github::{GitHub, repository};
+    let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    let engine = Engine::new(home)?;
+    let done = autowrkers::triggers::publish::published(&dir).unwrap_or_default();
+    let number = args
+        .pr
+        .or(done.pull_request.as_ref().map(|p| p.number))
+        .ok_or_else(|| anyhow::anyhow!("execution {} has no pull request yet: `autowrkers workflow publish {}` opens one, or pass --pr N", short(&dir.id()), short(&dir.id())))?;
+    let request = dir.read_request()?;
+    let project = PathBuf::from(&request.project_path);
+    let config = engine.project_config(&project)?;
+    let repo = match (&args.repo, done.repo.is_empty(), &request.github) {
+        (Some(r), _, _) => r.clone(),
+        (None, false, _) => done.repo.clone(),
+        (None, true, Some(g)) => g.repo.clone(),
+        (None, true, None) => repository(&project, None, config.github_repo.as_deref())?,
+    };
+    let gh = GitHub::new(engine.http(), repo.clone());
+    let report = feedback(&gh, number).await?;
+    let iteration = reopen_with(&dir, &report, number)?;
+    eprintln!(
+        "{} finding(s) from pull request #{number}: iteration {iteration} addresses them",
+        report.issues.len()
+    );
+    let code = super::drive::drive(&engine, &dir, &args.output).await?;
+    tell_github_actions(&dir);
+    if code != 0 {
+        return Ok(code);
+    }
+    publish_and_say(&engine, &dir, Some(&repo), &args.remote, args.output.json).await
+}

@@ -20,7 +20,7 @@ pub use execution::{
     WorkflowExecution, Workspace, parse_public_artifact_id, public_artifact_id, run_key,
 };
 pub use load::{Problem, SpecError};
-pub use reports::{CheckResult, ReviewReport, Task, TaskList, VerificationReport};
+pub use reports::{CheckResult, ReviewIssue, ReviewReport, Task, TaskList, VerificationReport};
 pub use template::{
     ArtifactType, ExtraParams, FailureBehavior, IterationBehavior, PhaseRole, PhaseStatus,
     ProviderConfig, ProviderType, SandboxMode, TriggerMode, WorkflowPhase, WorkflowStatus,

@@ -195,6 +195,12 @@ impl<'a> GitHub<'a> {
         }
     }
 
+    /// GETs `path` of the repository (`what` names it in errors).
+    pub async fn get(&self, path: &str, what: &str) -> Result<Value, GitHubError> {
+        self.call(reqwest::Method::GET, path, None, what, "read pull requests")
+            .await
+    }
+
     /// Issue `number` as a task: its title, body and comments.
     pub async fn issue_task(&self, number: u64) -> Result<String, GitHubError> {
         let what = format!("issue #{number}");

@@ -3,6 +3,7 @@
 //! without a command per run: `pool` (runners at most N at a time, for `reconcile` and
 //! `watch`), `inbox` (task files), `glob` (trigger paths) and `watch` (the loop).
 
+pub mod address;
 pub mod fetch;
 pub mod github;
 pub mod glob;

@@ -134,6 +134,15 @@ async fn answer(
             )
                 .into_response()
         }
+        ("GET", ["repos", _, _, "pulls", "7", "comments"]) => ok(json!([
+            {"path": "greet.sh", "line": 2, "user": {"login": "ada"}, "body": "Please handle the empty name here."},
+            {"path": "greet.sh", "line": 3, "user": {"login": "bob"}, "body": "Use printf instead of echo."}])),
+        ("GET", ["repos", _, _, "pulls", "7"]) => {
+            ok(json!({"number": 7, "head": {"sha": "abc123"}}))
+        }
+        ("GET", ["repos", _, _, "commits", "abc123", "check-runs"]) => ok(json!({"check_runs": [
+            {"name": "ci/test", "conclusion": "failure", "output": {"title": "1 test failed", "summary": "test_empty_name failed"}},
+            {"name": "lint", "conclusion": "success", "output": {"title": "ok", "summary": ""}}]})),
         ("GET", ["repos", o, r, "pulls"]) => ok(json!([{"number": 5,
             "html_url": format!("https://github.example/{o}/{r}/pull/5")}])),
         ("PATCH", ["repos", _, _, "pulls", _]) => ok(json!({})),

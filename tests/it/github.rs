@@ -43,9 +43,35 @@ fn issue_run(p: &Project, gh: &FakeGitHub) -> std::process::Command {
     cmd
 }
 
+/// The pipeline's replies, and an implementer that answers a pull request's feedback with a
+/// small edit of its own.
+fn rules_with_feedback() -> Vec<crate::fake_llm::Rule> {
+    use crate::fake_llm::{Reply, Rule};
+    let feedback = Some("Please handle the empty name here.".to_owned());
+    let mut rules = vec![
+        Rule {
+            contains: feedback.clone(),
+            ..Rule::new(
+                "implementer",
+                Some(0),
+                Reply::tool(
+                    "edit_file",
+                    serde_json::json!({"path": "README.md", "search": "demo", "replace": "demo (empty names handled)"}),
+                ),
+            )
+        },
+        Rule {
+            contains: feedback,
+            ..Rule::new("implementer", None, Reply::text("Done. /complete"))
+        },
+    ];
+    rules.extend(two_iteration_rules(std::time::Duration::ZERO));
+    rules
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
-    let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
+    let (server, _h) = FakeLlm::start(rules_with_feedback()).await;
     let gh = FakeGitHub::start().await;
     let p = project(&server.url());
     p.write("pipeline.yaml", &pipeline_template(&server.url(), ""));
@@ -172,6 +198,42 @@ async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
     let resumed = run(on_desk(&["resume", &id[..8], "--no-realtime"])).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(git(&second, &["branch", "--list", &branch]).contains(&branch));
+
+    // The pull request's feedback fed back: two review comments and one failed check become
+    // the next iteration, whose implementer reads them; the result goes to the same branch.
+    let implementer_calls = server.calls("implementer").len();
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "address", &id[..8], "--no-realtime"])
+        .env("GITHUB_API_URL", gh.url())
+        .env("GITHUB_TOKEN", TOKEN);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("3 finding(s) from pull request #7"),
+        "{}",
+        out.stderr
+    );
+    let prompt = server.calls("implementer")[implementer_calls]
+        .body
+        .to_string();
+    for needed in [
+        "Please handle the empty name here.",
+        "Use printf instead of echo.",
+        "check `ci/test` failed: 1 test failed",
+    ] {
+        assert!(
+            prompt.contains(needed),
+            "{needed} missing from the implementer's prompt"
+        );
+    }
+    assert_eq!(p.state()["iteration"], 3);
+    assert_eq!(p.state()["status"], "completed");
+    let local = git(&p.path(), &["rev-parse", &branch]);
+    let pushed = git(&remote, &["rev-parse", &branch]);
+    assert_eq!(local, pushed, "the same branch carries the new iteration");
+    assert!(
+        git(&p.path(), &["show", &format!("{branch}:README.md")]).contains("empty names handled")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
