@@ -41,6 +41,10 @@ const BUILT_IN: [(&str, &str); 7] = [
     ),
 ];
 
+/// Artifact names besides the types': `code_diff_full`, the whole change since the start (a
+/// reviewer's `code_diff` is, from iteration 2, only what changed since its last review).
+pub const EXTRA_ARTIFACTS: [&str; 1] = ["code_diff_full"];
+
 /// Variables every prompt may use, besides `artifact:<type>`.
 pub const VARIABLES: [&str; 11] = [
     "project_path",
@@ -150,7 +154,9 @@ impl PromptLibrary {
             .undeclared_variables(true)
             .into_iter()
             .filter(|v| match v.strip_prefix("artifacts.") {
-                Some(kind) => ArtifactType::from_name(kind).is_none(),
+                Some(kind) => {
+                    ArtifactType::from_name(kind).is_none() && !EXTRA_ARTIFACTS.contains(&kind)
+                }
                 None => v != "artifacts" && !VARIABLES.contains(&v.as_str()),
             })
             .map(|v| v.replacen("artifacts.", "artifact:", 1))

@@ -51,6 +51,54 @@ pub struct Prepared {
     pub fingerprint: String,
 }
 
+/// What a reviewer of `iteration` reads as `code_diff`: the implementer's change since the
+/// code reviewed in the previous iteration, and the findings of that review — not the whole
+/// diff again. `None` (the whole diff stays) when either commit is unknown.
+fn since_last_review(
+    request: &ExecutionRequest,
+    state: &WorkflowExecution,
+    dir: &ExecutionDir,
+    iteration: u32,
+) -> Option<String> {
+    let tip = |it: u32| {
+        state
+            .phase_executions
+            .iter()
+            .filter(|r| r.iteration == it && r.phase_role == PhaseRole::Implementer)
+            .find_map(|r| r.commit.clone())
+    };
+    let (before, now) = (tip(iteration - 1)?, tip(iteration)?);
+    let repo = crate::git::ProjectRepo::open(std::path::Path::new(&request.project_path))?;
+    let diff = repo.diff_commits(&before, &now).ok()?;
+    let mut text = format!(
+        "### Changes since the review of iteration {} (the whole change since the start is artifact:code_diff_full)\n{}",
+        iteration - 1,
+        if diff.trim().is_empty() {
+            "(no change)\n"
+        } else {
+            diff.as_str()
+        }
+    );
+    let history = super::findings::track(dir, state, &request.template.convergence);
+    if let Some(last) = history.iter().find(|h| h.iteration == iteration - 1) {
+        text.push_str(&format!(
+            "\n### Findings of iteration {} to check again\n",
+            iteration - 1
+        ));
+        for f in &last.findings {
+            let file = f
+                .file
+                .as_deref()
+                .map_or(String::new(), |p| format!(" {p}:"));
+            text.push_str(&format!(
+                "- {} [{}]{file} {}\n",
+                f.id, f.severity, f.description
+            ));
+        }
+    }
+    Some(text)
+}
+
 /// Renders the prompts of `phase` in `iteration` and fingerprints it.
 pub fn prepare(
     request: &ExecutionRequest,
@@ -95,6 +143,16 @@ pub fn prepare(
             inputs.push(a.id.clone());
         }
         artifacts.insert(kind.as_str(), text);
+    }
+    if phase.role.is_reviewer()
+        && iteration > 1
+        && let Some(since) = since_last_review(request, state, dir, iteration)
+    {
+        let full = artifacts
+            .remove(ArtifactType::CodeDiff.as_str())
+            .unwrap_or_default();
+        artifacts.insert("code_diff_full", full);
+        artifacts.insert(ArtifactType::CodeDiff.as_str(), since);
     }
     let command = |n: &str| {
         checks

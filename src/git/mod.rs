@@ -328,6 +328,18 @@ impl ProjectRepo {
         }
     }
 
+    /// The diff from commit `from` to commit `to` (one iteration's implementer to the next).
+    pub fn diff_commits(&self, from: &str, to: &str) -> Result<String, GitError> {
+        let a = self.commit_tree(from)?;
+        let b = self.commit_tree(to)?;
+        patch_text(
+            &self
+                .repo
+                .diff_tree_to_tree(Some(&a), Some(&b), None)
+                .ctx("diff")?,
+        )
+    }
+
     /// The tree of commit `id` (a base commit recorded in `state.json`).
     fn commit_tree(&self, id: &str) -> Result<git2::Tree<'_>, GitError> {
         self.repo

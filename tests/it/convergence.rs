@@ -171,3 +171,50 @@ async fn a_passing_verifier_with_only_minor_findings_converges() {
         "no second iteration"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn from_iteration_2_reviewers_read_what_changed_since_their_review() {
+    // Iteration 1 changes a lot; iteration 2 a little. The reviewer of iteration 2 reads only
+    // the little, with the findings it had, and the request is smaller.
+    let big: String = (0..300)
+        .map(|n| format!("line {n} of a long change\n"))
+        .collect();
+    let mut rules = vec![
+        Rule::new(
+            "implementer",
+            Some(0),
+            Reply::tool(
+                "edit_file",
+                serde_json::json!({"path": "README.md", "search": "demo", "replace": big}),
+            ),
+        )
+        .times(1),
+    ];
+    rules.extend(two_iteration_rules(std::time::Duration::ZERO));
+    let ((code, stdout, stderr), _p, server) = run_json_in(rules, 3, true).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let reviews = server.calls("reviewer-a");
+    assert_eq!(reviews.len(), 2, "one review per iteration");
+    let (first, second) = (reviews[0].body.to_string(), reviews[1].body.to_string());
+    assert!(first.contains("line 299 of a long change"));
+    assert!(
+        !second.contains("line 299 of a long change"),
+        "the whole diff again"
+    );
+    assert!(
+        second.contains("Changes since the review of iteration 1"),
+        "{second}"
+    );
+    assert!(second.contains("F1 [major]"), "its open finding: {second}");
+    assert!(
+        second.len() < first.len(),
+        "iteration 2's request ({} bytes) is smaller than iteration 1's ({} bytes)",
+        second.len(),
+        first.len()
+    );
+    eprintln!(
+        "review request bytes: iteration 1 {}, iteration 2 {}",
+        first.len(),
+        second.len()
+    );
+}

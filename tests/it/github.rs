@@ -64,6 +64,17 @@ fn rules_with_feedback() -> Vec<crate::fake_llm::Rule> {
             contains: feedback,
             ..Rule::new("implementer", None, Reply::text("Done. /complete"))
         },
+        // The reviewer of that iteration reads only its change, and approves it.
+        Rule {
+            contains: Some("empty names handled".to_owned()),
+            ..Rule::new(
+                "reviewer-a",
+                None,
+                Reply::text(
+                    "```json\n{\"approved\": true, \"summary\": \"handled\", \"issues\": []}\n```\n/review-complete",
+                ),
+            )
+        },
     ];
     rules.extend(two_iteration_rules(std::time::Duration::ZERO));
     rules
