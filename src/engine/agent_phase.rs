@@ -32,6 +32,14 @@ pub(super) async fn cli_answer(
         format!("{}\n\n{}", job.prompt, retries.join("\n\n"))
     };
     let kind = config.provider_type.as_str();
+    // A CLI found at its usage limit by any runner is not started again for a while.
+    let home = env.keys.home();
+    if let Some(message) = crate::providers::exhausted::cli_marked(home, kind) {
+        return Err(Failure::Provider(ProviderError::QuotaExhausted {
+            status: 0,
+            message: format!("{kind} reached its usage limit earlier: {message}"),
+        }));
+    }
     let sandbox = sandbox
         .ok_or_else(|| Failure::Answer("internal: an agent CLI phase without a sandbox".into()))?;
     let http = env.http.raw().map_err(|e| Failure::Answer(e.to_string()))?;
@@ -86,7 +94,13 @@ pub(super) async fn cli_answer(
             needed: s.needed,
         }),
         CliError::Failed(message) => {
-            Failure::Provider(ProviderError::AgentCli { cli: kind, message })
+            let e = ProviderError::AgentCli { cli: kind, message };
+            if e.is_quota_exhausted()
+                && let ProviderError::AgentCli { message, .. } = &e
+            {
+                crate::providers::exhausted::mark_cli(home, kind, message);
+            }
+            Failure::Provider(e)
         }
     })?;
     Ok(result.text)

@@ -32,6 +32,33 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The message of a live mark, if any.
+fn read_mark(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let until = v["until"].as_u64()?;
+    (until > now()).then(|| v["message"].as_str().unwrap_or("").to_owned())
+}
+
+fn write_mark(path: &std::path::Path, message: &str) {
+    let body = serde_json::json!({"until": now() + COOL_DOWN.as_secs(), "message": message});
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = crate::store::write_replace(path, body.to_string().as_bytes());
+}
+
+/// An agent CLI (its own account, not a key of ours) found at its usage limit: the message,
+/// while the mark lasts.
+pub fn cli_marked(home: &Home, cli: &str) -> Option<String> {
+    read_mark(&mark_path(home, cli, None, "agent-cli"))
+}
+
+/// Marks an agent CLI as at its usage limit for the cool-down.
+pub fn mark_cli(home: &Home, cli: &str, message: &str) {
+    write_mark(&mark_path(home, cli, None, "agent-cli"), message);
+}
+
 /// A chat provider whose key is checked against the marks before each call, and marked when
 /// the call says its quota is gone.
 pub struct QuotaGuard {
@@ -54,20 +81,12 @@ impl QuotaGuard {
         }
     }
 
-    /// The message of a live mark on this key, if any.
     fn marked(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.mark).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let until = v["until"].as_u64()?;
-        (until > now()).then(|| v["message"].as_str().unwrap_or("").to_owned())
+        read_mark(&self.mark)
     }
 
     fn set_mark(&self, message: &str) {
-        let body = serde_json::json!({"until": now() + COOL_DOWN.as_secs(), "message": message});
-        if let Some(dir) = self.mark.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = crate::store::write_replace(&self.mark, body.to_string().as_bytes());
+        write_mark(&self.mark, message);
     }
 
     async fn call(

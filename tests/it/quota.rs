@@ -79,3 +79,55 @@ async fn insufficient_quota_goes_to_the_fallback_at_once_and_marks_the_key() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cli_out_of_quota_falls_back_at_once_and_is_skipped_next_time() {
+    use crate::agent_clis::{implementer_template, provider};
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new("claude-fake", None, Reply::quota()),
+        Rule::after_tool_results(
+            "backup",
+            0,
+            Reply::tool(
+                "write_file",
+                serde_json::json!({"path": "made.txt", "content": "backup\n"}),
+            ),
+        ),
+        Rule::new("backup", None, Reply::text("/complete")),
+    ])
+    .await;
+    let fallback = format!(
+        "      fallback_provider: {{provider_type: openai_compatible, model_name: backup, api_url: \"{}\"}}\n",
+        server.url()
+    );
+    let block = provider(
+        "claude_code",
+        "claude-fake",
+        &format!("http://{}", server.addr),
+        "claude",
+    ) + &fallback;
+    let template = implementer_template(&block, "");
+    let out = p.run_template(&template, &["--in-place", "--json"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let cli_calls = server.calls("claude-fake").len();
+    assert!(cli_calls >= 1);
+    assert!(
+        out.stdout.contains("\"workflow:provider_exhausted\""),
+        "{}",
+        out.stdout
+    );
+    // The next run does not start the CLI again: its usage limit is remembered.
+    let out = p.run_template(&template, &["--in-place", "--json"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        server.calls("claude-fake").len(),
+        cli_calls,
+        "the CLI was not started again"
+    );
+    assert!(
+        out.stdout.contains("reached its usage limit earlier"),
+        "{}",
+        out.stdout
+    );
+}
