@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 
-use super::args::OutputArgs;
 use super::output::{choose, print_events};
+use super::output_args::OutputArgs;
 use super::status_code;
 use autowrkers::engine::{Engine, EventBus, detached_runner, short};
 use autowrkers::spec::WorkflowStatus;

@@ -10,6 +10,7 @@ mod drive;
 mod init;
 mod live;
 mod output;
+mod output_args;
 mod provider;
 mod publish;
 mod reconcile;

@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use owo_colors::OwoColorize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::args::{ColorChoice, OutputArgs};
+use super::output_args::{ColorChoice, OutputArgs};
 use autowrkers::engine::{Event, EventKind};
 use autowrkers::spec::PhaseStatus;
 

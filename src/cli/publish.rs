@@ -182,7 +182,7 @@ pub struct AddressArgs {
     pub remote: String,
     /// Output.
     #[command(flatten)]
-    pub output: super::args::OutputArgs,
+    pub output: super::output_args::OutputArgs,
 }
 
 /// Runs `workflow address`: the pull request's review comments and failed checks become one

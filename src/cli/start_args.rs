@@ -6,7 +6,8 @@ use clap::Args;
 
 use autowrkers::spec::SandboxMode;
 
-use super::args::{OutputArgs, parse_sandbox};
+use super::args::parse_sandbox;
+use super::output_args::OutputArgs;
 
 /// `run` / `workflow start`.
 #[derive(Debug, Clone, Args)]

@@ -349,7 +349,7 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
     })?;
     watcher.watch(dir.root(), notify::RecursiveMode::NonRecursive)?;
     let color = super::output::use_color(
-        super::args::ColorChoice::Auto,
+        super::output_args::ColorChoice::Auto,
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     );
     loop {
