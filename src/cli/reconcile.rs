@@ -11,7 +11,7 @@ use serde_json::json;
 use autowrkers::engine::{Engine, Need, short};
 use autowrkers::spec::WorkflowStatus;
 use autowrkers::store::{self, ExecutionDir, Home};
-use autowrkers::triggers::pool::RunnerPool;
+use autowrkers::triggers::pool::{Endings, RunnerPool};
 
 /// `reconcile`.
 #[derive(Debug, Clone, Args)]
@@ -80,6 +80,34 @@ fn say(json: bool, id: &str, what: &str, detail: &str) {
     }
 }
 
+/// Waits until every execution of `dirs` is held by its runner or its runner has ended; woken
+/// by the runners' lock files changing (and their ends), with a bound in case neither comes.
+async fn until_started(dirs: &[ExecutionDir], endings: &mut Endings) {
+    use notify::Watcher;
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let Ok(mut watcher) = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    }) else {
+        return;
+    };
+    for d in dirs {
+        let _ = watcher.watch(d.root(), notify::RecursiveMode::NonRecursive);
+    }
+    let mut ended = std::collections::HashSet::new();
+    let bound = tokio::time::sleep(std::time::Duration::from_secs(30));
+    tokio::pin!(bound);
+    while !dirs
+        .iter()
+        .all(|d| ended.contains(&d.id()) || store::runner_alive(d))
+    {
+        tokio::select! {
+            _ = changed.recv() => {}
+            Some((dir, _)) = endings.next() => { ended.insert(dir.id()); }
+            () = &mut bound => return,
+        }
+    }
+}
+
 /// Runs the command.
 pub async fn run(args: ReconcileArgs, home: Home) -> Result<u8> {
     let project = args
@@ -122,6 +150,10 @@ pub async fn run(args: ReconcileArgs, home: Home) -> Result<u8> {
         say(args.json, &p.dir.id(), "start", &p.need.describe());
     }
     if args.detach {
+        // Returned once each runner holds its execution (or has ended), so a command run next
+        // (`workflow logs --follow`, `workflow status`) sees it running, not interrupted.
+        let dirs: Vec<ExecutionDir> = planned.iter().map(|p| p.dir.clone()).collect();
+        until_started(&dirs, &mut endings).await;
         return Ok(u8::from(failed));
     }
     while let Some(done) = pool.next_finished(&mut endings).await {

@@ -53,11 +53,17 @@ impl ExecutionLock {
         Ok(Self { _file: file })
     }
 
-    /// True when some live process holds the lock at `path`.
+    /// True when some live process holds the lock at `path`. Asked of the kernel's lock table
+    /// (`/proc/locks`), not by taking the lock for an instant: such a probe could make a
+    /// runner that starts at that very moment find its execution taken. Without
+    /// `/proc/locks`, the probe it is.
     pub fn is_held(path: &Path) -> bool {
-        let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
+        let Ok(file) = OpenOptions::new().read(true).open(path) else {
             return false;
         };
+        if std::path::Path::new("/proc/locks").exists() {
+            return lock_holder_pid(&file).is_some();
+        }
         matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
     }
 }
