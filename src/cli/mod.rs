@@ -55,6 +55,7 @@ fn error_code(err: &anyhow::Error) -> u8 {
     if let Some(e) = err.downcast_ref::<EngineError>() {
         return match e {
             EngineError::Spec(_)
+            | EngineError::Template(_)
             | EngineError::Prompt(_)
             | EngineError::Prompts(_)
             | EngineError::NotReady(_)

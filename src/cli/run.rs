@@ -11,7 +11,6 @@ use autowrkers::engine::{
 };
 use autowrkers::spec::TriggerMode;
 use autowrkers::store::{self, Home};
-use autowrkers::templates;
 
 /// What to tell a user whose providers are not set up.
 const SETUP_HINT: &str = "\
@@ -58,28 +57,12 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
             autowrkers::triggers::ANALYZE_TASK.to_owned(),
         ),
     };
-    let found = templates::resolve(
-        args.template.as_deref(),
-        &project,
-        &home,
-        engine.configured_default(&project)?.as_deref(),
-    )?;
+    let found = engine.resolve_template(args.template.as_deref(), &project)?;
     if args.dry_run {
         return dry_run(&engine, &found.template, &project, &task);
     }
-    if args.analyze {
-        return match super::scan::run(&engine, &args, &project, found).await {
-            Err(e)
-                if e.downcast_ref::<EngineError>()
-                    .is_some_and(|e| matches!(e, EngineError::NotReady(_))) =>
-            {
-                eprintln!("error: {e}\n{SETUP_HINT}");
-                Ok(2)
-            }
-            other => other,
-        };
-    }
-    if let Err(e) = engine.preflight(&found.template, &project) {
+    // Nothing is created, and no money spent, for a run that cannot start or cannot pass.
+    if let Err(e) = engine.check_startable(&found.template, &project, args.no_verify) {
         if let EngineError::NotReady(lines) = &e {
             let about_keys = lines.iter().any(|u| u.needs_setup());
             let hint = if about_keys { SETUP_HINT } else { "" };
@@ -97,23 +80,8 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         }
         return Err(e.into());
     }
-    // No money on a run that cannot pass: a verifier with nothing to run always fails.
-    let verifies = found
-        .template
-        .phases
-        .iter()
-        .any(|p| p.role == autowrkers::spec::PhaseRole::Verifier);
-    if verifies
-        && !args.no_verify
-        && autowrkers::verify::resolve(config.verify.as_ref(), &project)
-            .commands
-            .is_empty()
-    {
-        eprintln!(
-            "error: the template verifies, but {} has no verification commands: set `verify:` (lint, test, build) in .autowrkers/config.yaml, or pass --no-verify to run without verification",
-            project.display()
-        );
-        return Ok(2);
+    if args.analyze {
+        return super::scan::run(&engine, &args, &project, found).await;
     }
     if !args.include_uncommitted
         && !args.in_place

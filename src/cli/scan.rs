@@ -143,8 +143,8 @@ fn task_text(t: &Task) -> String {
 
 /// Runs the scan, then the chosen tasks. The exit code is the worst of the runs.
 pub async fn run(engine: &Engine, args: &StartArgs, project: &Path, found: Found) -> Result<u8> {
+    // The caller checked the whole template can start here; the scan runs its analyzer.
     let scan = scan_template(&found.template)?;
-    engine.preflight(&scan, project)?;
     let config = engine.project_config(project)?;
     let budget = args.budget.or(config.budget_limit);
     let options = |task: String, template: WorkflowTemplate, budget: Option<f64>| StartOptions {

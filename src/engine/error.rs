@@ -18,6 +18,9 @@ pub enum EngineError {
     /// A YAML file is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// No template has that name, or its file is invalid.
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
     /// A prompt is missing or invalid.
     #[error(transparent)]
     Prompt(#[from] PromptError),

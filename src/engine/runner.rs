@@ -102,6 +102,52 @@ impl Engine {
         }
     }
 
+    /// The template `wanted` names (id, name or file) for `project`, else the one configured
+    /// as its default, else the built-in pipeline.
+    pub fn resolve_template(
+        &self,
+        wanted: Option<&str>,
+        project: &Path,
+    ) -> Result<crate::templates::Found, EngineError> {
+        let configured = self.configured_default(project)?;
+        Ok(crate::templates::resolve(
+            wanted,
+            project,
+            &self.home,
+            configured.as_deref(),
+        )?)
+    }
+
+    /// What must hold before an execution of `template` is created in `project`, whoever
+    /// starts it (`run`, `serve`, `watch`): the [`preflight`](Self::preflight), and a template
+    /// that verifies has verification commands to run (unless `no_verify`), since a verifier
+    /// with nothing to run always fails and the money before it would be lost.
+    pub fn check_startable(
+        &self,
+        template: &WorkflowTemplate,
+        project: &Path,
+        no_verify: bool,
+    ) -> Result<(), EngineError> {
+        self.preflight(template, project)?;
+        let verifies = template
+            .phases
+            .iter()
+            .any(|p| p.role == spec::PhaseRole::Verifier);
+        let config = self.project_config(project)?;
+        if verifies
+            && !no_verify
+            && verify::resolve(config.verify.as_ref(), project)
+                .commands
+                .is_empty()
+        {
+            return Err(EngineError::Project(format!(
+                "the template verifies, but {} has no verification commands: set `verify:` (lint, test, build) in .autowrkers/config.yaml, or pass --no-verify to run without verification",
+                project.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads `~/.autowrkers/config.yaml` (empty when absent).
     pub fn global_config(&self) -> Result<ProjectConfig, EngineError> {
         read_config(&self.home.config())

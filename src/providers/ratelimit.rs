@@ -128,6 +128,11 @@ impl RateLimits {
     /// Takes one request of the account's window, waiting for the window to reset when none
     /// is left.
     pub async fn acquire(&self, account: &Path) {
+        // Nothing learnt of this account yet (most local servers send no limits): no file,
+        // no lock, no wait.
+        if !account.exists() {
+            return;
+        }
         loop {
             let wait = {
                 let Ok(mut file) = Locked::open(account) else {

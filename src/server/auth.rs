@@ -4,9 +4,6 @@
 //! state-changing request sent by a page of another origin is refused (CSWSH, CSRF), and so is
 //! a `Host` the server was not bound as (DNS rebinding). No CORS header is ever sent.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -16,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::store::{Home, StoreError};
+use crate::store::{self, Home, StoreError};
 
 /// The cookie the first page load with `?token=` sets, so a reload needs no token in the URL.
 pub const COOKIE: &str = "autowrkers_token";
@@ -36,24 +33,8 @@ pub fn token(home: &Home, fresh: bool) -> Result<String, StoreError> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    write_private(&file, &token).map_err(|e| StoreError::io(&file, e))?;
+    store::write_private(&file, token.as_bytes()).map_err(|e| StoreError::io(&file, e))?;
     Ok(token)
-}
-
-fn write_private(file: &Path, token: &str) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension("token.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file)
 }
 
 /// Compares in time independent of where the strings first differ.
@@ -62,7 +43,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// The value of `name` in the request's query string, if any (tokens are URL-safe as made).
-pub fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
         .split('&')
         .filter_map(|kv| kv.split_once('='))

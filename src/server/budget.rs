@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::budget::report::{self, Scope};
-use crate::templates;
 
 /// The routes of this module.
 pub fn routes() -> axum::Router<Arc<AppState>> {
@@ -56,7 +55,10 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let row = match scope(&s)? {
         Scope::Execution => report::execution_status(&state.home, &state.find(&id)?)?,
-        Scope::Global => report::status(&state.home, None)?.remove(0),
+        Scope::Global => report::status(&state.home, None)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no global row"))?,
         Scope::Project => {
             let project = state.project(Some(&id))?;
             report::status(&state.home, Some(&project))?
@@ -127,12 +129,7 @@ async fn estimate(
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(q.project.as_deref())?;
     let engine = &state.engine;
-    let found = templates::resolve(
-        q.template.as_deref(),
-        &project,
-        &state.home,
-        engine.configured_default(&project)?.as_deref(),
-    )?;
+    let found = engine.resolve_template(q.template.as_deref(), &project)?;
     let estimates = engine.estimate(&found.template, Path::new(&project), &q.task)?;
     let mut total = 0.0;
     let mut unknown = Vec::new();

@@ -118,6 +118,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Store(s) => s.into(),
             EngineError::Spec(s) => s.into(),
+            EngineError::Template(t) => t.into(),
             EngineError::NotReady(_) | EngineError::Prompts(_) | EngineError::Project(_) => {
                 Self::invalid(e.to_string())
             }

@@ -18,7 +18,6 @@ use super::{AppState, reap};
 use crate::engine::{Control, StartOptions, detached_runner, request, request_skip};
 use crate::spec::{PhaseRole, PhaseStatus, TriggerMode, WorkflowExecution, WorkflowStatus};
 use crate::store::{self, ExecutionDir, ExecutionSummary};
-use crate::templates;
 
 /// The routes of this module.
 pub fn routes() -> axum::Router<Arc<AppState>> {
@@ -246,28 +245,8 @@ async fn start(
     let project = state.project(Some(&body.project_path))?;
     let engine = &state.engine;
     let config = engine.project_config(&project)?;
-    let found = templates::resolve(
-        body.template_id.as_deref(),
-        &project,
-        &state.home,
-        engine.configured_default(&project)?.as_deref(),
-    )?;
-    engine.preflight(&found.template, &project)?;
-    let verifies = found
-        .template
-        .phases
-        .iter()
-        .any(|p| p.role == PhaseRole::Verifier);
-    if verifies
-        && crate::verify::resolve(config.verify.as_ref(), &project)
-            .commands
-            .is_empty()
-    {
-        return Err(ApiError::invalid(format!(
-            "the template verifies, but {} has no verification commands: set `verify:` in .autowrkers/config.yaml",
-            project.display()
-        )));
-    }
+    let found = engine.resolve_template(body.template_id.as_deref(), &project)?;
+    engine.check_startable(&found.template, &project, false)?;
     let dir = engine.create(StartOptions {
         trigger: TriggerMode::ManualTask,
         project,

@@ -8,7 +8,13 @@ use std::path::Path;
 /// crash or a power cut the file is its old or its new content, and the new one once this
 /// returns. For the user's files and each state transition of an execution.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    replace(path, bytes, true)
+    replace(path, bytes, true, 0o666)
+}
+
+/// [`write_atomic`] for a file only its owner may read (mode 0600 from its first byte): the
+/// key store, the server's token.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true, 0o600)
 }
 
 /// Writes `bytes` to `path` through a temp file and rename, without waiting for the disk: a
@@ -16,23 +22,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// durable write (the state that records it) follows at once: artifacts, the state of a
 /// phase just started.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    replace(path, bytes, false)
+    replace(path, bytes, false, 0o666)
 }
 
-fn replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let created = File::create(&tmp).or_else(|e| {
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+    };
+    let created = create().or_else(|e| {
         // The folder is made on first use only: one failed open is cheaper than a mkdir each time.
         if e.kind() != std::io::ErrorKind::NotFound {
             return Err(e);
         }
         fs::create_dir_all(dir)?;
-        File::create(&tmp)
+        create()
     });
     {
         let mut file = created?;

@@ -12,7 +12,8 @@ mod stamp;
 mod tail;
 
 pub use atomic::{
-    append_line, clean_temp_files, crash_point, write_atomic, write_line, write_replace,
+    append_line, clean_temp_files, crash_point, write_atomic, write_line, write_private,
+    write_replace,
 };
 pub use catalog::{Catalog, DAMAGED, note_changed, summarize};
 pub use execution_dir::ExecutionDir;

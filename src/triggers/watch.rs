@@ -400,36 +400,27 @@ impl<'a, E: FnMut(&WatchEvent)> Watch<'a, E> {
         task: String,
         budget: Option<f64>,
         interactive: bool,
-    ) -> Result<ExecutionDir, String> {
+    ) -> Result<ExecutionDir, WatchError> {
         let root = self.projects[i].root.clone();
         let engine = self.engine;
-        let configured = engine
-            .configured_default(&root)
-            .map_err(|e| e.to_string())?;
-        let found =
-            crate::templates::resolve(template, &root, engine.home(), configured.as_deref())
-                .map_err(|e| e.to_string())?;
-        engine
-            .preflight(&found.template, &root)
-            .map_err(|e| e.to_string())?;
-        let config = engine.project_config(&root).map_err(|e| e.to_string())?;
-        let dir = engine
-            .create(StartOptions {
-                trigger: TriggerMode::ManualTask,
-                project: root,
-                task,
-                template: found.template,
-                template_source: found.source,
-                budget: budget.or(config.budget_limit),
-                in_place: false,
-                sandbox: None,
-                include_uncommitted: false,
-                no_verify: false,
-                interactive,
-                github: None,
-            })
-            .map_err(|e| e.to_string())?;
-        self.pool.submit(dir.clone()).map_err(|e| e.to_string())?;
+        let found = engine.resolve_template(template, &root)?;
+        engine.check_startable(&found.template, &root, false)?;
+        let config = engine.project_config(&root)?;
+        let dir = engine.create(StartOptions {
+            trigger: TriggerMode::ManualTask,
+            project: root,
+            task,
+            template: found.template,
+            template_source: found.source,
+            budget: budget.or(config.budget_limit),
+            in_place: false,
+            sandbox: None,
+            include_uncommitted: false,
+            no_verify: false,
+            interactive,
+            github: None,
+        })?;
+        self.pool.submit(dir.clone())?;
         Ok(dir)
     }
 

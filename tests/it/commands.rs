@@ -59,9 +59,7 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
         .expect("implementer called")
         .expect("model");
     let id = p.state()["id"].as_str().expect("id").to_owned();
-    let mut cmd = p.cmd();
-    cmd.args(["workflow", "pause", &id[..8]]);
-    assert_eq!(run(cmd).await.code, 0);
+    assert_eq!(p.cli(&["workflow", "pause", &id[..8]]).await.code, 0);
     server.release_holds();
     let code = tokio::task::spawn_blocking(move || {
         let mut c = child;
@@ -72,17 +70,17 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
     assert_eq!(code, Some(4), "paused after the implementer");
 
     // View and export.
-    let mut cmd = p.cmd();
-    cmd.args([
-        "workflow",
-        "artifact",
-        "view",
-        &id[..8],
-        "phase-analysis",
-        "--color",
-        "never",
-    ]);
-    let view = run(cmd).await;
+    let view = p
+        .cli(&[
+            "workflow",
+            "artifact",
+            "view",
+            &id[..8],
+            "phase-analysis",
+            "--color",
+            "never",
+        ])
+        .await;
     assert!(
         view.stdout.contains("\"summary\": \"add --verbose\""),
         "{}",
@@ -194,27 +192,26 @@ async fn artifact_edit_refuses_invalid_json_and_reruns_exactly_the_readers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn template_management_round_trip() {
     let p = Project::git(&[("a.txt", "a\n")]);
-    let mut cmd = p.cmd();
-    cmd.args(["template", "create", "--name", "My Pipeline"]);
-    let out = run(cmd).await;
+    let out = p
+        .cli(&["template", "create", "--name", "My Pipeline"])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let file = p.path().join(".autowrkers/templates/my-pipeline.yaml");
     assert!(file.is_file());
-    let mut cmd = p.cmd();
-    cmd.args(["template", "list", "--project"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["template", "list", "--project"]).await;
     assert!(
         out.stdout.contains("my-pipeline") && !out.stdout.contains("built-in"),
         "{}",
         out.stdout
     );
 
-    let mut cmd = p.cmd();
-    cmd.args(["template", "set-default", "my-pipeline"]);
-    assert_eq!(run(cmd).await.code, 0);
-    let mut cmd = p.cmd();
-    cmd.args(["template", "list"]);
-    let out = run(cmd).await;
+    assert_eq!(
+        p.cli(&["template", "set-default", "my-pipeline"])
+            .await
+            .code,
+        0
+    );
+    let out = p.cli(&["template", "list"]).await;
     let row = out
         .stdout
         .lines()
@@ -263,13 +260,9 @@ async fn template_management_round_trip() {
             .contains("My Pipeline")
     );
 
-    let mut cmd = p.cmd();
-    cmd.args(["template", "delete", "my-pipeline"]);
-    assert_eq!(run(cmd).await.code, 0);
+    assert_eq!(p.cli(&["template", "delete", "my-pipeline"]).await.code, 0);
     assert!(!file.exists());
-    let mut cmd = p.cmd();
-    cmd.args(["template", "delete", "default_pipeline"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["template", "delete", "default_pipeline"]).await;
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("built in"), "{}", out.stderr);
 }
@@ -369,9 +362,7 @@ async fn logs_follow_reattaches_until_the_run_ends() {
 async fn completions_and_help_texts() {
     let p = Project::plain(&[]);
     for shell in ["bash", "zsh", "fish"] {
-        let mut cmd = p.cmd();
-        cmd.args(["completions", shell]);
-        let out = run(cmd).await;
+        let out = p.cli(&["completions", shell]).await;
         assert_eq!(out.code, 0);
         assert!(
             out.stdout.contains("autowrkers") && out.stdout.contains("skip-phase"),
@@ -386,9 +377,7 @@ async fn completions_and_help_texts() {
         "{}",
         out.stdout
     );
-    let mut cmd = p.cmd();
-    cmd.args(["wf", "--help"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["wf", "--help"]).await;
     assert!(
         out.stdout.contains("skip-phase") && out.stdout.contains("artifact"),
         "{}",
@@ -429,16 +418,19 @@ async fn start_from_a_github_issue_or_a_project_name() {
     );
 
     // A run makes the project known by name.
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "known",
-        "--template",
-        "pipeline.yaml",
-        "--no-realtime",
-    ]);
-    assert_eq!(run(cmd).await.code, 0);
+    assert_eq!(
+        p.cli(&[
+            "run",
+            "--task",
+            "known",
+            "--template",
+            "pipeline.yaml",
+            "--no-realtime",
+        ])
+        .await
+        .code,
+        0
+    );
     let name = p
         .path()
         .file_name()

@@ -63,16 +63,16 @@ async fn run_json_in(
     if verify_passes {
         p.write(".autowrkers/config.yaml", "verify:\n  test: \"true\"\n");
     }
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "t",
-        "--template",
-        "pipeline.yaml",
-        "--json",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .cli(&[
+            "run",
+            "--task",
+            "t",
+            "--template",
+            "pipeline.yaml",
+            "--json",
+        ])
+        .await;
     ((out.code, out.stdout, out.stderr), p, server)
 }
 

@@ -199,9 +199,7 @@ async fn an_issue_becomes_a_pull_request_that_the_issue_links() {
             .map(str::to_owned)
             .collect()
     };
-    let mut cmd = p.cmd();
-    cmd.args(["workflow", "status", &id[..8]]);
-    let here = run(cmd).await;
+    let here = p.cli(&["workflow", "status", &id[..8]]).await;
     let there = run(on_desk(&["workflow", "status", &id[..8]])).await;
     assert_eq!(there.code, 0, "{}", there.stderr);
     assert!(status(&here).len() > 3, "{}", here.stdout);

@@ -43,9 +43,7 @@ async fn a_hand_written_execution_starts_and_a_broken_one_is_reported() {
     std::fs::write(broken.join("execution.yaml"), "id: x\ntemplate: [\n").unwrap();
 
     // A dry run says what it would do, and why, and changes nothing.
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile", "--dry-run"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile", "--dry-run"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("0d1e2f3a  would"), "{}", out.stdout);
     assert!(
@@ -62,9 +60,7 @@ async fn a_hand_written_execution_starts_and_a_broken_one_is_reported() {
     assert!(server.log().is_empty(), "a dry run calls nothing");
 
     // The pass: the good one runs to completion, the broken one is skipped, exit 1 for it.
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile"]).await;
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("0d1e2f3a  start"), "{}", out.stdout);
     assert!(
@@ -79,9 +75,7 @@ async fn a_hand_written_execution_starts_and_a_broken_one_is_reported() {
     // Nothing left to do: a second pass starts nothing.
     std::fs::remove_dir_all(&broken).unwrap();
     let calls = server.log().len();
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("nothing to do"), "{}", out.stderr);
     assert_eq!(server.log().len(), calls);
@@ -101,25 +95,26 @@ async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
     let (server, _h) = FakeLlm::start(two_iteration_rules(std::time::Duration::ZERO)).await;
     let p = project(&server.url());
     p.write("gated.yaml", &gated_template(&server.url()));
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "t",
-        "--template",
-        "gated.yaml",
-        "--no-realtime",
-    ]);
-    assert_eq!(run(cmd).await.code, 4);
+    assert_eq!(
+        p.cli(&[
+            "run",
+            "--task",
+            "t",
+            "--template",
+            "gated.yaml",
+            "--no-realtime",
+        ])
+        .await
+        .code,
+        4
+    );
     let dir = p.execution();
 
     // The approval, written into execution.yaml by hand.
     edit_request(&dir, |doc| {
         doc["control"]["approvals"] = serde_yaml::from_str("{1: approve}").unwrap();
     });
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("approval decided"), "{}", out.stdout);
     assert_eq!(p.state()["status"], "completed");
@@ -128,9 +123,7 @@ async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
     let calls = server.calls("implementer").len();
     let tasks = dir.join("artifacts/1/phase-analysis.json");
     std::fs::write(&tasks, "{\"summary\": \"by hand\", \"tasks\": []}").unwrap();
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile", "--json"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile", "--json"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("\"type\":\"reconcile:start\""),
@@ -158,17 +151,13 @@ async fn decisions_edits_and_template_changes_written_by_hand_are_applied() {
             .unwrap();
         style["provider_config"]["temperature"] = serde_yaml::Value::from(0.7);
     });
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile", "--dry-run"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile", "--dry-run"]).await;
     assert!(
         out.stdout.contains("inputs changed (phase-review-style)"),
         "{}",
         out.stdout
     );
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         server.calls("reviewer-b").len(),
@@ -201,9 +190,7 @@ async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once(
     child.wait().unwrap();
     server.release_holds();
     assert_eq!(p.state()["status"], "running");
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile", "--dry-run"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile", "--dry-run"]).await;
     assert!(
         out.stdout.contains("running without a runner: resume"),
         "{}",
@@ -212,9 +199,7 @@ async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once(
 
     // --detach returns once the runner holds the execution: following it right away waits
     // for the end.
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile", "--detach"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile", "--detach"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("start"), "{}", out.stdout);
     let id = p.state()["id"].as_str().unwrap().to_owned();
@@ -229,9 +214,7 @@ async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once(
     assert_eq!(code, 4);
     let gated = p.path().join(".autowrkers/executions").join(id);
     edit_request(&gated, |doc| doc["control"]["cancel"] = true.into());
-    let mut cmd = p.cmd();
-    cmd.args(["reconcile"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["reconcile"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("cancel requested") && out.stdout.contains("ended    cancelled"),

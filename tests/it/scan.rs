@@ -4,7 +4,7 @@
 
 use crate::fake_llm::{FakeLlm, Reply, Rule};
 use crate::pipeline::{project, two_iteration_rules};
-use crate::support::{pipeline_template, run};
+use crate::support::pipeline_template;
 
 const PROPOSALS: &str = "```json\n{\"summary\": \"three things\", \"tasks\": [\
 {\"id\": 1, \"title\": \"First: a --verbose flag\", \"description\": \"print steps\", \"files\": [\"greet.sh\"], \"priority\": \"high\", \"estimated_cost_usd\": 0.4},\
@@ -24,15 +24,15 @@ async fn the_scan_proposes_from_the_files_and_pick_starts_exactly_those() {
     crate::support::git(&p.path(), &["add", "pipeline.yaml"]);
 
     // No terminal, no choice: it says how to choose.
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--analyze",
-        "--template",
-        "pipeline.yaml",
-        "--no-realtime",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .cli(&[
+            "run",
+            "--analyze",
+            "--template",
+            "pipeline.yaml",
+            "--no-realtime",
+        ])
+        .await;
     assert_ne!(out.code, 0);
     assert!(
         out.stderr.contains("--pick 1,3 or --max-tasks N"),
@@ -57,19 +57,19 @@ async fn the_scan_proposes_from_the_files_and_pick_starts_exactly_those() {
         "{scan}"
     );
 
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--analyze",
-        "--template",
-        "pipeline.yaml",
-        "--no-realtime",
-        "--pick",
-        "1,3",
-        "--budget",
-        "20",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .cli(&[
+            "run",
+            "--analyze",
+            "--template",
+            "pipeline.yaml",
+            "--no-realtime",
+            "--pick",
+            "1,3",
+            "--budget",
+            "20",
+        ])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let folder = p.path().join(".autowrkers/executions");
     let mut tasks: Vec<String> = std::fs::read_dir(&folder)

@@ -123,9 +123,7 @@ async fn every_request_needs_the_token_and_other_origins_are_refused() {
     drop(fresh);
 
     // A non-loopback address needs --allow-remote: a usage error.
-    let mut cmd = p.cmd();
-    cmd.args(["serve", "--bind", "0.0.0.0:0"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["serve", "--bind", "0.0.0.0:0"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--allow-remote"), "{}", out.stderr);
 }

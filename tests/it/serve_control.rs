@@ -9,7 +9,7 @@ use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
 use crate::serve::urlencode;
 use crate::serve_support::{Server, answer, held_analyzer_rules};
-use crate::support::{gated_template, pipeline_template, run};
+use crate::support::{gated_template, pipeline_template};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn control_requests_follow_appendix_b_and_a_cli_run_is_live_over_the_socket() {
@@ -18,16 +18,16 @@ async fn control_requests_follow_appendix_b_and_a_cli_run_is_live_over_the_socke
     p.write("pipeline.yaml", &gated_template(&server.url()));
     let s = Server::start(&p, &[]).await;
     // Started from the CLI: it stops for approval (exit 4).
-    let mut cmd = p.cmd();
-    cmd.args([
-        "run",
-        "--task",
-        "t",
-        "--template",
-        "pipeline.yaml",
-        "--no-realtime",
-    ]);
-    let out = run(cmd).await;
+    let out = p
+        .cli(&[
+            "run",
+            "--task",
+            "t",
+            "--template",
+            "pipeline.yaml",
+            "--no-realtime",
+        ])
+        .await;
     assert_eq!(out.code, 4, "{}", out.stderr);
     let id = p.state()["id"].as_str().unwrap().to_owned();
 

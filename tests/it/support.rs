@@ -77,6 +77,13 @@ impl Project {
         cmd
     }
 
+    /// Runs the binary with `args` in the project and waits for it.
+    pub async fn cli(&self, args: &[&str]) -> Ran {
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        run(cmd).await
+    }
+
     /// Writes `template` as `t.yaml` and runs `run --task x --template t.yaml` with `args`.
     pub async fn run_template(&self, template: &str, args: &[&str]) -> Ran {
         self.write("t.yaml", template);

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::fake_llm::FakeLlm;
 use crate::pipeline::{project, two_iteration_rules};
 use crate::reconcile::hand_written;
-use crate::support::{Project, pipeline_template, run};
+use crate::support::{Project, pipeline_template};
 
 /// A running `watch --json`, its events read line by line.
 struct Watcher {
@@ -154,9 +154,7 @@ async fn hand_written_executions_and_task_files_start_and_a_task_starts_once() {
     assert_eq!(executions(&p), 3);
 
     // A second watcher on the same project is refused, naming the holder.
-    let mut cmd = p.cmd();
-    cmd.args(["watch"]);
-    let out = run(cmd).await;
+    let out = p.cli(&["watch"]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("already watched (pid"),
