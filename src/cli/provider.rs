@@ -242,16 +242,9 @@ async fn detect(home: &Home, provider: &str, url: Option<String>) -> Result<u8> 
     let cfg = url.map(|u| config(kind, None, Some(u)));
     let (base, _) = providers::base_url(&info, cfg.as_ref());
     let http = HttpClient::new()?;
-    let found = models::detect(kind, &base, &http)
+    let list = models::detect_and_save(home, kind, &base, &http)
         .await
         .with_context(|| format!("asking {base} for its models (is the server running?)"))?;
-    let list = models::ModelList {
-        provider: kind.as_str().to_owned(),
-        url: base.clone(),
-        detected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        models: found,
-    };
-    models::save(home, &list)?;
     println!("{} models at {base}:", list.models.len());
     print_models(&list.models);
     Ok(0)

@@ -33,6 +33,26 @@ pub struct ModelList {
     pub models: Vec<ModelInfo>,
 }
 
+/// Asks the server at `url` which models it has and caches the answer for `provider models`
+/// and the dashboard; returns it.
+pub async fn detect_and_save(
+    home: &Home,
+    kind: ProviderType,
+    url: &str,
+    http: &HttpClient,
+) -> Result<ModelList, ProviderError> {
+    let models = detect(kind, url, http).await?;
+    let list = ModelList {
+        provider: kind.as_str().to_owned(),
+        url: url.to_owned(),
+        detected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        models,
+    };
+    save(home, &list)
+        .map_err(|e| ProviderError::Protocol(format!("cannot cache the models: {e}")))?;
+    Ok(list)
+}
+
 /// Asks the server at `url` which models it has.
 pub async fn detect(
     kind: ProviderType,

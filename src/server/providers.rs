@@ -136,7 +136,7 @@ async fn detect(
     let url = body.and_then(|b| b.0.url);
     let config = url.map(|u| ProviderConfig::bare(kind, None, Some(u)));
     let (base, _) = providers::base_url(&info, config.as_ref());
-    let found = models::detect(kind, &base, state.engine.http())
+    let list = models::detect_and_save(&state.home, kind, &base, state.engine.http())
         .await
         .map_err(|e| {
             ApiError::new(
@@ -145,13 +145,6 @@ async fn detect(
                 format!("asking {base} for its models: {e} (is the server running?)"),
             )
         })?;
-    let list = models::ModelList {
-        provider: kind.as_str().to_owned(),
-        url: base,
-        detected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        models: found,
-    };
-    models::save(&state.home, &list).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(
         serde_json::to_value(&list).map_err(|e| ApiError::internal(e.to_string()))?,
     ))
