@@ -136,6 +136,9 @@ pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
 /// continues the run in the foreground).
 pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
+    // Whether a runner is on it is decided before the request: a live runner may apply the
+    // request and end at once, and must not then be taken for a runner that never was.
+    let alive = store::runner_alive(&dir);
     match request(&dir, what) {
         Ok(_) => {}
         Err(e @ RequestError::Ended { .. }) => {
@@ -148,7 +151,7 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
         }
         Err(e) => return Err(e.into()),
     }
-    if store::runner_alive(&dir) {
+    if alive {
         eprintln!(
             "requested {}; the running runner applies it at its next safe point",
             what.as_str()

@@ -274,6 +274,8 @@ async fn control(
     let what = Control::parse(&action)
         .ok_or_else(|| ApiError::not_found(format!("no action `{action}`")))?;
     let dir = state.find(&id)?;
+    // Decided before the request (a live runner may apply it and end at once).
+    let alive = store::runner_alive(&dir);
     let before = request(&dir, what)?;
     if what == Control::Resume && before.status.is_terminal() {
         return Err(ApiError::conflict(format!(
@@ -282,7 +284,7 @@ async fn control(
             before.status.as_str()
         )));
     }
-    if !store::runner_alive(&dir) {
+    if !alive {
         reap(detached_runner(&state.exe, &dir)?);
     }
     Ok(Json(

@@ -112,3 +112,37 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ExecutionLock;
+
+    #[test]
+    fn a_lock_held_by_another_process_is_seen_without_taking_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("lock");
+        std::fs::write(&path, "").expect("write");
+        assert!(!ExecutionLock::is_held(&path));
+        let mut holder = std::process::Command::new("flock")
+            .arg(&path)
+            .args(["sh", "-c", "echo held; read _"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("flock");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("held");
+        let held = ExecutionLock::is_held(&path);
+        drop(holder.stdin.take());
+        let _ = holder.wait();
+        assert!(held, "held by another process");
+        assert!(!ExecutionLock::is_held(&path), "released");
+        let own = ExecutionLock::acquire(&path).expect("acquire");
+        assert!(ExecutionLock::is_held(&path), "held by this process");
+        drop(own);
+    }
+}

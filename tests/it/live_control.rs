@@ -168,7 +168,8 @@ async fn cancel_kills_the_running_phase_and_leaves_no_child() {
     let id = p.state()["id"].as_str().expect("id").to_owned();
     let mut cmd = p.cmd();
     cmd.args(["workflow", "cancel", &id[..8]]);
-    assert_eq!(run(cmd).await.code, 0);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // Said before it acts: the notice comes first, then the cancellation.
     wait_for(&mut events, "cancel noticed", |e| {
         e["type"] == "workflow:control" && e["request"] == "cancel"
