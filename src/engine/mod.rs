@@ -104,7 +104,7 @@ impl Reconcile<'_> {
     }
 
     fn save(&self) -> Result<(), EngineError> {
-        self.dir.write_state(&self.state)?;
+        self.dir.record_state(&self.state, true)?;
         Ok(())
     }
 

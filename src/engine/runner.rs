@@ -247,6 +247,7 @@ impl Engine {
         bus: &EventBus,
     ) -> Result<WorkflowStatus, EngineError> {
         let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
+        let _writes = StateWrites(dir);
         // A runner killed at any instant left at most temp files and git locks: clear them.
         store::clean_temp_files(dir.root());
         let request = dir.read_request()?;
@@ -260,7 +261,7 @@ impl Engine {
         let resumed = state.status != WorkflowStatus::Pending;
         if state.workspace.is_none() {
             state.workspace = Some(self.make_workspace(&request, &project)?);
-            dir.write_state(&state)?;
+            dir.record_state(&state, true)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
         // An ended execution gets its worktree back only when a hand edit reopens it.
@@ -370,6 +371,16 @@ impl Engine {
 /// An execution that ended gives its branch back: its worktree (everything is committed on the
 /// branch) is removed, so `git checkout <branch>` and `git branch -D` work at once. A reopened
 /// execution gets its worktree again from the branch.
+/// Ends the runner's writes of `state.json` (its swap file removed) however the pass ends,
+/// before the lock is released.
+struct StateWrites<'a>(&'a ExecutionDir);
+
+impl Drop for StateWrites<'_> {
+    fn drop(&mut self) {
+        self.0.end_state_writes();
+    }
+}
+
 fn release_branch(pass: &Reconcile<'_>) -> Result<(), EngineError> {
     let Some(ws) = &pass.state.workspace else {
         return Ok(());

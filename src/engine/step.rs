@@ -116,7 +116,7 @@ impl Reconcile<'_> {
             });
         }
         // Not yet a transition worth a disk wait: the phase's end is.
-        self.dir.write_state_quick(&self.state)?;
+        self.dir.record_state(&self.state, false)?;
         Ok(())
     }
 

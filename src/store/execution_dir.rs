@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{write_atomic, write_replace};
+use super::atomic::{write_atomic, write_replace, write_swapped};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
 /// Handle on `<project>/.autowrkers/executions/<id>/`.
@@ -102,25 +102,37 @@ impl ExecutionDir {
         serde_json::from_str(&text).map_err(|source| StoreError::Json { path, source })
     }
 
-    /// Writes `state.json` atomically and durably: a state transition.
+    /// Writes `state.json` atomically and durably, for a one-off change (a hand edit, a fetch);
+    /// the runner's own writes go through [`Self::record_state`].
     pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
-        self.save_state(state, true)
+        let (path, text) = self.state_text(state)?;
+        write_atomic(&path, &text).map_err(|e| StoreError::io(&path, e))
     }
 
-    /// Writes `state.json` atomically without waiting for the disk: a step the next
-    /// transition makes durable (a phase that just started).
-    pub fn write_state_quick(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
-        self.save_state(state, false)
+    /// Writes `state.json` for the runner that holds the lock, through a swap file kept beside
+    /// it ([`write_swapped`]): durably for a state transition, without waiting for the disk for
+    /// a step the next transition makes durable. [`Self::end_state_writes`] removes the swap.
+    pub fn record_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
+        let (path, text) = self.state_text(state)?;
+        write_swapped(&path, &self.state_swap_path(), &text, durable)
+            .map_err(|e| StoreError::io(&path, e))
     }
 
-    fn save_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
+    /// Removes the swap file of [`Self::record_state`]: the runner's writes are over.
+    pub fn end_state_writes(&self) {
+        let _ = std::fs::remove_file(self.state_swap_path());
+    }
+
+    fn state_text(&self, state: &WorkflowExecution) -> Result<(PathBuf, Vec<u8>), StoreError> {
         let path = self.state_path();
-        let text = serde_json::to_vec(state).map_err(|source| StoreError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        let write = if durable { write_atomic } else { write_replace };
-        write(&path, &text).map_err(|e| StoreError::io(&path, e))
+        match serde_json::to_vec(state) {
+            Ok(text) => Ok((path, text)),
+            Err(source) => Err(StoreError::Json { path, source }),
+        }
+    }
+
+    fn state_swap_path(&self) -> PathBuf {
+        self.root.join(".state.json.swap")
     }
 
     /// `events.ndjson`, opened for appending (created with its folder when missing).

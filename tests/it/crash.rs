@@ -46,11 +46,12 @@ fn ref_tip_state(p: &Project, id: &str) -> Value {
     serde_json::from_str(&text).expect("state.json on the ref")
 }
 
+/// Temp files of writers and the runner's `state.json` swap: none may stay after a run.
 fn temp_files(dir: &std::path::Path) -> Vec<String> {
     crate::support::all_files(dir)
         .into_iter()
         .map(|(p, _)| p.display().to_string())
-        .filter(|p| p.ends_with(".tmp"))
+        .filter(|p| p.ends_with(".tmp") || p.ends_with(".swap"))
         .collect()
 }
 
