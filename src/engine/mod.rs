@@ -73,6 +73,8 @@ pub(crate) struct Reconcile<'a> {
     /// The stat of `execution.yaml` when its control requests were last read: unchanged, it is
     /// not parsed again at the next safe point.
     pub request_seen: Option<crate::store::Stamp>,
+    /// Makes the phases' commits while the next phases run.
+    pub committer: crate::git::Committer,
 }
 
 /// What a step decided.
@@ -103,9 +105,9 @@ impl Reconcile<'_> {
         Ok(self.state.status != before)
     }
 
-    fn save(&self) -> Result<(), EngineError> {
-        self.dir.record_state(&self.state, true)?;
-        Ok(())
+    /// Saves the state durably; returns the bytes written, for the commit that records them.
+    fn save(&self) -> Result<Vec<u8>, EngineError> {
+        Ok(self.dir.record_state(&self.state, true)?)
     }
 
     /// Re-reads the control requests; returns true when the pass must stop here.

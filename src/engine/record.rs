@@ -1,10 +1,11 @@
 //! Recording what phase runs did: artifacts on disk, `state.json`, events, and one commit per
 //! phase run on the execution's ref.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::events::EventKind;
 use super::{EngineError, Reconcile, now, sha256_hex};
+use crate::git::{CommitJob, Recorded};
 use crate::spec::{Artifact, PhaseExecution, PhaseStatus, WorkflowPhase};
 use crate::store::ExecutionDir;
 
@@ -86,7 +87,8 @@ impl Reconcile<'_> {
         run.completed_at = Some(now());
         self.bus.emit(completed_event(&run, 0, false));
         self.upsert(run);
-        self.save()
+        self.save()?;
+        Ok(())
     }
 
     /// Stores a finished run: artifact file, state, events, and a commit on the execution's ref.
@@ -162,14 +164,33 @@ impl Reconcile<'_> {
         ));
         let message = commit_message(&run);
         self.upsert(run);
-        self.save()?;
+        let saved = self.save()?;
         crate::store::crash_point("before-ref-commit");
-        self.commit(&message)
+        self.commit_saved(message, saved)
     }
 
-    /// Commits the execution's files on its ref (git projects only).
+    /// Commits the execution's files on its ref (git projects only), now: after the commits
+    /// still queued.
     pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
+        self.committer.finish()?;
         super::hand_edit::commit_snapshot(Path::new(&self.request.project_path), self.dir, message)
+    }
+
+    /// Queues the commit of the state just saved (`state`, its bytes) and the artifacts it
+    /// records; the commit thread makes it while the next phase runs.
+    fn commit_saved(&self, message: String, state: Vec<u8>) -> Result<(), EngineError> {
+        let artifacts = self.state.artifacts.iter();
+        self.committer.commit(CommitJob {
+            project: PathBuf::from(&self.request.project_path),
+            id: self.dir.id(),
+            root: self.dir.root().to_path_buf(),
+            message,
+            recorded: Recorded {
+                state,
+                artifacts: artifacts.map(|a| a.file_path.clone()).collect(),
+            },
+        })?;
+        Ok(())
     }
 }
 

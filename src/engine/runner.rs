@@ -305,6 +305,7 @@ impl Engine {
             checks,
             bad_edit: None,
             request_seen: None,
+            committer: crate::git::Committer::new(),
         };
         pass.note_hand_edits()?;
         if resumed {

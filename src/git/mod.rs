@@ -2,9 +2,11 @@
 //! base commit, and artifact commits on `refs/autowrkers/executions/<id>`. Nothing here touches
 //! the user's HEAD, index or working files.
 
+mod committer;
 mod snapshot;
 
-pub use snapshot::commit_folder;
+pub use committer::{CommitJob, Committer};
+pub use snapshot::{Recorded, commit_folder, commit_recorded};
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! iteration's tree is rebuilt only when one of its files changed. A long run's commits cost
 //! the same at iteration 50 as at iteration 1, but for one stat per file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -50,6 +50,38 @@ pub fn commit_folder(
     root: &Path,
     message: &str,
 ) -> Result<Option<String>, GitError> {
+    commit(project, id, root, message, None)
+}
+
+/// What a runner recorded at one instant: `state.json` as it was saved and the artifacts that
+/// state lists. A commit made later (by [`super::Committer`]) takes these, not what the folder
+/// holds by then, so each phase's commit is that phase's snapshot.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The bytes of `state.json` as saved.
+    pub state: Vec<u8>,
+    /// The folder-relative paths of the artifacts that state records (`artifacts/1/a.json`).
+    pub artifacts: Vec<String>,
+}
+
+/// [`commit_folder`] of what was `recorded`: its state and its artifacts only.
+pub fn commit_recorded(
+    project: &Path,
+    id: &str,
+    root: &Path,
+    message: &str,
+    recorded: &Recorded,
+) -> Result<Option<String>, GitError> {
+    commit(project, id, root, message, Some(recorded))
+}
+
+fn commit(
+    project: &Path,
+    id: &str,
+    root: &Path,
+    message: &str,
+    recorded: Option<&Recorded>,
+) -> Result<Option<String>, GitError> {
     let mut guard = cache()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -61,7 +93,7 @@ pub fn commit_folder(
         return Ok(None);
     };
     let known = known.entry(id.to_owned()).or_default();
-    let tree = folder_tree(&repo.repo, root, known)?;
+    let tree = folder_tree(&repo.repo, root, known, recorded)?;
     let refname = execution_ref(id);
     let parent = repo
         .repo
@@ -84,21 +116,50 @@ pub fn commit_folder(
     Ok(Some(oid.to_string()))
 }
 
-/// The tree of the folder as it is on disk now.
-fn folder_tree(repo: &Repository, root: &Path, known: &mut Known) -> Result<Oid, GitError> {
+/// The tree of the folder as it is on disk now, or of what was `recorded`.
+fn folder_tree(
+    repo: &Repository,
+    root: &Path,
+    known: &mut Known,
+    recorded: Option<&Recorded>,
+) -> Result<Oid, GitError> {
     let mut top = repo.treebuilder(None).ctx("tree")?;
-    for name in ["execution.yaml", "state.json"] {
-        if let Some(oid) = blob(repo, root, name, known)? {
-            top.insert(name, oid, 0o100644).ctx("tree entry")?;
+    if let Some(oid) = blob(repo, root, "execution.yaml", known)? {
+        top.insert("execution.yaml", oid, 0o100644)
+            .ctx("tree entry")?;
+    }
+    let state = match recorded {
+        Some(r) => Some(repo.blob(&r.state).ctx("write blob")?),
+        None => blob(repo, root, "state.json", known)?,
+    };
+    if let Some(oid) = state {
+        top.insert("state.json", oid, 0o100644).ctx("tree entry")?;
+    }
+    // Iteration folder → the names of its files to commit (`None`: whatever it holds).
+    let mut iterations: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    match recorded {
+        Some(r) => {
+            for rel in &r.artifacts {
+                let mut parts = rel.splitn(3, '/');
+                if let (Some("artifacts"), Some(it), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    let names = iterations.entry(it.to_owned()).or_insert(Some(Vec::new()));
+                    names.get_or_insert_with(Vec::new).push(name.to_owned());
+                }
+            }
+        }
+        None => {
+            for it in read_names(&root.join("artifacts"), true) {
+                iterations.insert(it, None);
+            }
         }
     }
-    let mut iterations: Vec<String> = read_names(&root.join("artifacts"), true);
-    iterations.sort();
     if !iterations.is_empty() {
         let mut artifacts = repo.treebuilder(None).ctx("tree")?;
-        for it in iterations {
+        for (it, names) in iterations {
             let dir = format!("artifacts/{it}");
-            let tree = iteration_tree(repo, root, &dir, known)?;
+            let tree = iteration_tree(repo, root, &dir, names, known)?;
             artifacts.insert(&it, tree, 0o040000).ctx("tree entry")?;
         }
         let artifacts = artifacts.write().ctx("write tree")?;
@@ -108,25 +169,29 @@ fn folder_tree(repo: &Repository, root: &Path, known: &mut Known) -> Result<Oid,
     top.write().ctx("write tree")
 }
 
-/// The tree of one iteration's artifacts. A folder whose stamp is unchanged since this
-/// process last built it is taken as it was (artifacts are replaced by rename, which moves the
-/// folder's mtime); hand edits in place are committed by `record_hand_edits`, which starts a
-/// process of its own or is the first commit of a pass.
+/// The tree of one iteration's artifacts: the files `names` (all it holds when `None`). A
+/// folder whose stamp is unchanged since this process last built its tree from the same names
+/// is taken as it was (artifacts are replaced by rename, which moves the folder's mtime); hand
+/// edits in place are committed by `record_hand_edits`, which starts a process of its own or
+/// is the first commit of a pass.
 fn iteration_tree(
     repo: &Repository,
     root: &Path,
     dir: &str,
+    names: Option<Vec<String>>,
     known: &mut Known,
 ) -> Result<Oid, GitError> {
     let folder_stamp = Stamp::of(&root.join(dir));
-    if let Some((seen, _, tree)) = known.trees.get(dir)
+    let mut files = names.unwrap_or_else(|| read_names(&root.join(dir), false));
+    files.sort();
+    files.dedup();
+    if let Some((seen, built_from, tree)) = known.trees.get(dir)
         && seen.is_some()
         && *seen == folder_stamp
+        && built_from.iter().map(|(n, _)| n).eq(files.iter())
     {
         return Ok(*tree);
     }
-    let mut files = read_names(&root.join(dir), false);
-    files.sort();
     let mut blobs = Vec::new();
     for f in files {
         let rel = format!("{dir}/{f}");

@@ -112,10 +112,16 @@ impl ExecutionDir {
     /// Writes `state.json` for the runner that holds the lock, through a swap file kept beside
     /// it ([`write_swapped`]): durably for a state transition, without waiting for the disk for
     /// a step the next transition makes durable. [`Self::end_state_writes`] removes the swap.
-    pub fn record_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
+    /// Returns the bytes written.
+    pub fn record_state(
+        &self,
+        state: &WorkflowExecution,
+        durable: bool,
+    ) -> Result<Vec<u8>, StoreError> {
         let (path, text) = self.state_text(state)?;
         write_swapped(&path, &self.state_swap_path(), &text, durable)
-            .map_err(|e| StoreError::io(&path, e))
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(text)
     }
 
     /// Removes the swap file of [`Self::record_state`]: the runner's writes are over.

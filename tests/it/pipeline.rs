@@ -208,6 +208,28 @@ async fn default_shaped_pipeline_iterates_and_completes() {
         ],
     );
     assert!(committed.contains("\"approved\": true"));
+    // Each commit is its phase's snapshot, though made while the next phase ran: its tree holds
+    // exactly the artifacts its state.json records (a parallel review's artifact written
+    // before the other's commit was made is not in it).
+    for commit in git(&p.path(), &["rev-list", "--reverse", &reference]).lines() {
+        let at = |what: &str| format!("{commit}:{what}");
+        let state: serde_json::Value =
+            serde_json::from_str(&git(&p.path(), &["show", &at("state.json")])).expect("state");
+        let mut recorded: Vec<String> = state["artifacts"]
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .map(|a| a["file_path"].as_str().expect("path").to_owned())
+            .collect();
+        recorded.sort();
+        let listed = git(
+            &p.path(),
+            &["ls-tree", "-r", "--name-only", commit, "artifacts"],
+        );
+        let mut files: Vec<String> = listed.lines().map(str::to_owned).collect();
+        files.sort();
+        assert_eq!(files, recorded, "commit {commit}");
+    }
 
     // The implementer's branch holds the change; the user's checkout does not.
     let branch = state["workspace"]["branch"].as_str().expect("branch");

@@ -1,0 +1,117 @@
+//! A runner's phase commits made in a thread of their own, in order: committing a phase's
+//! artifacts (hashing them, writing the trees, the commit and the ref) costs about a
+//! millisecond, and it need not hold up the next phase. What each commit takes is fixed when
+//! it is asked for ([`Recorded`]), so a late commit is still its phase's snapshot. A commit
+//! lost to a kill is made again by the resume, as one lost between saving the state and
+//! committing always was (DESIGN §2).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use super::GitError;
+use super::snapshot::{Recorded, commit_recorded};
+
+/// One commit to make on the ref of execution `id`.
+#[derive(Debug)]
+pub struct CommitJob {
+    /// The project whose repository holds the ref.
+    pub project: PathBuf,
+    /// The execution's id.
+    pub id: String,
+    /// The execution's folder.
+    pub root: PathBuf,
+    /// The commit message.
+    pub message: String,
+    /// What the commit holds.
+    pub recorded: Recorded,
+}
+
+impl CommitJob {
+    fn run(&self) -> Result<(), GitError> {
+        commit_recorded(
+            &self.project,
+            &self.id,
+            &self.root,
+            &self.message,
+            &self.recorded,
+        )
+        .map(drop)
+    }
+}
+
+type Worker = (Sender<CommitJob>, JoinHandle<Result<(), GitError>>);
+
+/// The commit thread of one reconcile pass: started at the first commit, stopped by
+/// [`Committer::finish`] (or when dropped), after the commits queued before.
+#[derive(Default)]
+pub struct Committer {
+    worker: Mutex<Option<Worker>>,
+}
+
+impl Committer {
+    /// A committer with no thread yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `job` after the commits already asked for. Returns the failure of an earlier
+    /// commit, if one failed (the thread stops at the first). Where no thread can be started,
+    /// commits here and now.
+    pub fn commit(&self, job: CommitJob) -> Result<(), GitError> {
+        let mut worker = self.lock();
+        if worker.is_none() {
+            let (tx, rx) = channel::<CommitJob>();
+            let spawned = std::thread::Builder::new()
+                .name("autowrkers-commit".into())
+                .spawn(move || rx.iter().try_for_each(|job| job.run()));
+            match spawned {
+                Ok(handle) => *worker = Some((tx, handle)),
+                Err(_) => return job.run(),
+            }
+        }
+        let Some((tx, _)) = worker.as_ref() else {
+            return job.run();
+        };
+        if tx.send(job).is_ok() {
+            return Ok(());
+        }
+        // The thread stopped at a failure: that failure is the answer.
+        drop(worker);
+        self.finish()
+    }
+
+    /// Waits until every queued commit is made; the first failure, if any. Later commits
+    /// start a new thread.
+    pub fn finish(&self) -> Result<(), GitError> {
+        let Some((tx, handle)) = self.lock().take() else {
+            return Ok(());
+        };
+        drop(tx);
+        handle.join().unwrap_or_else(|_| {
+            Err(GitError {
+                action: "commit the execution's artifacts".into(),
+                source: git2::Error::from_str("the commit thread stopped unexpectedly"),
+            })
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Worker>> {
+        self.worker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Committer {
+    /// No commit thread outlives its pass: the queued commits are made first (a failure here
+    /// is found again, and the commit made, by the next reconcile).
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer").finish_non_exhaustive()
+    }
+}
