@@ -59,7 +59,11 @@ fn allow_except(dir: &Path, protected: &[PathBuf], out: &mut Vec<PathBuf>, depth
     };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        if protected.contains(&path) {
+        // A rule on a symlink is a rule on its target: a link beside a protected folder may
+        // point into it (or, like /dev/stderr, at a pipe Landlock refuses). What a link leads
+        // to stays readable only where the target itself is.
+        let link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if link || protected.contains(&path) {
             continue;
         }
         let holds_protected = protected.iter().any(|p| p.starts_with(&path));
@@ -82,11 +86,20 @@ mod tests {
         let secret = root.join("secret");
         std::fs::create_dir_all(secret.join("inner")).expect("mkdir");
         std::fs::create_dir_all(root.join("open")).expect("mkdir");
+        std::os::unix::fs::symlink(&secret, root.join("link")).expect("symlink");
         let roots = readable_roots(
             &[PathBuf::from("/tmp"), secret.clone()],
             &[root.join("open")],
         );
         assert!(roots.iter().all(|r| !secret.starts_with(r)), "{roots:?}");
+        // With only the secret protected, its folder is split into its children: the link
+        // beside it, pointing into it, must not become a root.
+        let split = readable_roots(std::slice::from_ref(&secret), &[]);
+        assert!(split.contains(&root.join("open")), "{split:?}");
+        assert!(
+            !split.contains(&root.join("link")),
+            "a link to the secret is no root: {split:?}"
+        );
         assert!(roots.contains(&root.join("open")));
         assert!(roots.contains(&PathBuf::from("/usr")));
         assert!(!roots.contains(&PathBuf::from("/tmp")));
