@@ -75,10 +75,15 @@ fn print_result(dir: &ExecutionDir) -> Result<()> {
 
 fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
     let s = short(id);
-    let message = dir.read_state().map(|st| st.message).unwrap_or_default();
+    // Read once: the state of a long run is large.
+    let state = dir.read_state().ok();
+    let message = state
+        .as_ref()
+        .map(|st| st.message.clone())
+        .unwrap_or_default();
     let next = match status {
         WorkflowStatus::Completed => {
-            let workspace = dir.read_state().ok().and_then(|st| st.workspace);
+            let workspace = state.as_ref().and_then(|st| st.workspace.as_ref());
             match workspace
                 .as_ref()
                 .and_then(|w| w.branch.as_ref().zip(w.base_commit.as_ref()))
@@ -106,7 +111,7 @@ fn hint(dir: &ExecutionDir, status: WorkflowStatus, id: &str) {
         }
         other => format!("{}: {message}", other.as_str()),
     };
-    if let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) {
+    if let (Ok(request), Some(state)) = (dir.read_request(), state) {
         let cost = super::output::usd_with_unknown(
             state.total_cost_usd,
             state.cost_incomplete,

@@ -9,12 +9,14 @@
 //! previous iteration, back now), and those of the previous iteration not seen again are
 //! resolved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 
 use crate::spec::{ArtifactType, Convergence, ReviewReport, WorkflowExecution};
-use crate::store::ExecutionDir;
+use crate::store::{ExecutionDir, Stamp};
 
 const STOP_WORDS: &[&str] = &[
     "the", "and", "for", "that", "this", "with", "not", "are", "but", "when", "then", "from",
@@ -93,17 +95,15 @@ pub fn track(
     let mut known: Vec<(String, Key, bool)> = Vec::new();
     let mut out: Vec<IterationFindings> = Vec::new();
     let mut seen_ever: BTreeSet<String> = BTreeSet::new();
-    for iteration in 1..=state.iteration {
-        let reports: Vec<ReviewReport> = state
-            .artifacts
-            .iter()
-            .filter(|a| a.iteration == iteration && a.artifact_type == ArtifactType::ReviewReport)
-            .filter_map(|a| dir.read_artifact(&a.file_path).ok())
-            .filter_map(|t| serde_json::from_str(&t).ok())
-            .collect();
-        if reports.is_empty() {
-            continue;
+    let mut by_iteration: BTreeMap<u32, Vec<Arc<ReviewReport>>> = BTreeMap::new();
+    for a in &state.artifacts {
+        if a.artifact_type == ArtifactType::ReviewReport
+            && let Some(report) = read_report(dir, &a.file_path)
+        {
+            by_iteration.entry(a.iteration).or_default().push(report);
         }
+    }
+    for (iteration, reports) in by_iteration {
         let mut now = IterationFindings {
             iteration,
             ..IterationFindings::default()
@@ -157,6 +157,35 @@ pub fn track(
         out.push(now);
     }
     out
+}
+
+/// The review report at `rel` in `dir`, parsed; `None` when it cannot be read or is no report.
+/// Each file is read and parsed once per process while its stat stays the same: `track` runs
+/// at every iteration of a long run and would otherwise read every earlier report each time.
+fn read_report(dir: &ExecutionDir, rel: &str) -> Option<Arc<ReviewReport>> {
+    type Cache = HashMap<PathBuf, (Stamp, Option<Arc<ReviewReport>>)>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let path = dir.root().join(rel);
+    let stamp = Stamp::of(&path)?;
+    let cache = CACHE.get_or_init(Mutex::default);
+    let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((seen, report)) = lock().get(&path)
+        && *seen == stamp
+    {
+        return report.clone();
+    }
+    let report = dir
+        .read_artifact(rel)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .map(Arc::new);
+    let mut cache = lock();
+    // A server looks at many executions over its life: keep the cache bounded.
+    if cache.len() >= 4096 {
+        cache.clear();
+    }
+    cache.insert(path, (stamp, report.clone()));
+    report
 }
 
 /// Why the loop no longer converges, if it does not.

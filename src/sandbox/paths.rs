@@ -3,8 +3,12 @@
 //! home), plus the toolchains a build needs. Landlock only knows allow-lists, so "everything
 //! except" is computed here as the largest folders that contain nothing protected.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::store::Stamp;
 
 /// Places never readable as a whole: every home folder and the shared temp folders (a command
 /// gets its own TMPDIR).
@@ -42,8 +46,7 @@ pub fn readable_roots(protected: &[PathBuf], extra: &[PathBuf]) -> Vec<PathBuf> 
         .iter()
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .collect();
-    let mut out = Vec::new();
-    allow_except(Path::new("/"), &protected, &mut out, 0);
+    let mut out = roots_except(protected);
     out.extend(
         extra
             .iter()
@@ -53,7 +56,42 @@ pub fn readable_roots(protected: &[PathBuf], extra: &[PathBuf]) -> Vec<PathBuf> 
     out
 }
 
-fn allow_except(dir: &Path, protected: &[PathBuf], out: &mut Vec<PathBuf>, depth: usize) {
+/// The roots [`allow_except`] finds from `/` for `protected`, remembered per protected set
+/// while none of the folders it listed changed (a folder's stamp moves when an entry is added
+/// or removed; a folder changed in the last seconds is not trusted to show the next change):
+/// every phase of a run asks again, and the walk costs more than the phase's other sandbox
+/// set-up.
+fn roots_except(protected: Vec<PathBuf>) -> Vec<PathBuf> {
+    /// The folders listed, with their stamps then, and the roots found.
+    type Walk = (Vec<(PathBuf, Option<Stamp>)>, Vec<PathBuf>);
+    static CACHE: OnceLock<Mutex<HashMap<Vec<PathBuf>, Walk>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((listed, roots)) = lock().get(&protected)
+        && listed.iter().all(|(dir, stamp)| Stamp::of(dir) == *stamp)
+    {
+        return roots.clone();
+    }
+    let (mut listed, mut roots) = (Vec::new(), Vec::new());
+    allow_except(Path::new("/"), &protected, &mut roots, &mut listed, 0);
+    if listed
+        .iter()
+        .all(|(_, stamp)| stamp.is_some_and(|s| s.is_settled()))
+    {
+        lock().insert(protected, (listed, roots.clone()));
+    }
+    roots
+}
+
+fn allow_except(
+    dir: &Path,
+    protected: &[PathBuf],
+    out: &mut Vec<PathBuf>,
+    listed: &mut Vec<(PathBuf, Option<Stamp>)>,
+    depth: usize,
+) {
+    // Stamped before it is read: a change while it is read shows at the next look.
+    listed.push((dir.to_path_buf(), Stamp::of(dir)));
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -70,7 +108,7 @@ fn allow_except(dir: &Path, protected: &[PathBuf], out: &mut Vec<PathBuf>, depth
         if !holds_protected {
             out.push(path);
         } else if depth < 8 && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            allow_except(&path, protected, out, depth + 1);
+            allow_except(&path, protected, out, listed, depth + 1);
         }
     }
 }
@@ -100,6 +138,10 @@ mod tests {
             !split.contains(&root.join("link")),
             "a link to the secret is no root: {split:?}"
         );
+        // Remembered, but looked at again once a folder it listed changed.
+        std::fs::create_dir(root.join("new")).expect("mkdir");
+        let again = readable_roots(std::slice::from_ref(&secret), &[]);
+        assert!(again.contains(&root.join("new")), "{again:?}");
         assert!(roots.contains(&root.join("open")));
         assert!(roots.contains(&PathBuf::from("/usr")));
         assert!(!roots.contains(&PathBuf::from("/tmp")));

@@ -22,6 +22,16 @@ impl Stamp {
             .map(|m| Self::from_metadata(&m))
     }
 
+    /// Whether its mtime is at least two seconds old: a file system stamps with a coarse
+    /// clock, so a change in the same tick as a recent write can leave the stamp as it was. A
+    /// cache may trust an unchanged stamp only when it was settled ("racy git").
+    pub fn is_settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.secs + 2 <= now
+    }
+
     /// The stamp of metadata already read.
     pub fn from_metadata(m: &std::fs::Metadata) -> Self {
         Self {
