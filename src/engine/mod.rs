@@ -87,7 +87,14 @@ impl Reconcile<'_> {
     /// Applies `trigger` and saves the state; the index is told only when the status changed.
     fn set_status(&mut self, trigger: Trigger) -> Result<(), EngineError> {
         let changed = self.apply(trigger)?;
-        self.save()?;
+        // Entering `running` records nothing a power cut could cost: without it the state
+        // shows what it showed before (pending, paused, interrupted), from which a resume does
+        // the same. It waits for no disk; the next phase's end does.
+        if self.state.status == WorkflowStatus::Running {
+            self.dir.record_state(&self.state, false)?;
+        } else {
+            self.save()?;
+        }
         if changed {
             self.engine.note_changed(self.dir);
         }

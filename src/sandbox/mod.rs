@@ -9,6 +9,7 @@
 mod env;
 pub mod helper;
 mod paths;
+mod scratch;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -96,9 +97,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Prepares the sandbox of `spec`; fails (closed) when its mode cannot be enforced here.
     pub fn new(spec: &SandboxSpec) -> Result<Self, SandboxError> {
-        let scratch = tempfile::Builder::new()
-            .prefix("autowrkers-sandbox-")
-            .tempdir()?;
+        let scratch = scratch::create()?;
         let root = scratch.path().canonicalize()?;
         std::fs::create_dir_all(root.join("home"))?;
         std::fs::create_dir_all(root.join("tmp"))?;

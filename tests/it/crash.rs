@@ -137,7 +137,10 @@ async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit
         &template.replacen("phases:\n", &format!("phases:\n{planner}"), 1),
     );
     let mut cmd = p.cmd();
+    // A temp folder of its own, to see what the killed runner's sandbox leaves there.
+    let temp = tempfile::tempdir().expect("temp");
     cmd.args(["run", "--task", "x", "--template", "t.yaml"])
+        .env("TMPDIR", temp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
@@ -145,8 +148,16 @@ async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit
         .await
         .expect("implementer called")
         .expect("model");
+    let killed_scratch = format!("autowrkers-sandbox-{}-", child.id());
+    let scratch_of_killed = || {
+        std::fs::read_dir(temp.path())
+            .expect("temp")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&killed_scratch))
+    };
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+    assert!(scratch_of_killed(), "the implementer's sandbox was made");
     server.release_holds();
     let state = p.state();
     let id = state["id"].as_str().expect("id").to_owned();
@@ -178,13 +189,17 @@ async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit
     std::fs::write(&stale_tmp, "{").expect("plant temp");
 
     let mut cmd = p.cmd();
-    cmd.args(["resume", short]);
+    cmd.args(["resume", short]).env("TMPDIR", temp.path());
     let out = run(cmd).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     for lock in &locks {
         assert!(!lock.exists(), "{} left", lock.display());
     }
     assert!(!stale_tmp.exists());
+    assert!(
+        !scratch_of_killed(),
+        "the killed runner's sandbox folder is removed"
+    );
     let log = git(
         &p.path(),
         &[
