@@ -18,6 +18,7 @@ mod convergence;
 mod crash;
 mod fake_github;
 mod fake_llm;
+mod fake_wire;
 mod first_hour;
 mod github;
 mod hints;
