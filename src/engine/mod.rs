@@ -75,6 +75,8 @@ pub(crate) struct Reconcile<'a> {
     pub request_seen: Option<crate::store::Stamp>,
     /// Makes the phases' commits while the next phases run.
     pub committer: crate::git::Committer,
+    /// Encodes `state.json` at each write, re-encoding only the entries that changed.
+    pub encoder: crate::store::StateEncoder,
 }
 
 /// What a step decided.
@@ -90,11 +92,7 @@ impl Reconcile<'_> {
         // Entering `running` records nothing a power cut could cost: without it the state
         // shows what it showed before (pending, paused, interrupted), from which a resume does
         // the same. It waits for no disk; the next phase's end does.
-        if self.state.status == WorkflowStatus::Running {
-            self.dir.record_state(&self.state, false)?;
-        } else {
-            self.save()?;
-        }
+        self.write_state(self.state.status != WorkflowStatus::Running)?;
         if changed {
             self.engine.note_changed(self.dir);
         }
@@ -113,8 +111,21 @@ impl Reconcile<'_> {
     }
 
     /// Saves the state durably; returns the bytes written, for the commit that records them.
-    fn save(&self) -> Result<Vec<u8>, EngineError> {
-        Ok(self.dir.record_state(&self.state, true)?)
+    fn save(&mut self) -> Result<Vec<u8>, EngineError> {
+        self.write_state(true)
+    }
+
+    /// Writes the state, `durable` or not, encoded by the pass's encoder (which re-encodes
+    /// only what changed); returns the bytes written.
+    fn write_state(&mut self, durable: bool) -> Result<Vec<u8>, EngineError> {
+        let text = self.encoder.encode(&mut self.state).map_err(|source| {
+            crate::store::StoreError::Json {
+                path: self.dir.state_path(),
+                source,
+            }
+        })?;
+        self.dir.record_state_text(&text, durable)?;
+        Ok(text)
     }
 
     /// Re-reads the control requests; returns true when the pass must stop here.

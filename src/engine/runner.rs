@@ -306,6 +306,7 @@ impl Engine {
             bad_edit: None,
             request_seen: None,
             committer: crate::git::Committer::new(),
+            encoder: crate::store::StateEncoder::new(),
         };
         pass.note_hand_edits()?;
         if resumed {

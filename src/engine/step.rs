@@ -116,7 +116,7 @@ impl Reconcile<'_> {
             });
         }
         // Not yet a transition worth a disk wait: the phase's end is.
-        self.dir.record_state(&self.state, false)?;
+        self.write_state(false)?;
         Ok(())
     }
 

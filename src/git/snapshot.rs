@@ -34,6 +34,10 @@ struct Cache {
 fn cache() -> &'static Mutex<Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     CACHE.get_or_init(|| {
+        // libgit2 checks by default that every object a tree or commit names exists: a lookup
+        // in the object store per entry, for the iteration trees of every earlier iteration
+        // at each commit. The entries here are objects this process just wrote or read.
+        git2::opts::strict_object_creation(false);
         Mutex::new(Cache {
             repos: HashMap::new(),
             known: HashMap::new(),

@@ -118,10 +118,16 @@ impl ExecutionDir {
         state: &WorkflowExecution,
         durable: bool,
     ) -> Result<Vec<u8>, StoreError> {
-        let (path, text) = self.state_text(state)?;
-        write_swapped(&path, &self.state_swap_path(), &text, durable)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let (_, text) = self.state_text(state)?;
+        self.record_state_text(&text, durable)?;
         Ok(text)
+    }
+
+    /// [`Self::record_state`] of a state already encoded (by a [`super::StateEncoder`]).
+    pub fn record_state_text(&self, text: &[u8], durable: bool) -> Result<(), StoreError> {
+        let path = self.state_path();
+        write_swapped(&path, &self.state_swap_path(), text, durable)
+            .map_err(|e| StoreError::io(&path, e))
     }
 
     /// Removes the swap file of [`Self::record_state`]: the runner's writes are over.

@@ -9,6 +9,7 @@ mod index;
 mod lock;
 mod paths;
 mod stamp;
+mod state_encoder;
 mod tail;
 
 pub use atomic::{
@@ -21,6 +22,7 @@ pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
 pub use stamp::Stamp;
+pub use state_encoder::StateEncoder;
 pub use tail::{EventTail, runner_alive, shown_status};
 
 use std::path::{Path, PathBuf};

@@ -18,8 +18,29 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session (chromedriver then quits Chromium and waits for it), then kills
+    /// chromedriver's process group: killing chromedriver alone left Chromium running.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        use std::io::{Read, Write};
+        if let Some((host, path)) = self
+            .base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            && let Ok(mut sock) = std::net::TcpStream::connect(host)
+        {
+            let request = format!(
+                "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+            if sock.write_all(request.as_bytes()).is_ok() {
+                // Its answer comes once Chromium is gone.
+                let _ = sock.read(&mut [0u8; 4096]);
+            }
+        }
+        // SAFETY: signals the process group chromedriver leads (spawned with process_group(0)).
+        unsafe {
+            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }
@@ -38,8 +59,10 @@ pub fn available() -> bool {
 impl Browser {
     /// Starts chromedriver on a free port and opens a headless Chromium session.
     pub async fn start() -> Self {
+        use std::os::unix::process::CommandExt;
         let mut driver = Command::new("chromedriver")
             .arg("--port=0")
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
