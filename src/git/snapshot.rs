@@ -2,7 +2,9 @@
 //! work of the previous commit: each project's repository is opened once per process, a file
 //! is read and hashed only when its stat changed since this process last committed it, and an
 //! iteration's tree is rebuilt only when one of its files changed. A long run's commits cost
-//! the same at iteration 50 as at iteration 1, but for one stat per file.
+//! the same at iteration 50 as at iteration 1, but for one stat per file and the state itself.
+//! A runner's phase commits take what it recorded ([`Recorded`]: the state as saved, the
+//! artifacts it lists) rather than the folder as it is when the commit is made.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -147,9 +149,11 @@ fn folder_tree(
                 let mut parts = rel.splitn(3, '/');
                 if let (Some("artifacts"), Some(it), Some(name)) =
                     (parts.next(), parts.next(), parts.next())
+                    && let Some(names) = iterations
+                        .entry(it.to_owned())
+                        .or_insert_with(|| Some(Vec::new()))
                 {
-                    let names = iterations.entry(it.to_owned()).or_insert(Some(Vec::new()));
-                    names.get_or_insert_with(Vec::new).push(name.to_owned());
+                    names.push(name.to_owned());
                 }
             }
         }

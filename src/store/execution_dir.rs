@@ -110,9 +110,9 @@ impl ExecutionDir {
     }
 
     /// Writes `state.json` for the runner that holds the lock, through a swap file kept beside
-    /// it ([`write_swapped`]): durably for a state transition, without waiting for the disk for
-    /// a step the next transition makes durable. [`Self::end_state_writes`] removes the swap.
-    /// Returns the bytes written.
+    /// it (`store::write_swapped`: the two names exchanged in one step): durably for a state
+    /// transition, without waiting for the disk for a step the next transition makes durable.
+    /// [`Self::end_state_writes`] removes the swap. Returns the bytes written.
     pub fn record_state(
         &self,
         state: &WorkflowExecution,
