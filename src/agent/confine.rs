@@ -36,11 +36,7 @@ pub fn confine(root: &Path, requested: &str) -> Result<PathBuf, String> {
             Component::CurDir | Component::Normal(_) => {}
         }
     }
-    if crate::sandbox::is_git_path(&relative) {
-        return Err(format!(
-            "`{requested}`: `.git` is off limits; the runner commits your changes itself"
-        ));
-    }
+    off_limits(root, &relative, requested)?;
     let joined = root.join(&relative);
     // Follow symlinks on the part that exists: a link pointing outside is an escape.
     let mut existing = joined.as_path();
@@ -57,12 +53,30 @@ pub fn confine(root: &Path, requested: &str) -> Result<PathBuf, String> {
     let real = existing
         .canonicalize()
         .map_err(|e| format!("`{requested}`: {e}"))?;
-    if !real.starts_with(root) {
+    let Ok(inside) = real.strip_prefix(root) else {
         return Err(format!(
             "`{requested}` leads outside the worktree (through a symlink)"
         ));
-    }
+    };
+    // A link inside the worktree may still lead into `.git` or the runner's folder.
+    off_limits(root, inside, requested)?;
     Ok(rest.into_iter().rev().fold(real, |p, name| p.join(name)))
+}
+
+/// Refuses `relative` (inside `root`) when it is at or under a `.git`, or in the runner's own
+/// folder of a project worked on in place.
+fn off_limits(root: &Path, relative: &Path, requested: &str) -> Result<(), String> {
+    if crate::sandbox::is_git_path(relative) {
+        return Err(format!(
+            "`{requested}`: `.git` is off limits; the runner commits your changes itself"
+        ));
+    }
+    if crate::sandbox::is_runner_path(root, relative) {
+        return Err(format!(
+            "`{requested}`: `.autowrkers` is the runner's folder and off limits here"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,5 +105,28 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("out")).expect("symlink");
         assert!(confine(&root, "out/passwd").is_err());
         assert!(confine(&root, "out").is_err());
+        // A link inside the worktree to `.git` leads into it all the same.
+        std::fs::create_dir_all(root.join(".git/hooks")).expect("mkdir");
+        std::os::unix::fs::symlink(".git", root.join("g")).expect("symlink");
+        assert!(confine(&root, "g/hooks/post-commit").is_err());
+    }
+
+    #[test]
+    fn the_runner_folder_is_off_limits_only_where_it_keeps_executions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        std::fs::create_dir_all(root.join(".autowrkers")).expect("mkdir");
+        // A worktree: `.autowrkers` is the repository's code.
+        assert!(confine(&root, ".autowrkers/config.yaml").is_ok());
+        std::fs::create_dir_all(root.join(".autowrkers/executions/e1")).expect("mkdir");
+        std::os::unix::fs::symlink(".autowrkers", root.join("aw")).expect("symlink");
+        for path in [
+            ".autowrkers/config.yaml",
+            "./.autowrkers/executions/e1/execution.yaml",
+            "aw/executions/e1/state.json",
+        ] {
+            assert!(confine(&root, path).is_err(), "{path}");
+        }
+        assert!(confine(&root, "src/lib.rs").is_ok());
     }
 }

@@ -5,7 +5,8 @@
 //! 1. new user and mount namespaces, and a new network namespace unless the phase allows the
 //!    network (it holds only a loopback that is down: every connect fails);
 //! 2. the worktree's `.git` made read-only (a `gitdir:` pointer file) or hidden behind an empty
-//!    read-only tmpfs (the repository folder, with `--in-place`);
+//!    read-only tmpfs (the repository folder, with `--in-place`); the runner's `.autowrkers`
+//!    folder bound read-only where the work happens in the project itself;
 //! 3. Landlock: read and execute on the readable roots, read (and in `workspace-write`, write)
 //!    on the worktree, read and write on the private scratch folder and the harmless devices;
 //!    TCP bind and connect refused without network. Landlock also keeps the command from
@@ -101,6 +102,9 @@ fn enter(policy: &Policy) -> Result<(), String> {
     // Nothing mounted here may reach the runner's namespace.
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     protect_git(&policy.workdir)?;
+    if let Some(folder) = super::runner_folder(&policy.workdir) {
+        bind_read_only(&folder)?;
+    }
     restrict(policy)
 }
 
@@ -121,16 +125,23 @@ fn protect_git(workdir: &Path) -> Result<(), String> {
             Some("size=4k,mode=0555"),
         )
     } else {
-        mount(Some(&target), &target, None, libc::MS_BIND, None)?;
-        let locked = inherited_flags(&git);
-        mount(
-            None,
-            &target,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
-            None,
-        )
+        bind_read_only(&git)
     }
+}
+
+/// Binds `path` (a file or a folder) read-only over itself: readable, never written, no link
+/// made in it.
+fn bind_read_only(path: &Path) -> Result<(), String> {
+    let target = path.to_string_lossy().into_owned();
+    mount(Some(&target), &target, None, libc::MS_BIND, None)?;
+    let locked = inherited_flags(path);
+    mount(
+        None,
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+        None,
+    )
 }
 
 /// The flags of the mount under `path` that a user namespace may not clear on a remount.

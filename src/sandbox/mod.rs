@@ -248,3 +248,22 @@ pub fn is_git_path(path: &Path) -> bool {
     path.components()
         .any(|c| c.as_os_str() == OsStr::new(".git"))
 }
+
+/// The runner's own folder in `workdir` (`.autowrkers`: its config, templates and the
+/// executions' files) when the work happens in the project itself (`--in-place`, or a project
+/// without git): never a model's to change — it could approve its own gate in `execution.yaml`
+/// or replace the verification commands. In a worktree `.autowrkers` is only the repository's
+/// code (it holds no `executions`), and `None`.
+pub fn runner_folder(workdir: &Path) -> Option<PathBuf> {
+    let folder = workdir.join(".autowrkers");
+    folder.join("executions").is_dir().then_some(folder)
+}
+
+/// True when `relative` (a path inside `root`) lies in the runner's folder of `root`.
+pub fn is_runner_path(root: &Path, relative: &Path) -> bool {
+    let first = relative
+        .components()
+        .find(|c| !matches!(c, std::path::Component::CurDir));
+    first.is_some_and(|c| c.as_os_str() == OsStr::new(".autowrkers"))
+        && runner_folder(root).is_some()
+}

@@ -36,11 +36,7 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// is a plain rename. The caller removes `swap` when its run ends.
 pub fn write_swapped(path: &Path, swap: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(swap)?;
+        let mut file = open_own(swap, 0o666)?;
         file.write_all(bytes)?;
         if durable {
             file.sync_data()?;
@@ -90,21 +86,13 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
 }
 
 fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-    };
+    let create = || open_own(&tmp, mode);
     let created = create().or_else(|e| {
         // The folder is made on first use only: one failed open is cheaper than a mkdir each time.
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -127,6 +115,31 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Opens `path` — a temp or swap file of ours — for writing from empty (created with `mode`
+/// when missing), never through a symlink: with `--in-place` a model's commands can write in
+/// the project's `.autowrkers/`, and a link planted under one of these names would otherwise
+/// make this process write the state over the file it points to. A link found there is
+/// removed and the file made anew.
+fn open_own(path: &Path, mode: u32) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            fs::remove_file(path)?;
+            open()
+        }
+        other => other,
+    }
 }
 
 /// Removes the temp files that killed writers left in `dir` and its subfolders (`.NAME.PID.tmp`
@@ -231,5 +244,24 @@ mod tests {
             before,
             "no inode was created or freed by a rewrite"
         );
+    }
+
+    #[test]
+    fn a_link_planted_as_the_swap_or_a_temp_file_is_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim.txt");
+        fs::write(&victim, "the user's file\n").unwrap();
+        let (path, swap) = (tmp.path().join("state.json"), tmp.path().join(".swap"));
+        write_swapped(&path, &swap, b"one", true).unwrap();
+        std::os::unix::fs::symlink(&victim, &swap).unwrap();
+        write_swapped(&path, &swap, b"two", true).unwrap();
+        let temp = tmp
+            .path()
+            .join(format!(".a.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        write_atomic(&tmp.path().join("a.json"), b"{}").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "the user's file\n");
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read(tmp.path().join("a.json")).unwrap(), b"{}");
     }
 }

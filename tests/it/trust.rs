@@ -157,6 +157,16 @@ async fn in_place_the_repository_and_hard_links_are_safe() {
                     "run_command",
                     json!({"command": "echo '#!/bin/sh' > .git/hooks/pre-commit; echo '[x]' >> .git/config; cat .git/config"}),
                 ),
+                // The runner's folder: where a model could approve its own gate or swap the
+                // verification commands.
+                (
+                    "write_file",
+                    json!({"path": ".autowrkers/config.yaml", "content": "verify:\n  test: \"true\"\n"}),
+                ),
+                (
+                    "run_command",
+                    json!({"command": "touch .autowrkers/evil; ln -s /etc/passwd .autowrkers/link; ls .autowrkers"}),
+                ),
             ]),
         ),
         Rule::new("implementer", Some(1), Reply::text("/complete")),
@@ -179,6 +189,19 @@ async fn in_place_the_repository_and_hard_links_are_safe() {
         "read .git/config: {}",
         results[2]
     );
+    assert!(results[3].contains("off limits"), "{}", results[3]);
+    assert!(
+        results[4].contains("Read-only file system"),
+        "{}",
+        results[4]
+    );
+    assert!(
+        results[4].contains("executions"),
+        "still readable: {}",
+        results[4]
+    );
+    assert!(!p.path().join(".autowrkers/evil").exists());
+    assert!(std::fs::symlink_metadata(p.path().join(".autowrkers/link")).is_err());
     // The link was replaced, not written through.
     assert_eq!(
         std::fs::read_to_string(&target).expect("target"),
