@@ -7,7 +7,7 @@ use std::path::Path;
 use super::context::prepare;
 use super::runner::{Engine, EngineError};
 use super::transitions::{Trigger, transition};
-use crate::spec::{PhaseRole, PhaseStatus, WorkflowStatus};
+use crate::spec::{ExecutionRequest, PhaseRole, PhaseStatus, WorkflowExecution, WorkflowStatus};
 use crate::store::{ExecutionDir, ExecutionLock, StoreError};
 
 /// Why an execution needs a runner now.
@@ -63,23 +63,13 @@ impl Engine {
             return Ok(Some(Need::New));
         }
         let state = dir.read_state()?;
-        let control = &request.control;
         use WorkflowStatus as S;
+        if let Some(need) = requested(&request, &state) {
+            return Ok(Some(need));
+        }
         let need = match state.status {
             S::Pending => Some(Need::New),
             S::Running => Some(Need::Interrupted),
-            s if control.cancel && !s.is_terminal() => Some(Need::Cancel),
-            S::Paused if !control.pause => Some(Need::Resume),
-            S::AwaitingApproval if control.approvals.contains_key(&state.iteration) => {
-                Some(Need::Decided)
-            }
-            S::BudgetExceeded
-                if request
-                    .budget_limit
-                    .is_none_or(|limit| limit > state.total_cost_usd) =>
-            {
-                Some(Need::BudgetRaised)
-            }
             S::Completed => {
                 let edited = edited_artifacts(dir, &state);
                 if !edited.is_empty() {
@@ -96,6 +86,12 @@ impl Engine {
             _ => None,
         };
         Ok(need)
+    }
+
+    /// What `execution.yaml` asks of a stopped execution that its state does not show yet:
+    /// for the runner that just stopped it, which re-reads its files before letting go.
+    pub fn requested_of(&self, dir: &ExecutionDir) -> Result<Option<Need>, EngineError> {
+        Ok(requested(&dir.read_request()?, &dir.read_state()?))
     }
 
     /// The phases of a completed execution's last iteration whose fingerprint (definition,
@@ -183,4 +179,27 @@ fn edited_artifacts(dir: &ExecutionDir, state: &crate::spec::WorkflowExecution) 
         })
         .map(|a| a.id.clone())
         .collect()
+}
+
+/// The control requests of `request` that `state` (not running, not pending) has not applied:
+/// a cancel, a pause withdrawn, an approval decided, a budget raised.
+fn requested(request: &ExecutionRequest, state: &WorkflowExecution) -> Option<Need> {
+    use WorkflowStatus as S;
+    let control = &request.control;
+    match state.status {
+        S::Pending | S::Running => None,
+        s if control.cancel && !s.is_terminal() => Some(Need::Cancel),
+        S::Paused if !control.pause => Some(Need::Resume),
+        S::AwaitingApproval if control.approvals.contains_key(&state.iteration) => {
+            Some(Need::Decided)
+        }
+        S::BudgetExceeded
+            if request
+                .budget_limit
+                .is_none_or(|limit| limit > state.total_cost_usd) =>
+        {
+            Some(Need::BudgetRaised)
+        }
+        _ => None,
+    }
 }

@@ -241,6 +241,9 @@ impl Engine {
     }
 
     /// Reconciles one execution until it is terminal, paused or waiting; returns its status.
+    /// A control request written while a pass was ending (a resume, a cancel, an approval:
+    /// the command saw this live runner and left the request to it) is applied by another
+    /// pass before the lock is let go, never left unread.
     pub async fn reconcile(
         &self,
         dir: &ExecutionDir,
@@ -248,8 +251,26 @@ impl Engine {
     ) -> Result<WorkflowStatus, EngineError> {
         let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
         let _writes = StateWrites(dir);
+        loop {
+            let (status, seen) = self.pass(dir, bus).await?;
+            // Only a request the pass did not read: a pause for a failure is no pause to lift.
+            let unread = store::Stamp::of(&dir.request_path()) != seen;
+            if status.is_terminal() || !unread || !matches!(self.requested_of(dir), Ok(Some(_))) {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// One reconcile pass, under the execution's lock; its end status, and the stamp of
+    /// `execution.yaml` when it last read its control requests.
+    async fn pass(
+        &self,
+        dir: &ExecutionDir,
+        bus: &EventBus,
+    ) -> Result<(WorkflowStatus, Option<store::Stamp>), EngineError> {
         // A runner killed at any instant left at most temp files and git locks: clear them.
         store::clean_temp_files(dir.root());
+        let request_seen = store::Stamp::of(&dir.request_path());
         let request = dir.read_request()?;
         let mut state = dir.read_state()?;
         let project = PathBuf::from(&request.project_path);
@@ -304,7 +325,7 @@ impl Engine {
             state,
             checks,
             bad_edit: None,
-            request_seen: None,
+            request_seen,
             committer: crate::git::Committer::new(),
             encoder: crate::store::StateEncoder::new(),
         };
@@ -325,7 +346,7 @@ impl Engine {
             }
         }
         // Every status change was noted for the index as it happened (`set_status`).
-        status
+        Ok((status?, pass.request_seen))
     }
 
     fn make_workspace(
@@ -370,9 +391,6 @@ impl Engine {
     }
 }
 
-/// An execution that ended gives its branch back: its worktree (everything is committed on the
-/// branch) is removed, so `git checkout <branch>` and `git branch -D` work at once. A reopened
-/// execution gets its worktree again from the branch.
 /// Ends the runner's writes of `state.json` (its swap file removed) however the pass ends,
 /// before the lock is released.
 struct StateWrites<'a>(&'a ExecutionDir);
@@ -383,6 +401,9 @@ impl Drop for StateWrites<'_> {
     }
 }
 
+/// An execution that ended gives its branch back: its worktree (everything is committed on the
+/// branch) is removed, so `git checkout <branch>` and `git branch -D` work at once. A reopened
+/// execution gets its worktree again from the branch.
 fn release_branch(pass: &Reconcile<'_>) -> Result<(), EngineError> {
     let Some(ws) = &pass.state.workspace else {
         return Ok(());
