@@ -115,3 +115,72 @@ impl std::fmt::Debug for Committer {
         f.debug_struct("Committer").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(project: &std::path::Path, id: &str, message: &str) -> CommitJob {
+        let root = project.join(".autowrkers/executions").join(id);
+        std::fs::create_dir_all(root.join("artifacts/1")).unwrap();
+        std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
+        std::fs::write(root.join("artifacts/1/a.md"), message).unwrap();
+        CommitJob {
+            project: project.to_path_buf(),
+            id: id.to_owned(),
+            root,
+            message: message.to_owned(),
+            recorded: Recorded {
+                state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
+                artifacts: vec!["artifacts/1/a.md".into()],
+            },
+        }
+    }
+
+    fn repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn queued_commits_land_in_order_on_the_ref() {
+        let dir = repo();
+        let committer = Committer::new();
+        for m in ["one", "two", "three"] {
+            committer.commit(job(dir.path(), "e1", m)).unwrap();
+        }
+        committer.finish().unwrap();
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref("refs/autowrkers/executions/e1").unwrap();
+        let messages: Vec<String> = walk
+            .map(|oid| {
+                let c = repo.find_commit(oid.unwrap()).unwrap();
+                c.message().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(messages, ["three", "two", "one"]);
+    }
+
+    #[test]
+    fn a_failed_commit_is_reported_and_nothing_queued_after_it_is_made() {
+        let dir = repo();
+        let committer = Committer::new();
+        // No ref can be named after this id.
+        committer.commit(job(dir.path(), "bad..id", "x")).unwrap();
+        // Queued behind the failure, or refused once the thread has stopped at it.
+        let later = committer.commit(job(dir.path(), "e2", "y"));
+        let finished = committer.finish();
+        assert!(
+            later.is_err() || finished.is_err(),
+            "the failure is reported"
+        );
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        assert!(
+            repo.find_reference("refs/autowrkers/executions/e2")
+                .is_err(),
+            "no commit is made after a failed one"
+        );
+    }
+}
