@@ -151,14 +151,17 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
         }
         Err(e) => return Err(e.into()),
     }
-    if alive {
+    let engine = Engine::new(home)?;
+    // A runner that was live may have let go before reading the request: then this command
+    // applies it (`need` is none while a runner holds the execution or once it applied it).
+    let left_unread = || !store::runner_alive(&dir) && matches!(engine.need(&dir), Ok(Some(_)));
+    if alive && !left_unread() {
         eprintln!(
             "requested {}; the running runner applies it at its next safe point",
             what.as_str()
         );
         return Ok(0);
     }
-    let engine = Engine::new(home)?;
     drive(&engine, &dir, &args.output).await
 }
 

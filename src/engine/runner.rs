@@ -242,17 +242,30 @@ impl Engine {
 
     /// Reconciles one execution until it is terminal, paused or waiting; returns its status.
     /// A control request written while a pass was ending (a resume, a cancel, an approval:
-    /// the command saw this live runner and left the request to it) is applied by another
-    /// pass before the lock is let go, never left unread.
+    /// the command saw this live runner and left the request to it) is never left unread:
+    /// after letting go of the lock the runner reads `execution.yaml` once more and, when it
+    /// holds a request the pass did not read, takes the lock again for another pass — unless
+    /// a runner started for that request holds it by then. The control commands check for a
+    /// runner again after writing (see `server::executions::control`, `cli::run::control`).
     pub async fn reconcile(
         &self,
         dir: &ExecutionDir,
         bus: &EventBus,
     ) -> Result<WorkflowStatus, EngineError> {
-        let _lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
-        let _writes = StateWrites(dir);
+        let mut first = true;
         loop {
-            let (status, seen) = self.pass(dir, bus).await?;
+            let lock = match ExecutionLock::acquire(&dir.lock_path()) {
+                Ok(lock) => lock,
+                Err(e) if first => return Err(StoreError::from(e).into()),
+                // Another runner took it for the request: it applies it.
+                Err(_) => return Ok(dir.read_state()?.status),
+            };
+            first = false;
+            let (status, seen) = {
+                let _writes = StateWrites(dir);
+                self.pass(dir, bus).await?
+            };
+            drop(lock);
             // Only a request the pass did not read: a pause for a failure is no pause to lift.
             let unread = store::Stamp::of(&dir.request_path()) != seen;
             if status.is_terminal() || !unread || !matches!(self.requested_of(dir), Ok(Some(_))) {

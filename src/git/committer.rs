@@ -123,8 +123,12 @@ mod tests {
     fn job(project: &std::path::Path, id: &str, message: &str) -> CommitJob {
         let root = project.join(".autowrkers/executions").join(id);
         std::fs::create_dir_all(root.join("artifacts/1")).unwrap();
-        std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
-        std::fs::write(root.join("artifacts/1/a.md"), message).unwrap();
+        if !root.join("execution.yaml").exists() {
+            std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
+        }
+        // Each phase writes an artifact of its own, once (as the runner does).
+        let artifact = format!("artifacts/1/{message}.md");
+        std::fs::write(root.join(&artifact), message).unwrap();
         CommitJob {
             project: project.to_path_buf(),
             id: id.to_owned(),
@@ -132,7 +136,7 @@ mod tests {
             message: message.to_owned(),
             recorded: Recorded {
                 state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
-                artifacts: vec!["artifacts/1/a.md".into()],
+                artifacts: vec![artifact],
             },
         }
     }

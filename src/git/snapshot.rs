@@ -250,7 +250,11 @@ fn blob(
         Ok(oid) => oid,
         // Removed since its stat: not part of this commit.
         Err(_) if !path.exists() => return Ok(None),
-        Err(e) => return Err(e).ctx("write blob"),
+        // Written in place while it was read (a hand edit, `echo >`): take what it holds now.
+        Err(e) => match std::fs::read(&path) {
+            Ok(bytes) => repo.blob(&bytes).ctx("write blob")?,
+            Err(_) => return Err(e).ctx("write blob"),
+        },
     };
     known.blobs.insert(rel.to_owned(), (stamp, oid));
     Ok(Some(oid))

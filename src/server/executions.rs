@@ -284,7 +284,10 @@ async fn control(
             before.status.as_str()
         )));
     }
-    if !alive {
+    // A runner that was live may have let go before reading the request: then one is
+    // started for it (`need` is none while a runner holds the execution or it applied it).
+    let unread = || !store::runner_alive(&dir) && matches!(state.engine.need(&dir), Ok(Some(_)));
+    if !alive || unread() {
         reap(detached_runner(&state.exe, &dir)?);
     }
     Ok(Json(
