@@ -7,7 +7,8 @@ use super::args::{IdArgs, SkipArgs, StartArgs};
 use super::drive::drive;
 use super::status_code;
 use autowrkers::engine::{
-    Control, Engine, EngineError, RequestError, StartOptions, request, request_skip,
+    Applier, Control, Engine, EngineError, RequestError, StartOptions, request, request_skip,
+    submit,
 };
 use autowrkers::spec::TriggerMode;
 use autowrkers::store::{self, Home};
@@ -136,11 +137,9 @@ pub async fn resume(args: IdArgs, home: Home) -> Result<u8> {
 /// continues the run in the foreground).
 pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
     let dir = store::find_execution(&home, Some(&args.path), &args.id)?;
-    // Whether a runner is on it is decided before the request: a live runner may apply the
-    // request and end at once, and must not then be taken for a runner that never was.
-    let alive = store::runner_alive(&dir);
-    match request(&dir, what) {
-        Ok(_) => {}
+    let engine = Engine::new(home)?;
+    let applier = match submit(&engine, &dir, what) {
+        Ok((_, applier)) => applier,
         Err(e @ RequestError::Ended { .. }) => {
             eprintln!("{e}");
             return Ok(status_code(dir.read_state()?.status));
@@ -150,12 +149,8 @@ pub async fn control(args: IdArgs, home: Home, what: Control) -> Result<u8> {
             return Ok(2);
         }
         Err(e) => return Err(e.into()),
-    }
-    let engine = Engine::new(home)?;
-    // A runner that was live may have let go before reading the request: then this command
-    // applies it (`need` is none while a runner holds the execution or once it applied it).
-    let left_unread = || !store::runner_alive(&dir) && matches!(engine.need(&dir), Ok(Some(_)));
-    if alive && !left_unread() {
+    };
+    if applier == Applier::Runner {
         eprintln!(
             "requested {}; the running runner applies it at its next safe point",
             what.as_str()

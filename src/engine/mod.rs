@@ -39,7 +39,7 @@ pub use events::{Event, EventBus, EventKind};
 pub use extract::{extract_json, json_artifact};
 pub use launch::detached_runner;
 pub use outcome::{Cost, Outcome, Verdict, Verification, outcome};
-pub use requests::{Control, RequestError, request, request_skip};
+pub use requests::{Applier, Control, RequestError, request, request_skip, submit};
 pub use runner::{Engine, EngineError, StartOptions, Unready};
 
 use self::transitions::{Trigger, transition};

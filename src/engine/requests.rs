@@ -121,6 +121,38 @@ pub fn request(dir: &ExecutionDir, what: Control) -> Result<WorkflowExecution, R
     Ok(state)
 }
 
+/// Who applies a request once it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applier {
+    /// The runner that holds the execution: it reads `execution.yaml` at its safe points and
+    /// once more after letting go.
+    Runner,
+    /// The caller: no runner held the execution, or the one that did let go without reading
+    /// the request. The caller starts a runner (`serve`) or drives a pass itself (the CLI).
+    Caller,
+}
+
+/// [`request`], and who applies it. Whether a runner is on the execution is decided before
+/// the write (a live runner may apply a cancel and end at once, and must not be taken for a
+/// runner that never was) and checked again after it: a runner that let go in between and
+/// left the request unread (`Engine::need` sees it) leaves it to the caller.
+pub fn submit(
+    engine: &super::Engine,
+    dir: &ExecutionDir,
+    what: Control,
+) -> Result<(WorkflowExecution, Applier), RequestError> {
+    let alive = crate::store::runner_alive(dir);
+    let before = request(dir, what)?;
+    // `need` is none while a runner holds the execution, and once the request is applied.
+    let unread = || matches!(engine.need(dir), Ok(Some(_)));
+    let applier = if alive && !unread() {
+        Applier::Runner
+    } else {
+        Applier::Caller
+    };
+    Ok((before, applier))
+}
+
 /// Adds skip requests for `phase` (id or name), or for every phase running now when `None`;
 /// returns the phase ids and the iteration they apply to.
 pub fn request_skip(

@@ -45,7 +45,7 @@ type Worker = (Sender<CommitJob>, JoinHandle<Result<(), GitError>>);
 
 /// The commit thread of one reconcile pass: started at the first commit, stopped by
 /// [`Committer::finish`] (or when dropped), after the commits queued before.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Committer {
     worker: Mutex<Option<Worker>>,
 }
@@ -107,12 +107,6 @@ impl Drop for Committer {
     /// is found again, and the commit made, by the next reconcile).
     fn drop(&mut self) {
         let _ = self.finish();
-    }
-}
-
-impl std::fmt::Debug for Committer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Committer").finish_non_exhaustive()
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{AppState, reap};
-use crate::engine::{Control, StartOptions, detached_runner, request, request_skip};
+use crate::engine::{Applier, Control, StartOptions, detached_runner, request_skip, submit};
 use crate::spec::{PhaseRole, PhaseStatus, TriggerMode, WorkflowExecution, WorkflowStatus};
 use crate::store::{self, ExecutionDir, ExecutionSummary};
 
@@ -274,9 +274,7 @@ async fn control(
     let what = Control::parse(&action)
         .ok_or_else(|| ApiError::not_found(format!("no action `{action}`")))?;
     let dir = state.find(&id)?;
-    // Decided before the request (a live runner may apply it and end at once).
-    let alive = store::runner_alive(&dir);
-    let before = request(&dir, what)?;
+    let (before, applier) = submit(&state.engine, &dir, what)?;
     if what == Control::Resume && before.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "execution {} is already {}",
@@ -284,10 +282,7 @@ async fn control(
             before.status.as_str()
         )));
     }
-    // A runner that was live may have let go before reading the request: then one is
-    // started for it (`need` is none while a runner holds the execution or it applied it).
-    let unread = || !store::runner_alive(&dir) && matches!(state.engine.need(&dir), Ok(Some(_)));
-    if !alive || unread() {
+    if applier == Applier::Caller {
         reap(detached_runner(&state.exe, &dir)?);
     }
     Ok(Json(

@@ -112,15 +112,10 @@ impl ExecutionDir {
     /// Writes `state.json` for the runner that holds the lock, through a swap file kept beside
     /// it (`store::write_swapped`: the two names exchanged in one step): durably for a state
     /// transition, without waiting for the disk for a step the next transition makes durable.
-    /// [`Self::end_state_writes`] removes the swap. Returns the bytes written.
-    pub fn record_state(
-        &self,
-        state: &WorkflowExecution,
-        durable: bool,
-    ) -> Result<Vec<u8>, StoreError> {
+    /// [`Self::end_state_writes`] removes the swap.
+    pub fn record_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
         let (_, text) = self.state_text(state)?;
-        self.record_state_text(&text, durable)?;
-        Ok(text)
+        self.record_state_text(&text, durable)
     }
 
     /// [`Self::record_state`] of a state already encoded (by a [`super::StateEncoder`]).
