@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 use crate::budget::{BilledCall, BudgetExceeded, CallEstimate, Meter, Ticket};
-use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, Role};
+use crate::providers::{ChatProvider, ChatRequest, Message, ProviderError, ReplyText, Role};
 use crate::spec::TokenUsage;
 
 /// What the loop gathered over all its calls.
@@ -86,6 +86,9 @@ pub enum AgentError {
         "the reply passed {0} bytes and was stopped (output_limits.artifact_bytes in .autowrkers/config.yaml); its cost is unknown"
     )]
     ReplyTooLong(u64),
+    /// A long reply's temporary file could not be read back.
+    #[error("the reply could not be read back from its temporary file: {0}")]
+    ReplyUnreadable(std::io::Error),
 }
 
 /// What the loop reports as it goes (for progress events and the phase log).
@@ -137,7 +140,8 @@ pub fn answer_message(text: String) -> Message {
 
 /// Runs the loop on `request.messages`, appending every assistant turn that called tools and
 /// every tool result to it, and returns the final answer's text (not appended: see
-/// [`answer_message`]). `tally` accumulates usage even when the loop fails.
+/// [`answer_message`]; a long one sits in a file, see [`ReplyText`]). `tally` accumulates usage
+/// even when the loop fails.
 pub async fn converse(
     provider: &dyn ChatProvider,
     request: &mut ChatRequest,
@@ -146,7 +150,7 @@ pub async fn converse(
     observer: &dyn Observer,
     tally: &mut Tally,
     meter: &dyn Meter,
-) -> Result<String, AgentError> {
+) -> Result<ReplyText, AgentError> {
     let limit = observer.reply_limit().unwrap_or(u64::MAX);
     for _ in 0..max_turns {
         let seen = AtomicU64::new(0);
@@ -218,7 +222,10 @@ pub async fn converse(
         }
         request.messages.push(Message {
             role: Role::Assistant,
-            content: response.text,
+            content: response
+                .text
+                .into_string()
+                .map_err(AgentError::ReplyUnreadable)?,
             tool_calls: response.tool_calls.clone(),
             tool_call_id: None,
         });

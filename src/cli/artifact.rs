@@ -155,7 +155,7 @@ fn edit(home: &Home, path: &Path, id: &str, artifact: &str) -> Result<u8> {
         if !a.artifact_type.is_json() {
             break text;
         }
-        match json_artifact(a.artifact_type, &text) {
+        match json_artifact(a.artifact_type, text.as_str()) {
             Ok(_) => break text,
             Err(reason) if interactive => {
                 eprintln!(

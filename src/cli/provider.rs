@@ -226,12 +226,13 @@ async fn test(
     let started = Instant::now();
     let answer = chat.chat(&request, &|_| {}).await?;
     let served = answer.served_model.unwrap_or_else(|| model.clone());
+    let reply = answer.text.into_string()?;
     println!(
         "ok: {provider} answered in {} ms; requested {model}, served by {served}; {} in / {} out tokens; reply: {}",
         started.elapsed().as_millis(),
         answer.usage.input + answer.usage.cached_input,
         answer.usage.output,
-        answer.text.trim()
+        reply.trim()
     );
     Ok(0)
 }

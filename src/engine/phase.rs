@@ -13,7 +13,7 @@ use super::observer::PhaseObserver;
 use crate::agent::{self, Tally, Toolbox};
 use crate::budget::Warning;
 use crate::git::{self, ProjectRepo};
-use crate::providers::{self, Answerer, ChatRequest, Message, Role};
+use crate::providers::{self, Answerer, ChatRequest, Message, ReplyText, Role};
 use crate::sandbox::Sandbox;
 use crate::spec::{ArtifactType, PhaseRole, PhaseStatus, ProviderConfig, WorkflowPhase};
 use crate::verify;
@@ -225,6 +225,7 @@ async fn run_model(
                 &meter,
             )
             .await?
+            .into()
         };
         match check_answer(phase, &text) {
             Ok(checked) => break (text, checked),
@@ -236,6 +237,9 @@ async fn run_model(
                 ));
                 let retry = retry_text(phase, &reason);
                 if let Some((_, request)) = &mut chat {
+                    let text = text
+                        .into_string()
+                        .map_err(|e| Failure::Answer(unreadable(&e)))?;
                     request.messages.push(agent::answer_message(text));
                     request.messages.push(Message::text(Role::User, &retry));
                 }
@@ -264,7 +268,6 @@ async fn run_model(
     })
 }
 
-/// Checks the final answer: the success pattern, and for JSON artifacts the schema.
 /// The implementer starts from the code it must find: uncommitted files in its worktree can
 /// only be an interrupted run's half work.
 fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<(), Failure> {
@@ -296,7 +299,7 @@ fn artifact_of(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     job: &PhaseJob<'_>,
-    text: String,
+    text: ReplyText,
     checked: Option<serde_json::Value>,
 ) -> Result<Produced, Failure> {
     let phase = job.phase;
@@ -320,11 +323,17 @@ fn artifact_of(
                 None,
             )
         }
-        _ => (
-            Some(text_artifact(text, phase.success_pattern.as_deref())),
-            None,
-            None,
-        ),
+        // A text artifact is the answer itself: held once, within output_limits.artifact_bytes.
+        _ => {
+            let text = text
+                .into_string()
+                .map_err(|e| Failure::Answer(unreadable(&e)))?;
+            (
+                Some(text_artifact(text, phase.success_pattern.as_deref())),
+                None,
+                None,
+            )
+        }
     })
 }
 
@@ -346,9 +355,19 @@ fn text_artifact(mut text: String, pattern: Option<&str>) -> String {
     text
 }
 
-fn check_answer(phase: &WorkflowPhase, text: &str) -> Result<Option<serde_json::Value>, String> {
+/// Why an answer that went to a temporary file is lost.
+fn unreadable(e: &std::io::Error) -> String {
+    format!("the answer could not be read back from its temporary file: {e}")
+}
+
+/// Checks the final answer: the success pattern, and for JSON artifacts the schema. A long
+/// answer is searched in its file, never loaded whole.
+fn check_answer(
+    phase: &WorkflowPhase,
+    text: &ReplyText,
+) -> Result<Option<serde_json::Value>, String> {
     if let Some(p) = phase.success_pattern.as_deref().filter(|p| !p.is_empty())
-        && !text.contains(p)
+        && text.find(p, 0).map_err(|e| unreadable(&e))?.is_none()
     {
         return Err(format!("it does not contain `{p}`"));
     }

@@ -12,6 +12,7 @@ mod ollama;
 mod openai;
 pub mod ratelimit;
 mod registry;
+mod reply;
 mod retry;
 mod scripted;
 mod types;
@@ -24,6 +25,7 @@ pub use http::HttpClient;
 pub use ollama::OllamaChat;
 pub use openai::OpenAiChat;
 pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, chat_kind, info, key};
+pub use reply::{ReplyReader, ReplyText, SPILL_AT};
 pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
 pub use types::{

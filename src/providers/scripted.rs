@@ -127,7 +127,7 @@ impl ChatProvider for Scripted {
                 })
                 .collect();
             Ok(ChatResponse {
-                text: reply.text.clone(),
+                text: reply.text.as_str().into(),
                 tool_calls,
                 // Rough token counts (4 characters a token) so the views have something to show.
                 usage: TokenUsage {

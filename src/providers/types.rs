@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::reply::ReplyText;
 use crate::spec::TokenUsage;
 
 /// Who said a message.
@@ -94,10 +95,10 @@ pub struct ChatRequest {
 }
 
 /// The model's whole answer to one call.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct ChatResponse {
-    /// Text.
-    pub text: String,
+    /// Text, in a file once it is long ([`ReplyText`]).
+    pub text: ReplyText,
     /// Tool calls, complete.
     pub tool_calls: Vec<ToolCall>,
     /// Usage as the provider reported it.

@@ -118,7 +118,7 @@ async fn update(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the artifact must be UTF-8 text"))?;
     if a.artifact_type.is_json() {
-        json_artifact(a.artifact_type, &text).map_err(ApiError::invalid)?;
+        json_artifact(a.artifact_type, text.as_str()).map_err(ApiError::invalid)?;
     }
     let target = dir.artifact_path(&a.file_path)?;
     write_atomic(&target, text.as_bytes()).map_err(|e| store::StoreError::io(&target, e))?;

@@ -106,3 +106,51 @@ async fn streamed_lines_become_a_few_events_with_a_marker_for_what_they_skip() {
     let log = std::fs::read_to_string(p.execution().join("logs/plan.1.log")).expect("log");
     assert!(log.contains("line 01500 of the plan"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_past_a_megabyte_is_checked_from_its_file_and_kept_whole() {
+    // Three megabytes of text: past the 1 MB a reply may take in memory, under the default
+    // 8 MB artifact limit. The JSON block and the pattern come last, in the file's part.
+    let filler: String = (0..30_000)
+        .map(|i| format!("line {i:05}: a long {{answer}} with ``` marks ✓\n"))
+        .collect();
+    let analysis = format!(
+        "{filler}```json\n{{\"summary\": \"found at the end\", \"tasks\": []}}\n```\n/analysis-complete"
+    );
+    let plan = format!("{filler}the end of the plan\n/complete\n");
+    let (server, _h) = FakeLlm::start(vec![
+        Rule::new("analyzer", None, Reply::text(&analysis)),
+        Rule::new("planner", None, Reply::text(&plan)),
+    ])
+    .await;
+    let p = Project::git(&[("a.txt", "a\n")]);
+    let t = "name: x\nphases:\n".to_owned()
+        + &phase(
+            "analysis",
+            "analyzer",
+            "analyzer",
+            &server.url(),
+            ("analyzer_prompt", "task_list", "/analysis-complete"),
+            1,
+            "    max_retries: 0\n",
+        )
+        + &phase(
+            "plan",
+            "planner",
+            "planner",
+            &server.url(),
+            ("planner_prompt", "implementation_plan", "/complete"),
+            2,
+            "    max_retries: 0\n",
+        );
+    let out = p.run_template(&t, &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let artifacts = p.execution().join("artifacts/1");
+    let tasks: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifacts.join("analysis.json")).expect("task list"),
+    )
+    .expect("JSON");
+    assert_eq!(tasks["summary"], "found at the end");
+    let kept = std::fs::read_to_string(artifacts.join("plan.md")).expect("plan");
+    assert_eq!(kept, format!("{}the end of the plan\n", filler));
+}
