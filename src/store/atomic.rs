@@ -36,8 +36,11 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// is a plain rename. The caller removes `swap` when its run ends.
 pub fn write_swapped(path: &Path, swap: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     {
-        let mut file = open_own(swap, 0o666)?;
+        // Written over in place and cut to length, not truncated first: ext4 then keeps the
+        // file's blocks instead of freeing and allocating them again at every write.
+        let mut file = open_own(swap, 0o666, false)?;
         file.write_all(bytes)?;
+        file.set_len(bytes.len() as u64)?;
         if durable {
             file.sync_data()?;
         }
@@ -92,7 +95,7 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let create = || open_own(&tmp, mode);
+    let create = || open_own(&tmp, mode, true);
     let created = create().or_else(|e| {
         // The folder is made on first use only: one failed open is cheaper than a mkdir each time.
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -117,18 +120,18 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
     Ok(())
 }
 
-/// Opens `path` — a temp or swap file of ours — for writing from empty (created with `mode`
-/// when missing), never through a symlink: with `--in-place` a model's commands can write in
+/// Opens `path` — a temp or swap file of ours — for writing (emptied when `truncate`, created
+/// with `mode` when missing), never through a symlink: with `--in-place` a model's commands can write in
 /// the project's `.autowrkers/`, and a link planted under one of these names would otherwise
 /// make this process write the state over the file it points to. A link found there is
 /// removed and the file made anew.
-fn open_own(path: &Path, mode: u32) -> std::io::Result<File> {
+fn open_own(path: &Path, mode: u32, truncate: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = || {
         OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(truncate)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
@@ -244,6 +247,12 @@ mod tests {
             before,
             "no inode was created or freed by a rewrite"
         );
+        // The swap holds "two" and is written over in place: a shorter state leaves no tail.
+        write_swapped(&path, &swap, b"4", false).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"4");
+        write_swapped(&path, &swap, b"a longer fifth", true).unwrap();
+        write_swapped(&path, &swap, b"6", true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"6");
     }
 
     #[test]
