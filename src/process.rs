@@ -92,7 +92,7 @@ pub async fn run_shell(
 ) -> std::io::Result<CommandOutcome> {
     let started = Instant::now();
     let mut child = sandbox
-        .command(OsStr::new("sh"), &["-c".into(), command.into()])
+        .command(OsStr::new("sh"), &["-c".into(), command.into()])?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

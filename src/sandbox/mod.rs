@@ -1,15 +1,16 @@
 //! The sandbox of every command a model causes (DESIGN §12): `run_command`, the verifier's
 //! checks and agent CLIs. A [`Sandbox`] is built per phase run; each command it starts gets a
-//! clean environment (see [`env`]) and, unless the mode is `full-access`, runs through this
-//! binary's own helper (`autowrkers __sandbox`, see [`helper`]), which enters new user, mount
-//! and (without network) network namespaces, hides the repository's `.git`, and applies
-//! Landlock rules before it executes the command. Where the kernel cannot do that, the phase
-//! fails closed with a message naming `--sandbox full-access`.
+//! clean environment (see [`env`]) and, unless the mode is `full-access`, enters new user, mount
+//! and (without network) network namespaces, gets the repository's `.git` hidden, and applies
+//! Landlock rules between `fork` and `exec` (see [`walls`]). Whether the kernel can do that at
+//! all is probed once through this binary's own helper (`autowrkers __sandbox`, see [`helper`]);
+//! where it cannot, the phase fails closed with a message naming `--sandbox full-access`.
 
 mod env;
 pub mod helper;
 mod paths;
 mod scratch;
+mod walls;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -137,21 +138,27 @@ impl Sandbox {
     }
 
     /// A command for `program` with `args`, in the worktree, with the clean environment,
-    /// inside the sandbox unless the mode is full-access.
-    pub fn command(&self, program: &OsStr, args: &[OsString]) -> tokio::process::Command {
+    /// inside the sandbox unless the mode is full-access. Fails when the sandbox's walls cannot
+    /// be planned (a path the kernel cannot be given).
+    pub fn command(
+        &self,
+        program: &OsStr,
+        args: &[OsString],
+    ) -> std::io::Result<tokio::process::Command> {
         self.command_with(program, args, &Extra::default())
     }
 
-    /// Like [`Self::command`], with what this one command adds (see [`Extra`]).
+    /// Like [`Self::command`], with what this one command adds (see [`Extra`]). The walls
+    /// are raised in the child between `fork` and `exec` ([`walls::Walls::raise`]); a step
+    /// that fails makes the spawn fail, and the command never starts.
     pub fn command_with(
         &self,
         program: &OsStr,
         args: &[OsString],
         extra: &Extra<'_>,
-    ) -> tokio::process::Command {
-        let mut cmd = if self.policy.mode == SandboxMode::FullAccess {
-            tokio::process::Command::new(program)
-        } else {
+    ) -> std::io::Result<tokio::process::Command> {
+        let mut cmd = tokio::process::Command::new(program);
+        if self.policy.mode != SandboxMode::FullAccess {
             let mut policy = self.policy.clone();
             policy.connect_ports.extend_from_slice(extra.connect_ports);
             policy.readable.extend(
@@ -160,18 +167,26 @@ impl Sandbox {
                     .iter()
                     .filter_map(|p| p.canonicalize().ok()),
             );
-            let mut c = tokio::process::Command::new(&self.helper);
-            c.arg(HELPER_ARG)
-                .arg(serde_json::to_string(&policy).unwrap_or_default())
-                .arg(program);
-            c
-        };
+            let walls = walls::Walls::plan(&policy)
+                .map_err(|reason| std::io::Error::other(format!("sandbox: {reason}")))?;
+            if let Some(walls) = walls {
+                // SAFETY: `raise` makes system calls only: no allocation, no lock, nothing
+                // the forked child of a multi-threaded process may not do.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        walls
+                            .raise()
+                            .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
+                    });
+                }
+            }
+        }
         cmd.args(args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(extra.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.policy.workdir);
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -184,10 +199,10 @@ fn helper_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("autowrkers"))
 }
 
-/// Checks that the kernel can enforce a sandbox, by running `true` in one: once per process,
-/// and not again in later processes of the same binary on the same boot once it passed (a
-/// marker in the temp folder; it only spares the probe — every command still goes through the
-/// helper, which refuses to run it unsandboxed).
+/// Checks that the kernel can enforce a sandbox, by running `true` in one through the helper
+/// (which says in words what failed): once per process, and not again in later processes of
+/// the same binary on the same boot once it passed (a marker in the temp folder; it only spares
+/// the probe — every command still raises its walls itself, and does not start when one fails).
 fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = RESULT.get_or_init(|| {

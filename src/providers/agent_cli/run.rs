@@ -98,17 +98,22 @@ async fn run_process(
         connect_ports: &ports,
         read_paths: std::slice::from_ref(&install),
     };
-    let mut cmd = run.sandbox.command_with(program.as_os_str(), &args, &extra);
+    let mut cmd = run
+        .sandbox
+        .command_with(program.as_os_str(), &args, &extra)
+        .map_err(|e| CliError::Failed(format!("cannot start {}: {e}", program.display())))?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
-        CliError::Failed(format!(
-            "cannot start {}: {e} (set extra_params.binary)",
-            program.display()
-        ))
+        // Not found: the binary is elsewhere. Anything else failed inside the sandbox's set-up.
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => " (set extra_params.binary)",
+            _ => " (while entering its sandbox)",
+        };
+        CliError::Failed(format!("cannot start {}: {e}{hint}", program.display()))
     })?;
     let pid = child.id();
     // Dropping this future (timeout, cancel, the watchdog) kills the CLI and all it started.
