@@ -1,6 +1,10 @@
 //! Noticing control requests while phases run (DESIGN §2): `pause`, `cancel`, `skip-phase`,
-//! `approve` and `reject` only edit `execution.yaml`; a notify watcher on the execution folder
+//! `approve` and `reject` only edit `execution.yaml`; an inotify watch on the execution folder
 //! reads it again whenever it changes and publishes the control requests on a watch channel.
+//! The watch asks the kernel only for files written and closed or moved in (a control
+//! command's rename, an editor's save), not for every write and open of the runner's own files
+//! in that folder (each event line, each state write), which a general-purpose watcher reports
+//! and wakes a thread for.
 //! Cancel and skip act at once (the running phase's future is dropped, which kills its process
 //! group); pause acts at the next safe point, after the running step.
 
@@ -8,7 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use notify::{RecursiveMode, Watcher};
+use inotify::{EventMask, Inotify, WatchMask, Watches};
 use tokio::sync::watch;
 
 use super::events::{EventBus, EventKind};
@@ -17,7 +21,7 @@ use crate::store::ExecutionDir;
 
 /// A running watcher; dropping it stops watching.
 pub struct ControlWatch {
-    _watcher: Option<notify::RecommendedWatcher>,
+    watch: Option<(Watches, inotify::WatchDescriptor)>,
     rx: watch::Receiver<ControlRequests>,
     announcer: Announcer,
 }
@@ -67,24 +71,12 @@ impl Announcer {
 }
 
 impl ControlWatch {
-    /// Watches `dir`'s `execution.yaml`, starting from `initial`. Without a working watcher
+    /// Watches `dir`'s `execution.yaml`, starting from `initial`. Without a working watch
     /// (no inotify) control requests still act at safe points.
     pub fn start(dir: &ExecutionDir, initial: ControlRequests) -> Self {
         let (tx, rx) = watch::channel(initial);
-        let request_path = dir.request_path();
         let reader = dir.clone();
-        let handler = move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if !crate::store::is_change(&event) {
-                return;
-            }
-            if !event
-                .paths
-                .iter()
-                .any(|p| p == &request_path || p.file_name() == request_path.file_name())
-            {
-                return;
-            }
+        let on_change = move || {
             // A half-written file cannot be seen (writes are renames), but a hand edit can be
             // invalid: keep the last good requests then.
             if let Ok(request) = reader.read_request() {
@@ -95,13 +87,8 @@ impl ControlWatch {
                 });
             }
         };
-        let watcher = notify::recommended_watcher(handler).ok().and_then(|mut w| {
-            w.watch(Path::new(dir.root()), RecursiveMode::NonRecursive)
-                .ok()
-                .map(|_| w)
-        });
         Self {
-            _watcher: watcher,
+            watch: watch_requests(Path::new(dir.root()), on_change),
             rx,
             announcer: Announcer::default(),
         }
@@ -116,6 +103,54 @@ impl ControlWatch {
     pub fn subscribe(&self) -> watch::Receiver<ControlRequests> {
         self.rx.clone()
     }
+}
+
+impl Drop for ControlWatch {
+    /// Removing the watch queues `IN_IGNORED`, which ends the thread reading it.
+    fn drop(&mut self) {
+        if let Some((mut watches, wd)) = self.watch.take() {
+            let _ = watches.remove(wd);
+        }
+    }
+}
+
+/// The file control requests are written to.
+const REQUEST_FILE: &str = "execution.yaml";
+
+/// Starts a thread that calls `on_change` whenever `execution.yaml` in `folder` is written and
+/// closed, or moved in; it ends when its watch is removed. `None` when inotify is unavailable.
+fn watch_requests(
+    folder: &Path,
+    on_change: impl Fn() + Send + 'static,
+) -> Option<(Watches, inotify::WatchDescriptor)> {
+    let mut inotify = Inotify::init().ok()?;
+    let wd = inotify
+        .watches()
+        .add(folder, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)
+        .ok()?;
+    let watches = inotify.watches();
+    std::thread::Builder::new()
+        .name("autowrkers-control".into())
+        .spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                let Ok(events) = inotify.read_events_blocking(&mut buffer) else {
+                    return;
+                };
+                let mut changed = false;
+                for event in events {
+                    if event.mask.contains(EventMask::IGNORED) {
+                        return;
+                    }
+                    changed |= event.name.is_some_and(|n| n == REQUEST_FILE);
+                }
+                if changed {
+                    on_change();
+                }
+            }
+        })
+        .ok()?;
+    Some((watches, wd))
 }
 
 /// What interrupted a running phase.
