@@ -160,9 +160,11 @@ async fn run_model(
         Answerer::Cli => None,
     };
     let implementer = phase.role == PhaseRole::Implementer;
-    if implementer && env.in_worktree {
-        reset_worktree(job, env)?;
-    }
+    let repos = if implementer && env.in_worktree {
+        Some(reset_worktree(job, env)?)
+    } else {
+        None
+    };
     let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
         .map_err(|e| Failure::Answer(e.to_string()))?;
     let max_turns = config.extra_params.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
@@ -253,7 +255,8 @@ async fn run_model(
             }
         }
     };
-    let (artifact, passed, commit) = artifact_of(env, observer, job, text, checked)?;
+    let (artifact, passed, commit) =
+        artifact_of(env, observer, job, (text, checked), repos.as_ref())?;
     Ok(PhaseOutcome {
         status: PhaseStatus::Completed,
         passed,
@@ -268,14 +271,29 @@ async fn run_model(
     })
 }
 
+/// The project's repository and the implementer's worktree, opened once per phase run.
+struct WorktreeRepos {
+    project: ProjectRepo,
+    worktree: git2::Repository,
+}
+
 /// The implementer starts from the code it must find: uncommitted files in its worktree can
-/// only be an interrupted run's half work.
-fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<(), Failure> {
-    let repo = ProjectRepo::open(env.project)
-        .ok_or_else(|| Failure::Answer("the project is no longer a git repository".into()))?;
-    repo.worktree_repo(Path::new(&env.workspace.dir))
-        .and_then(|wt| git::reset_worktree(&wt, job.start_commit.as_deref()))
-        .map_err(|e| Failure::Answer(e.to_string()))
+/// only be an interrupted run's half work. Returns the repositories, for its diff.
+fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<WorktreeRepos, Failure> {
+    let repos = open_worktree(env).map_err(Failure::Answer)?;
+    git::reset_worktree(&repos.worktree, job.start_commit.as_deref())
+        .map_err(|e| Failure::Answer(e.to_string()))?;
+    Ok(repos)
+}
+
+/// The project's repository and the run's worktree.
+fn open_worktree(env: &PhaseEnv<'_>) -> Result<WorktreeRepos, String> {
+    let project =
+        ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
+    let worktree = project
+        .worktree_repo(Path::new(&env.workspace.dir))
+        .map_err(|e| e.to_string())?;
+    Ok(WorktreeRepos { project, worktree })
 }
 
 /// What the model is told when its answer was not accepted.
@@ -294,20 +312,20 @@ fn retry_text(phase: &WorkflowPhase, reason: &str) -> String {
 /// implementer in a worktree) the commit holding its changes.
 type Produced = (Option<String>, Option<bool>, Option<String>);
 
-/// The [`Produced`] of an accepted answer.
+/// The [`Produced`] of an accepted answer (its text, and its JSON when checked as one).
 fn artifact_of(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     job: &PhaseJob<'_>,
-    text: ReplyText,
-    checked: Option<serde_json::Value>,
+    (text, checked): (ReplyText, Option<serde_json::Value>),
+    repos: Option<&WorktreeRepos>,
 ) -> Result<Produced, Failure> {
     let phase = job.phase;
     let kind = phase.output_artifact_type;
     Ok(match kind {
         ArtifactType::CodeDiff => {
             let (diff, tip) =
-                code_diff(env, observer, phase, job.iteration).map_err(Failure::Answer)?;
+                code_diff(env, observer, (phase, job.iteration), repos).map_err(Failure::Answer)?;
             (Some(diff), None, tip)
         }
         _ if kind.is_json() => {
@@ -379,16 +397,15 @@ fn check_answer(
     }
 }
 
-/// The implementer's change: committed on its branch and diffed from the base commit.
+/// The implementer's change: committed on its branch and diffed from the base commit, with
+/// the repositories its phase opened (`repos`; opened here for another role's code diff).
 fn code_diff(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
-    phase: &WorkflowPhase,
-    iteration: u32,
+    (phase, iteration): (&WorkflowPhase, u32),
+    repos: Option<&WorktreeRepos>,
 ) -> Result<(String, Option<String>), String> {
-    let ws = env.workspace;
-    let dir = Path::new(&ws.dir);
-    let Some(base) = ws.base_commit.as_deref() else {
+    let Some(base) = env.workspace.base_commit.as_deref() else {
         let touched = observer
             .touched
             .lock()
@@ -402,18 +419,24 @@ fn code_diff(
             None,
         ));
     };
-    let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
-    if env.in_worktree {
+    let opened;
+    let repos = match repos {
+        None if env.in_worktree => {
+            opened = open_worktree(env)?;
+            Some(&opened)
+        }
+        other => other,
+    };
+    if let Some(WorktreeRepos { project, worktree }) = repos {
         let message = format!("autowrkers: {} (iteration {iteration})", phase.name);
-        let wt = repo.worktree_repo(dir).map_err(|e| e.to_string())?;
-        let tip = git::commit_worktree(&wt, &message).map_err(|e| e.to_string())?;
-        Ok((
-            repo.diff_from(base, Some(dir)).map_err(|e| e.to_string())?,
-            Some(tip),
-        ))
-    } else {
-        Ok((repo.diff_from(base, None).map_err(|e| e.to_string())?, None))
+        let tip = git::commit_worktree(worktree, &message).map_err(|e| e.to_string())?;
+        let diff = project
+            .diff_from(base, Some(worktree))
+            .map_err(|e| e.to_string())?;
+        return Ok((diff, Some(tip)));
     }
+    let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
+    Ok((repo.diff_from(base, None).map_err(|e| e.to_string())?, None))
 }
 
 async fn run_verifier(

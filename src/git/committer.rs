@@ -162,6 +162,33 @@ mod tests {
     }
 
     #[test]
+    fn commits_are_signed_by_the_configured_user() {
+        let dir = repo();
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        let mut config = repo.config().unwrap();
+        config.set_str("user.name", "Ada Lovelace").unwrap();
+        config.set_str("user.email", "ada@example.com").unwrap();
+        let committer = Committer::new();
+        committer.commit(job(dir.path(), "e3", "one")).unwrap();
+        committer.finish().unwrap();
+        let first = repo
+            .find_reference("refs/autowrkers/executions/e3")
+            .unwrap();
+        let first = first.peel_to_commit().unwrap();
+        assert_eq!(first.author().name(), Some("Ada Lovelace"));
+        assert_eq!(first.committer().email(), Some("ada@example.com"));
+        // The name is read once per process: a second commit is signed the same.
+        committer.commit(job(dir.path(), "e3", "two")).unwrap();
+        committer.finish().unwrap();
+        let second = repo
+            .find_reference("refs/autowrkers/executions/e3")
+            .unwrap();
+        let second = second.peel_to_commit().unwrap();
+        assert_eq!(second.message(), Some("two"));
+        assert_eq!(second.author().name(), Some("Ada Lovelace"));
+    }
+
+    #[test]
     fn a_failed_commit_is_reported_and_nothing_queued_after_it_is_made() {
         let dir = repo();
         let committer = Committer::new();

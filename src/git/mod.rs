@@ -39,6 +39,8 @@ impl<T> Context<T> for Result<T, git2::Error> {
 /// The project's repository.
 pub struct ProjectRepo {
     repo: Repository,
+    /// The committer's name and email from git's config, read at the first commit.
+    committer: std::sync::OnceLock<(String, String)>,
 }
 
 /// The ref holding an execution's artifact history.
@@ -57,7 +59,22 @@ impl ProjectRepo {
     /// Opens the repository whose work tree is `project`; None when it is not a git repository.
     pub fn open(project: &Path) -> Option<Self> {
         let repo = Repository::open(project).ok()?;
-        (!repo.is_bare()).then_some(Self { repo })
+        (!repo.is_bare()).then_some(Self {
+            repo,
+            committer: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// A signature for a commit made now: the user's name and email from git's config (read
+    /// once; a run's commit thread commits after every phase), or autowrkers' own.
+    fn signature(&self) -> Result<Signature<'static>, GitError> {
+        let (name, email) = self.committer.get_or_init(|| {
+            signature(&self.repo)
+                .ok()
+                .and_then(|s| Some((s.name()?.to_owned(), s.email()?.to_owned())))
+                .unwrap_or_else(|| ("autowrkers".to_owned(), "autowrkers@localhost".to_owned()))
+        });
+        Signature::now(name, email).ctx("make a signature")
     }
 
     /// The repository of the worktree at `path`, found through the project's own records
@@ -169,7 +186,7 @@ impl ProjectRepo {
         // Forget the staged copy: the user's index file stays as it was.
         index.read(true).ctx("reload the index")?;
         let tree = self.repo.find_tree(tree_id).ctx("find tree")?;
-        let sig = signature(&self.repo)?;
+        let sig = self.signature()?;
         let oid = self
             .repo
             .commit(
@@ -297,17 +314,16 @@ impl ProjectRepo {
         Ok(())
     }
 
-    /// The diff from `base` to the work of the implementer: the tip of the worktree's branch,
-    /// or (in place) the user's working files.
-    pub fn diff_from(&self, base: &str, worktree: Option<&Path>) -> Result<String, GitError> {
+    /// The diff from `base` to the work of the implementer: the tip of the branch of
+    /// `worktree` (opened by [`Self::worktree_repo`]), or (in place) the user's working files.
+    pub fn diff_from(&self, base: &str, worktree: Option<&Repository>) -> Result<String, GitError> {
         let base_tree = self.commit_tree(base)?;
         let mut opts = DiffOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
             .show_untracked_content(true);
         match worktree {
-            Some(path) => {
-                let wt = self.worktree_repo(path)?;
+            Some(wt) => {
                 let tip = wt
                     .head()
                     .ctx("worktree head")?

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use git2::{Oid, Repository};
 
-use super::{Context, GitError, ProjectRepo, execution_ref, signature};
+use super::{Context, GitError, ProjectRepo, execution_ref};
 use crate::store::Stamp;
 
 /// What this process knows of one execution's committed files.
@@ -26,6 +26,9 @@ struct Known {
 
 /// (the folder's stamp, the (name, blob) entries it was built from, the tree).
 type BuiltTree = (Option<Stamp>, Vec<(String, Oid)>, Oid);
+
+/// Files up to this size are committed from one read into memory.
+const SMALL_BLOB: u64 = 1 << 20;
 
 /// The repositories this process opened (`None`: not a git project), and what it committed.
 struct Cache {
@@ -113,7 +116,7 @@ fn commit(
         return Ok(Some(p.id().to_string()));
     }
     let tree = repo.repo.find_tree(tree).ctx("find tree")?;
-    let sig = signature(&repo.repo)?;
+    let sig = repo.signature()?;
     let parents: Vec<&git2::Commit> = parent.iter().collect();
     let oid = repo
         .repo
@@ -245,8 +248,18 @@ fn blob(
     {
         return Ok(Some(*oid));
     }
-    // Streamed from the file: a long reply is not held again to be committed.
-    let oid = match repo.blob_path(&path) {
+    // A small file is read whole and written as it is; a large one (a long reply) is streamed
+    // from the file, not held again to be committed. `blob_path` also looks up the
+    // repository's attributes for filters, a tenth of a commit's time: none apply here.
+    let small = stamp.size() <= SMALL_BLOB;
+    let written = if small {
+        std::fs::read(&path)
+            .map_err(|e| git2::Error::from_str(&e.to_string()))
+            .and_then(|bytes| repo.blob(&bytes))
+    } else {
+        repo.blob_path(&path)
+    };
+    let oid = match written {
         Ok(oid) => oid,
         // Removed since its stat: not part of this commit.
         Err(_) if !path.exists() => return Ok(None),

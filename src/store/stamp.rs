@@ -32,6 +32,11 @@ impl Stamp {
         self.secs + 2 <= now
     }
 
+    /// The size in bytes when it was taken.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// The stamp of metadata already read.
     pub fn from_metadata(m: &std::fs::Metadata) -> Self {
         Self {
