@@ -88,7 +88,7 @@ impl ControlWatch {
             }
         };
         Self {
-            watch: watch_requests(Path::new(dir.root()), on_change),
+            watch: watch_requests(&dir.request_path(), on_change),
             rx,
             announcer: Announcer::default(),
         }
@@ -114,15 +114,14 @@ impl Drop for ControlWatch {
     }
 }
 
-/// The file control requests are written to.
-const REQUEST_FILE: &str = "execution.yaml";
-
-/// Starts a thread that calls `on_change` whenever `execution.yaml` in `folder` is written and
-/// closed, or moved in; it ends when its watch is removed. `None` when inotify is unavailable.
+/// Starts a thread that calls `on_change` whenever the file `request` (`execution.yaml`) is
+/// written and closed, or moved into its folder; it ends when its watch is removed. `None`
+/// when inotify is unavailable.
 fn watch_requests(
-    folder: &Path,
+    request: &Path,
     on_change: impl Fn() + Send + 'static,
 ) -> Option<(Watches, inotify::WatchDescriptor)> {
+    let (folder, name) = (request.parent()?, request.file_name()?.to_owned());
     let mut inotify = Inotify::init().ok()?;
     let wd = inotify
         .watches()
@@ -142,7 +141,7 @@ fn watch_requests(
                     if event.mask.contains(EventMask::IGNORED) {
                         return;
                     }
-                    changed |= event.name.is_some_and(|n| n == REQUEST_FILE);
+                    changed |= event.name.is_some_and(|n| n == name);
                 }
                 if changed {
                     on_change();
