@@ -130,10 +130,16 @@ pub fn fetch(args: FetchArgs, home: Home) -> Result<u8> {
 /// In GitHub Actions: the run's report appended to the job summary (`GITHUB_STEP_SUMMARY`),
 /// and an `::error::` annotation when it did not complete.
 pub fn tell_github_actions(dir: &ExecutionDir) {
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty());
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    // Outside GitHub Actions nothing is read: the execution's files are parsed only to tell it.
+    if summary.is_none() && !in_actions {
+        return;
+    }
     let (Ok(request), Ok(state)) = (dir.read_request(), dir.read_state()) else {
         return;
     };
-    if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty()) {
+    if let Some(file) = summary {
         let md = autowrkers::triggers::report::markdown(dir, &request, &state);
         let appended = std::fs::OpenOptions::new()
             .append(true)
@@ -144,9 +150,7 @@ pub fn tell_github_actions(dir: &ExecutionDir) {
             eprintln!("warning: cannot write the job summary: {e}");
         }
     }
-    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-        && state.status != autowrkers::spec::WorkflowStatus::Completed
-    {
+    if in_actions && state.status != autowrkers::spec::WorkflowStatus::Completed {
         let message = format!("{}: {}", state.status.as_str(), state.message);
         println!(
             "::error title=autowrkers {}::{}",

@@ -185,10 +185,24 @@ impl Reconcile<'_> {
             id: self.dir.id(),
             root: self.dir.root().to_path_buf(),
             message,
-            recorded: Recorded {
+            recorded: Some(Recorded {
                 state,
                 artifacts: artifacts.map(|a| a.file_path.clone()).collect(),
-            },
+            }),
+        })?;
+        Ok(())
+    }
+
+    /// Queues the commit of the execution's folder as it will be once the pass stops writing
+    /// it (its last commit), for the commit thread to make while the pass ends; the pass
+    /// waits for it ([`crate::git::Committer::finish`]) before it lets go of the execution.
+    pub(crate) fn commit_last(&self, message: String) -> Result<(), EngineError> {
+        self.committer.commit(CommitJob {
+            project: PathBuf::from(&self.request.project_path),
+            id: self.dir.id(),
+            root: self.dir.root().to_path_buf(),
+            message,
+            recorded: None,
         })?;
         Ok(())
     }

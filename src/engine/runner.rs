@@ -293,13 +293,16 @@ impl Engine {
         }
         let config = self.project_config(&project)?;
         let resumed = state.status != WorkflowStatus::Pending;
-        if state.workspace.is_none() {
+        // A new execution's worktree is made with its workspace, not looked for again.
+        let made = state.workspace.is_none();
+        if made {
             state.workspace = Some(self.make_workspace(&request, &project)?);
             dir.record_state(&state, true)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
         // An ended execution gets its worktree back only when a hand edit reopens it.
-        let needs_worktree = !state.status.is_terminal() || super::context::any_edited(dir, &state);
+        let needs_worktree =
+            !made && (!state.status.is_terminal() || super::context::any_edited(dir, &state));
         if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit)
             && needs_worktree
             && let Some(repo) = ProjectRepo::open(&project)
@@ -352,11 +355,13 @@ impl Engine {
             never = super::control::announce(notices, bus, announcer) => match never {},
         };
         if let Ok(s) = &status {
-            // The ref's tip always tells how the execution stands.
-            pass.commit(&format!("autowrkers: {}", s.as_str()))?;
+            // The ref's tip always tells how the execution stands: committed in the commit
+            // thread while the worktree is removed, and waited for before the lock is let go.
+            pass.commit_last(format!("autowrkers: {}", s.as_str()))?;
             if s.is_terminal() {
                 release_branch(&pass)?;
             }
+            pass.committer.finish()?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))

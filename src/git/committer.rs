@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use super::GitError;
-use super::snapshot::{Recorded, commit_recorded};
+use super::snapshot::{Recorded, commit_folder, commit_recorded};
 
 /// One commit to make on the ref of execution `id`.
 #[derive(Debug)]
@@ -24,19 +24,18 @@ pub struct CommitJob {
     pub root: PathBuf,
     /// The commit message.
     pub message: String,
-    /// What the commit holds.
-    pub recorded: Recorded,
+    /// What the commit holds: what a phase's end recorded, or (None) the folder as it is when
+    /// the commit is made (a pass's last commit, made once nothing writes the folder).
+    pub recorded: Option<Recorded>,
 }
 
 impl CommitJob {
     fn run(&self) -> Result<(), GitError> {
-        commit_recorded(
-            &self.project,
-            &self.id,
-            &self.root,
-            &self.message,
-            &self.recorded,
-        )
+        let (project, id, root, message) = (&self.project, &self.id, &self.root, &self.message);
+        match &self.recorded {
+            Some(recorded) => commit_recorded(project, id, root, message, recorded),
+            None => commit_folder(project, id, root, message),
+        }
         .map(drop)
     }
 }
@@ -128,10 +127,10 @@ mod tests {
             id: id.to_owned(),
             root,
             message: message.to_owned(),
-            recorded: Recorded {
+            recorded: Some(Recorded {
                 state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
                 artifacts: vec![artifact],
-            },
+            }),
         }
     }
 
