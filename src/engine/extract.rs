@@ -31,14 +31,7 @@ impl AnswerText for str {
         Ok(Cow::Borrowed(self.get(start..end).unwrap_or_default()))
     }
     fn object_at(&self, at: usize) -> Option<Value> {
-        let text = self.get(at..)?;
-        match serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .next()
-        {
-            Some(Ok(v @ Value::Object(_))) => Some(v),
-            _ => None,
-        }
+        first_object(serde_json::Deserializer::from_str(self.get(at..)?)).ok()?
     }
 }
 
@@ -50,14 +43,28 @@ impl AnswerText for ReplyText {
         self.slice(start, end).map(Cow::Owned)
     }
     fn object_at(&self, at: usize) -> Option<Value> {
-        let reader = io::BufReader::with_capacity(64 << 10, self.reader(at));
-        match serde_json::Deserializer::from_reader(reader)
-            .into_iter::<Value>()
-            .next()
-        {
-            Some(Ok(v @ Value::Object(_))) => Some(v),
-            _ => None,
+        // Most `{` start no object and fail within a few bytes: try a small window first, and
+        // read on from the file only for an object that runs past it.
+        let mut window = [0u8; 512];
+        let n = io::Read::read(&mut self.reader(at), &mut window).ok()?;
+        match first_object(serde_json::Deserializer::from_slice(&window[..n])) {
+            Err(e) if e.is_eof() && n == window.len() => {
+                let reader = io::BufReader::with_capacity(16 << 10, self.reader(at));
+                first_object(serde_json::Deserializer::from_reader(reader)).ok()?
+            }
+            other => other.ok()?,
         }
+    }
+}
+
+/// The first value `de` reads, when it is an object.
+fn first_object<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+) -> Result<Option<Value>, serde_json::Error> {
+    match de.into_iter::<Value>().next() {
+        Some(Ok(v @ Value::Object(_))) => Ok(Some(v)),
+        Some(Ok(_)) | None => Ok(None),
+        Some(Err(e)) => Err(e),
     }
 }
 

@@ -133,8 +133,11 @@ impl ReplyText {
                 .map(|i| i + from));
         }
         let mut start = from;
+        // Small first: a match is often near (the next fence, the next brace); then larger.
+        let mut size = 1024;
         while start < self.len() {
-            let text = self.chunk(start, CHUNK.max(needle.len() * 2 + 4))?;
+            let text = self.chunk(start, size.max(needle.len() * 2 + 4))?;
+            size = (size * 4).min(CHUNK);
             if let Some(i) = text.find(needle) {
                 return Ok(Some(start + i));
             }
