@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 /// Margin added to a window's end: the server's clock and the way there.
 const MARGIN_MS: u64 = 50;
+/// A request taken this close to its window's end may reach the server in the next window
+/// (a busy machine, a slow connect): it is counted in the next window too.
+const LATE_MS: u64 = 250;
 
 /// What is known of one account's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +32,40 @@ struct Window {
     reset_at_ms: u64,
     /// The window's length, to start the next one before the vendor tells it.
     window_ms: u64,
+    /// Requests taken late in this window ([`LATE_MS`]), counted again in the next one.
+    #[serde(default)]
+    carry: u64,
+    /// Requests sent before anything was known of the limits (by any runner), since the last
+    /// news: some may still be on their way when the first answer tells what is left.
+    #[serde(default)]
+    blind: u64,
+}
+
+impl Window {
+    /// Takes one request at `now` (ms since the epoch); the wait until the window resets when
+    /// none is left. A window whose end has passed is followed by a new one of the same length
+    /// with the vendor's limit, less the requests taken late in it.
+    fn take(&mut self, now: u64) -> Option<u64> {
+        if now >= self.reset_at_ms && self.remaining.is_some() {
+            self.remaining = self.limit.map(|l| l.saturating_sub(self.carry));
+            self.carry = 0;
+            self.reset_at_ms = now + self.window_ms.max(1) + MARGIN_MS;
+        }
+        match self.remaining {
+            Some(0) => Some(self.reset_at_ms.saturating_sub(now).max(1)),
+            Some(n) => {
+                self.remaining = Some(n - 1);
+                if self.reset_at_ms.saturating_sub(now) < LATE_MS {
+                    self.carry += 1;
+                }
+                None
+            }
+            None => {
+                self.blind += 1;
+                None
+            }
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -128,36 +165,21 @@ impl RateLimits {
     /// Takes one request of the account's window, waiting for the window to reset when none
     /// is left.
     pub async fn acquire(&self, account: &Path) {
-        // Nothing learnt of this account yet (most local servers send no limits): no file,
-        // no lock, no wait.
-        if !account.exists() {
-            return;
-        }
         loop {
             let wait = {
                 let Ok(mut file) = Locked::open(account) else {
                     return;
                 };
                 let mut w = file.read();
-                let now = now_ms();
-                if now >= w.reset_at_ms && w.remaining.is_some() {
-                    // A new window: the vendor's limit again, for as long as the last one.
-                    w.remaining = w.limit;
-                    w.reset_at_ms = now + w.window_ms.max(1) + MARGIN_MS;
+                let wait = w.take(now_ms());
+                if wait.is_none() {
+                    file.write(&w);
                 }
-                match w.remaining {
-                    Some(0) => Some(w.reset_at_ms.saturating_sub(now)),
-                    Some(n) => {
-                        w.remaining = Some(n - 1);
-                        file.write(&w);
-                        None
-                    }
-                    None => None,
-                }
+                wait
             };
             match wait {
                 // A wait for a known deadline: the window's end.
-                Some(ms) => tokio::time::sleep(Duration::from_millis(ms.max(1))).await,
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 None => return,
             }
         }
@@ -192,6 +214,7 @@ impl RateLimits {
             return;
         };
         let mut w = file.read();
+        let blind = std::mem::take(&mut w.blind);
         if let Some(after) = retry_after {
             w.remaining = Some(0);
             w.reset_at_ms = now + after.as_millis() as u64 + MARGIN_MS;
@@ -201,7 +224,14 @@ impl RateLimits {
             // count yet): the smaller count wins. A later window: the server's.
             w.remaining = Some(match w.remaining {
                 Some(ours) if w.reset_at_ms + MARGIN_MS >= ends => ours.min(left),
-                _ => left,
+                // The server's count of a later window holds the late requests that reached it.
+                Some(_) => {
+                    w.carry = 0;
+                    left
+                }
+                // The first news: the other requests sent without it may not have reached the
+                // server yet; they are counted against what it says is left.
+                None => left.saturating_sub(blind.saturating_sub(1)),
             });
             w.reset_at_ms = ends;
             w.limit = limit.or(w.limit);
@@ -213,8 +243,63 @@ impl RateLimits {
 
 #[cfg(test)]
 mod tests {
-    use super::go_duration;
+    use super::{MARGIN_MS, RateLimits, Window, go_duration};
     use std::time::Duration;
+
+    fn window_of(path: &std::path::Path) -> Window {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_sent_before_the_first_news_are_counted_against_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = RateLimits::new(tmp.path().to_path_buf());
+        let account = limits.account("http://127.0.0.1:1/v1", Some("k"));
+        // Two runners each send a request before any answer told the limits.
+        limits.acquire(&account).await;
+        limits.acquire(&account).await;
+        assert_eq!(window_of(&account).blind, 2);
+        // The first answer: 4 a second, 3 left (it counted its own request, maybe not the other).
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", "4".parse().unwrap());
+        headers.insert("x-ratelimit-remaining-requests", "3".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "900ms".parse().unwrap());
+        limits.learn(&account, 200, &headers);
+        let w = window_of(&account);
+        assert_eq!(
+            w.remaining,
+            Some(2),
+            "the other request still on its way is counted"
+        );
+        assert_eq!(w.blind, 0);
+    }
+
+    #[test]
+    fn a_request_taken_at_a_windows_end_counts_in_the_next_window_too() {
+        // 4 a second; the window ends at 1000 (and the margin).
+        let mut w = Window {
+            limit: Some(4),
+            remaining: Some(4),
+            reset_at_ms: 1000 + MARGIN_MS,
+            window_ms: 1000,
+            carry: 0,
+            blind: 0,
+        };
+        assert_eq!(w.take(100), None);
+        assert_eq!(w.take(200), None);
+        assert_eq!(w.take(300), None);
+        // Taken 50 ms before the server's window ends: it may land in the next one.
+        assert_eq!(w.take(1000), None);
+        assert_eq!(w.take(1010), Some(40), "none left: wait for the reset");
+        // The next window: 4 less the late one.
+        for now in [1100, 1101, 1102] {
+            assert_eq!(w.take(now), None);
+        }
+        assert!(
+            w.take(1103).is_some(),
+            "the late request was counted here too"
+        );
+    }
 
     #[test]
     fn openai_reset_durations_parse() {
