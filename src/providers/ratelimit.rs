@@ -35,8 +35,8 @@ struct Window {
     /// Requests taken late in this window ([`LATE_MS`]), counted again in the next one.
     #[serde(default)]
     carry: u64,
-    /// Requests sent before anything was known of the limits (by any runner), since the last
-    /// news: some may still be on their way when the first answer tells what is left.
+    /// Requests sent before anything was known of the limits (by any runner) and not answered
+    /// yet: some may still be on their way when the first answer tells what is left.
     #[serde(default)]
     blind: u64,
 }
@@ -208,6 +208,14 @@ impl RateLimits {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(Duration::from_secs_f64);
         if remaining.is_none() && retry_after.is_none() {
+            // No news (most local servers send none): one request sent blind has come back.
+            if let Ok(mut file) = Locked::open(account) {
+                let mut w = file.read();
+                if w.blind > 0 {
+                    w.blind -= 1;
+                    file.write(&w);
+                }
+            }
             return;
         }
         let Ok(mut file) = Locked::open(account) else {
@@ -258,6 +266,10 @@ mod tests {
         // Two runners each send a request before any answer told the limits.
         limits.acquire(&account).await;
         limits.acquire(&account).await;
+        assert_eq!(window_of(&account).blind, 2);
+        // An answer without limits (a local server) is one blind request back.
+        limits.acquire(&account).await;
+        limits.learn(&account, 200, &reqwest::header::HeaderMap::new());
         assert_eq!(window_of(&account).blind, 2);
         // The first answer: 4 a second, 3 left (it counted its own request, maybe not the other).
         let mut headers = reqwest::header::HeaderMap::new();
