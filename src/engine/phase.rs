@@ -256,7 +256,7 @@ async fn run_model(
         }
     };
     let (artifact, passed, commit) =
-        artifact_of(env, observer, job, (text, checked), repos.as_ref())?;
+        artifact_of(env, observer, job, text, checked, repos.as_ref())?;
     Ok(PhaseOutcome {
         status: PhaseStatus::Completed,
         passed,
@@ -312,20 +312,20 @@ fn retry_text(phase: &WorkflowPhase, reason: &str) -> String {
 /// implementer in a worktree) the commit holding its changes.
 type Produced = (Option<String>, Option<bool>, Option<String>);
 
-/// The [`Produced`] of an accepted answer (its text, and its JSON when checked as one).
+/// The [`Produced`] of an accepted answer: its text, and its JSON when checked as one.
 fn artifact_of(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     job: &PhaseJob<'_>,
-    (text, checked): (ReplyText, Option<serde_json::Value>),
+    text: ReplyText,
+    checked: Option<serde_json::Value>,
     repos: Option<&WorktreeRepos>,
 ) -> Result<Produced, Failure> {
     let phase = job.phase;
     let kind = phase.output_artifact_type;
     Ok(match kind {
         ArtifactType::CodeDiff => {
-            let (diff, tip) =
-                code_diff(env, observer, (phase, job.iteration), repos).map_err(Failure::Answer)?;
+            let (diff, tip) = code_diff(env, observer, job, repos).map_err(Failure::Answer)?;
             (Some(diff), None, tip)
         }
         _ if kind.is_json() => {
@@ -402,7 +402,7 @@ fn check_answer(
 fn code_diff(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
-    (phase, iteration): (&WorkflowPhase, u32),
+    job: &PhaseJob<'_>,
     repos: Option<&WorktreeRepos>,
 ) -> Result<(String, Option<String>), String> {
     let Some(base) = env.workspace.base_commit.as_deref() else {
@@ -428,7 +428,10 @@ fn code_diff(
         other => other,
     };
     if let Some(WorktreeRepos { project, worktree }) = repos {
-        let message = format!("autowrkers: {} (iteration {iteration})", phase.name);
+        let message = format!(
+            "autowrkers: {} (iteration {})",
+            job.phase.name, job.iteration
+        );
         let tip = git::commit_worktree(worktree, &message).map_err(|e| e.to_string())?;
         let diff = project
             .diff_from(base, Some(worktree))

@@ -172,7 +172,7 @@ impl Reconcile<'_> {
     /// Commits the execution's files on its ref (git projects only), now: after the commits
     /// still queued.
     pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
-        self.committer.finish()?;
+        self.wait_for_commits()?;
         super::hand_edit::commit_snapshot(Path::new(&self.request.project_path), self.dir, message)
     }
 
@@ -180,29 +180,34 @@ impl Reconcile<'_> {
     /// records; the commit thread makes it while the next phase runs.
     fn commit_saved(&self, message: String, state: Vec<u8>) -> Result<(), EngineError> {
         let artifacts = self.state.artifacts.iter();
-        self.committer.commit(CommitJob {
-            project: PathBuf::from(&self.request.project_path),
-            id: self.dir.id(),
-            root: self.dir.root().to_path_buf(),
+        self.queue_commit(
             message,
-            recorded: Some(Recorded {
+            Some(Recorded {
                 state,
                 artifacts: artifacts.map(|a| a.file_path.clone()).collect(),
             }),
-        })?;
-        Ok(())
+        )
     }
 
     /// Queues the commit of the execution's folder as it will be once the pass stops writing
     /// it (its last commit), for the commit thread to make while the pass ends; the pass
-    /// waits for it ([`crate::git::Committer::finish`]) before it lets go of the execution.
+    /// waits for it ([`Self::wait_for_commits`]) before it lets go of the execution.
     pub(crate) fn commit_last(&self, message: String) -> Result<(), EngineError> {
+        self.queue_commit(message, None)
+    }
+
+    /// Waits until every queued commit is made; the first that failed, if any.
+    pub(crate) fn wait_for_commits(&self) -> Result<(), EngineError> {
+        Ok(self.committer.finish()?)
+    }
+
+    fn queue_commit(&self, message: String, recorded: Option<Recorded>) -> Result<(), EngineError> {
         self.committer.commit(CommitJob {
             project: PathBuf::from(&self.request.project_path),
             id: self.dir.id(),
             root: self.dir.root().to_path_buf(),
             message,
-            recorded: None,
+            recorded,
         })?;
         Ok(())
     }

@@ -361,7 +361,7 @@ impl Engine {
             if s.is_terminal() {
                 release_branch(&pass)?;
             }
-            pass.committer.finish()?;
+            pass.wait_for_commits()?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))

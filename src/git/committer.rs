@@ -170,19 +170,18 @@ mod tests {
         let committer = Committer::new();
         committer.commit(job(dir.path(), "e3", "one")).unwrap();
         committer.finish().unwrap();
-        let first = repo
-            .find_reference("refs/autowrkers/executions/e3")
-            .unwrap();
-        let first = first.peel_to_commit().unwrap();
+        let tip = || {
+            repo.find_reference("refs/autowrkers/executions/e3")
+                .and_then(|r| r.peel_to_commit())
+                .unwrap()
+        };
+        let first = tip();
         assert_eq!(first.author().name(), Some("Ada Lovelace"));
         assert_eq!(first.committer().email(), Some("ada@example.com"));
         // The name is read once per process: a second commit is signed the same.
         committer.commit(job(dir.path(), "e3", "two")).unwrap();
         committer.finish().unwrap();
-        let second = repo
-            .find_reference("refs/autowrkers/executions/e3")
-            .unwrap();
-        let second = second.peel_to_commit().unwrap();
+        let second = tip();
         assert_eq!(second.message(), Some("two"));
         assert_eq!(second.author().name(), Some("Ada Lovelace"));
     }

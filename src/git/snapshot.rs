@@ -251,23 +251,23 @@ fn blob(
     // A small file is read whole and written as it is; a large one (a long reply) is streamed
     // from the file, not held again to be committed. `blob_path` also looks up the
     // repository's attributes for filters, a tenth of a commit's time: none apply here.
-    let small = stamp.size() <= SMALL_BLOB;
-    let written = if small {
-        std::fs::read(&path)
-            .map_err(|e| git2::Error::from_str(&e.to_string()))
-            .and_then(|bytes| repo.blob(&bytes))
-    } else {
-        repo.blob_path(&path)
-    };
-    let oid = match written {
-        Ok(oid) => oid,
-        // Removed since its stat: not part of this commit.
-        Err(_) if !path.exists() => return Ok(None),
-        // Written in place while it was read (a hand edit, `echo >`): take what it holds now.
-        Err(e) => match std::fs::read(&path) {
+    let oid = if stamp.size() <= SMALL_BLOB {
+        match std::fs::read(&path) {
             Ok(bytes) => repo.blob(&bytes).ctx("write blob")?,
-            Err(_) => return Err(e).ctx("write blob"),
-        },
+            // Removed since its stat: not part of this commit.
+            Err(_) if !path.exists() => return Ok(None),
+            Err(e) => return Err(git2::Error::from_str(&e.to_string())).ctx("read blob"),
+        }
+    } else {
+        match repo.blob_path(&path) {
+            Ok(oid) => oid,
+            Err(_) if !path.exists() => return Ok(None),
+            // Written in place while it was read (a hand edit, `echo >`): take what it holds now.
+            Err(e) => match std::fs::read(&path) {
+                Ok(bytes) => repo.blob(&bytes).ctx("write blob")?,
+                Err(_) => return Err(e).ctx("write blob"),
+            },
+        }
     };
     known.blobs.insert(rel.to_owned(), (stamp, oid));
     Ok(Some(oid))

@@ -25,7 +25,7 @@ pub use http::HttpClient;
 pub use ollama::OllamaChat;
 pub use openai::OpenAiChat;
 pub use registry::{CHAT_PROVIDERS, ProviderInfo, base_url, build, chat_kind, info, key};
-pub use reply::{ReplyReader, ReplyText, SPILL_AT};
+pub use reply::ReplyText;
 pub use retry::{RetryPolicy, Retrying};
 pub use scripted::{Scripted, ScriptedCall, ScriptedReply};
 pub use types::{

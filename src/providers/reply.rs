@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
 /// Bytes held in memory before a reply moves to a file: every ordinary answer stays below it.
-pub const SPILL_AT: usize = 1 << 20;
+const SPILL_AT: usize = 1 << 20;
 /// Bytes gathered between two writes to the file, and read at a time when searching.
 const CHUNK: usize = 64 << 10;
 

@@ -205,8 +205,16 @@ async fn an_interrupted_run_resumes_a_cancel_applies_and_detach_returns_at_once(
     let id = p.state()["id"].as_str().unwrap().to_owned();
     let mut cmd = p.cmd();
     cmd.args(["workflow", "logs", "--follow", &id[..8]]);
-    run(cmd).await;
-    assert_eq!(p.state()["status"], "completed");
+    let followed = run(cmd).await;
+    // When this fails, the detached runner's own log says why it stopped.
+    let runner_log =
+        std::fs::read_to_string(p.execution().join("logs/runner.log")).unwrap_or_default();
+    assert_eq!(
+        p.state()["status"],
+        "completed",
+        "follow said: {}\nrunner.log:\n{runner_log}",
+        followed.stderr
+    );
 
     // A cancel written by hand into a waiting execution applies.
     p.write("gated.yaml", &gated_template(&server.url()));
