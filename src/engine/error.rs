@@ -48,6 +48,9 @@ pub enum EngineError {
     /// A bug: a phase ran before the workspace was set up.
     #[error("internal: the workspace is not set up")]
     NoWorkspace,
+    /// A bug: the thread writing the state and the commits stopped without an answer.
+    #[error("internal: the thread writing the execution's state and commits stopped unexpectedly")]
+    RecordThread,
 }
 
 /// A phase none of whose providers (its own and its fallbacks) can run here.

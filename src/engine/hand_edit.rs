@@ -89,7 +89,7 @@ impl Reconcile<'_> {
         if edited.is_empty() {
             return Ok(());
         }
-        self.dir.write_state(&self.state)?;
+        self.write_state(true)?;
         self.engine.note_changed(self.dir);
         self.commit(&message(&edited))
     }

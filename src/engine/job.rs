@@ -37,6 +37,8 @@ pub(crate) struct PhaseEnv<'a> {
     pub limits: &'a OutputLimits,
     /// The execution's folder (its phase logs).
     pub execution: &'a crate::store::ExecutionDir,
+    /// The pass's state writes, waited for before a phase calls a model or starts a command.
+    pub recorder: &'a super::recorder::Recorder,
 }
 
 /// How a phase run ended.

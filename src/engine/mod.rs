@@ -25,6 +25,7 @@ mod observer;
 mod outcome;
 mod phase;
 mod record;
+mod recorder;
 mod requests;
 mod runner;
 mod sandboxing;
@@ -73,8 +74,8 @@ pub(crate) struct Reconcile<'a> {
     /// The stat of `execution.yaml` when its control requests were last read: unchanged, it is
     /// not parsed again at the next safe point.
     pub request_seen: Option<crate::store::Stamp>,
-    /// Makes the phases' commits while the next phases run.
-    pub committer: crate::git::Committer,
+    /// Writes `state.json` and makes the phases' commits while the next phases run.
+    pub recorder: recorder::Recorder,
     /// Encodes `state.json` at each write, re-encoding only the entries that changed.
     pub encoder: crate::store::StateEncoder,
 }
@@ -92,7 +93,13 @@ impl Reconcile<'_> {
         // Entering `running` records nothing a power cut could cost: without it the state
         // shows what it showed before (pending, paused, interrupted), from which a resume does
         // the same. It waits for no disk; the next phase's end does.
-        self.write_state(self.state.status != WorkflowStatus::Running)?;
+        let running = self.state.status == WorkflowStatus::Running;
+        self.write_state(!running)?;
+        if !running {
+            // A status that stops the pass is on disk before its event says so: whoever
+            // follows the events reads the state next.
+            self.recorder.flush()?;
+        }
         if changed {
             self.engine.note_changed(self.dir);
         }
@@ -115,8 +122,9 @@ impl Reconcile<'_> {
         self.write_state(true)
     }
 
-    /// Writes the state, `durable` or not, encoded by the pass's encoder (which re-encodes
-    /// only what changed); returns the bytes written.
+    /// Queues the state's write, `durable` or not, encoded by the pass's encoder (which
+    /// re-encodes only what changed); returns the bytes. The record thread writes it while
+    /// the pass goes on ([`recorder`]).
     fn write_state(&mut self, durable: bool) -> Result<Vec<u8>, EngineError> {
         let text = self.encoder.encode(&mut self.state).map_err(|source| {
             crate::store::StoreError::Json {
@@ -124,7 +132,7 @@ impl Reconcile<'_> {
                 source,
             }
         })?;
-        self.dir.record_state_text(&text, durable)?;
+        self.recorder.state(text.clone(), durable)?;
         Ok(text)
     }
 

@@ -74,6 +74,11 @@ async fn run_inner(
             return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string());
         }
     };
+    // Nothing costs money or touches the worktree while a completed phase's state is still
+    // queued: a kill from here on never makes a completed phase run again.
+    if let Err(e) = env.recorder.flush() {
+        return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string());
+    }
     if let Some(s) = &sandbox {
         observer.note(&format!("sandbox: {}", s.mode().as_str()));
     }

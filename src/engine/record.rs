@@ -196,20 +196,20 @@ impl Reconcile<'_> {
         self.queue_commit(message, None)
     }
 
-    /// Waits until every queued commit is made; the first that failed, if any.
+    /// Waits until every queued state write and commit is made; the first that failed, if
+    /// any.
     pub(crate) fn wait_for_commits(&self) -> Result<(), EngineError> {
-        Ok(self.committer.finish()?)
+        self.recorder.finish()
     }
 
     fn queue_commit(&self, message: String, recorded: Option<Recorded>) -> Result<(), EngineError> {
-        self.committer.commit(CommitJob {
+        self.recorder.commit(CommitJob {
             project: PathBuf::from(&self.request.project_path),
             id: self.dir.id(),
             root: self.dir.root().to_path_buf(),
             message,
             recorded,
-        })?;
-        Ok(())
+        })
     }
 }
 

@@ -342,7 +342,7 @@ impl Engine {
             checks,
             bad_edit: None,
             request_seen,
-            committer: crate::git::Committer::new(),
+            recorder: super::recorder::Recorder::new(dir),
             encoder: crate::store::StateEncoder::new(),
         };
         pass.note_hand_edits()?;

@@ -143,6 +143,7 @@ impl Reconcile<'_> {
             sandbox: &self.sandbox,
             limits: &self.limits,
             execution: self.dir,
+            recorder: &self.recorder,
         };
         let job_list: Vec<PhaseJob<'_>> = jobs
             .iter()

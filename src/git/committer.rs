@@ -30,7 +30,8 @@ pub struct CommitJob {
 }
 
 impl CommitJob {
-    fn run(&self) -> Result<(), GitError> {
+    /// Makes the commit here and now.
+    pub fn run(&self) -> Result<(), GitError> {
         let (project, id, root, message) = (&self.project, &self.id, &self.root, &self.message);
         match &self.recorded {
             Some(recorded) => commit_recorded(project, id, root, message, recorded),

@@ -478,8 +478,9 @@ pub fn commit_worktree(repo: &Repository, message: &str) -> Result<String, GitEr
 
 /// Resets the worktree at `path` (and its branch) to `to` — the code as the implementer must
 /// find it — or to its branch tip when `to` is None, and removes untracked files: an
-/// interrupted or repeated implementer run never builds on its own earlier attempt. Never used
-/// on the user's checkout.
+/// interrupted or repeated implementer run never builds on its own earlier attempt. A worktree
+/// already there (its branch at `to`, nothing changed or added) is left as it is: no index
+/// rewritten, no ref moved. Never used on the user's checkout.
 pub fn reset_worktree(repo: &Repository, to: Option<&str>) -> Result<(), GitError> {
     let path = repo.workdir().ok_or_else(|| GitError {
         action: "reset worktree".to_owned(),
@@ -495,9 +496,18 @@ pub fn reset_worktree(repo: &Repository, to: Option<&str>) -> Result<(), GitErro
             .peel_to_commit()
             .ctx("head commit")?,
     };
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let at_target = repo.head().ok().and_then(|h| h.target()) == Some(target.id());
+    if at_target && repo.statuses(Some(&mut options)).ctx("status")?.is_empty() {
+        return Ok(());
+    }
     repo.reset(target.as_object(), git2::ResetType::Hard, None)
         .ctx("reset")?;
-    let statuses = repo.statuses(None).ctx("status")?;
+    let statuses = repo.statuses(Some(&mut options)).ctx("status")?;
     for entry in statuses.iter() {
         if let (true, Some(p)) = (entry.status().is_wt_new(), entry.path()) {
             let full = path.join(p);
@@ -522,4 +532,45 @@ fn patch_text(diff: &Diff<'_>) -> Result<String, GitError> {
     })
     .ctx("print diff")?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_reset_undoes_half_work_and_leaves_a_clean_worktree_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("a.txt")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let me = Signature::now("t", "t@t").unwrap();
+        let base = repo
+            .commit(Some("HEAD"), &me, &me, "base", &tree, &[])
+            .unwrap()
+            .to_string();
+        // An interrupted attempt: a changed file and a new one.
+        std::fs::write(dir.path().join("a.txt"), "half\n").unwrap();
+        std::fs::create_dir(dir.path().join("new")).unwrap();
+        std::fs::write(dir.path().join("new/b.txt"), "b\n").unwrap();
+        reset_worktree(&repo, Some(&base)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "a\n"
+        );
+        assert!(!dir.path().join("new/b.txt").exists());
+        // Clean and at the target: the index is not written again.
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| (m.ino(), m.mtime_nsec()))
+                .unwrap()
+        };
+        let before = stamp(&dir.path().join(".git/index"));
+        reset_worktree(&repo, Some(&base)).unwrap();
+        assert_eq!(stamp(&dir.path().join(".git/index")), before);
+    }
 }

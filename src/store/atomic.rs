@@ -176,20 +176,31 @@ pub fn clean_temp_files(dir: &Path) -> usize {
 /// `NAME#N`, the process aborts on the spot (as a `kill -9` there would stop it) the N-th time
 /// it passes `NAME`. Costs one cached environment lookup otherwise.
 pub fn crash_point(name: &str) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static AT: std::sync::OnceLock<Option<(String, u32)>> = std::sync::OnceLock::new();
-    static PASSED: AtomicU32 = AtomicU32::new(0);
-    let at = AT.get_or_init(|| {
-        let spec = std::env::var("AUTOWRKERS_CRASH_AT").ok()?;
-        let (point, n) = spec.rsplit_once('#').unwrap_or((&spec, "1"));
-        Some((point.to_owned(), n.parse().unwrap_or(1)))
-    });
-    if let Some((point, n)) = at
+    if let Some((point, n)) = armed_crash_point()
         && point == name
-        && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == *n
+        && CRASH_PASSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *n
     {
         std::process::abort();
     }
+}
+
+/// True when a test armed a crash point (`AUTOWRKERS_CRASH_AT`).
+pub fn crash_points_armed() -> bool {
+    armed_crash_point().is_some()
+}
+
+static CRASH_PASSED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `AUTOWRKERS_CRASH_AT`'s point and which of its passes aborts (`point#n`, the first by
+/// default), read once.
+fn armed_crash_point() -> Option<&'static (String, u32)> {
+    static AT: std::sync::OnceLock<Option<(String, u32)>> = std::sync::OnceLock::new();
+    AT.get_or_init(|| {
+        let spec = std::env::var("AUTOWRKERS_CRASH_AT").ok()?;
+        let (point, n) = spec.rsplit_once('#').unwrap_or((&spec, "1"));
+        Some((point.to_owned(), n.parse().unwrap_or(1)))
+    })
+    .as_ref()
 }
 
 /// Appends one line (a newline is added) with a single `write` on an `O_APPEND` file, so

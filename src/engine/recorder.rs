@@ -1,0 +1,300 @@
+//! The runner's writes of `state.json`, made by a thread of their own in the order they were
+//! asked for, so that a synced write's wait on the disk (two flushes: the file, then its
+//! folder) overlaps what the runner does next (the next step's prompts, its sandbox, its
+//! worktree reset) instead of preceding it. The phase commits on the execution's ref are handed
+//! on to the commit thread ([`crate::git::Committer`]) once the state they record is written.
+//!
+//! Order is what keeps a kill at any instant harmless: each write is the atomic swap of
+//! `store::write_swapped`, a state asked for later never lands before an earlier one, and a
+//! state is on disk before the commit that records it. Of several states queued in a row only
+//! the newest is written (synced if any of them asked to be): the ones it replaces would be
+//! overwritten at once. A kill loses at most the writes still queued, and the runner lets none
+//! stay queued across a model call: it waits for them ([`Recorder::flush`]) before a phase
+//! calls a model or starts a command, so a phase that completed is never called again. It also
+//! waits where someone else may look next: a status change that ends, pauses or interrupts the
+//! pass (a follower reads the state when its event arrives), a commit of the whole folder, and
+//! the end of the pass.
+
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use super::EngineError;
+use crate::git::{CommitJob, Committer};
+use crate::store::ExecutionDir;
+
+/// One write for the thread.
+#[derive(Debug)]
+enum Job {
+    /// `state.json`'s new bytes; `durable` waits for the disk.
+    State { bytes: Vec<u8>, durable: bool },
+    /// A phase's commit on the execution's ref.
+    Commit(CommitJob),
+    /// Answered once every state queued before it is written.
+    Barrier(Sender<()>),
+}
+
+type Worker = (Sender<Job>, JoinHandle<Result<(), EngineError>>);
+
+/// The state thread of one reconcile pass: started at the first write, stopped by
+/// [`Recorder::finish`] (or when dropped) after the writes and commits queued before.
+#[derive(Debug)]
+pub struct Recorder {
+    dir: ExecutionDir,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl Recorder {
+    /// A recorder for the execution in `dir`, with no thread yet.
+    pub fn new(dir: &ExecutionDir) -> Self {
+        Self {
+            dir: dir.clone(),
+            worker: Mutex::new(None),
+        }
+    }
+
+    /// Queues `bytes` as the next `state.json`; synced to the disk when `durable`.
+    pub fn state(&self, bytes: Vec<u8>, durable: bool) -> Result<(), EngineError> {
+        self.send(Job::State { bytes, durable })
+    }
+
+    /// Queues a commit on the execution's ref: made by the commit thread once the states
+    /// queued before it are written.
+    pub fn commit(&self, job: CommitJob) -> Result<(), EngineError> {
+        self.send(Job::Commit(job))
+    }
+
+    /// Waits until every state queued so far is written (the commits may still be on their
+    /// way); the first failure, if any (the thread stops at it, and nothing queued after it is
+    /// written).
+    pub fn flush(&self) -> Result<(), EngineError> {
+        let (tx, rx) = channel();
+        let sent = match self.lock().as_ref() {
+            Some((jobs, _)) => jobs.send(Job::Barrier(tx)).is_ok(),
+            None => return Ok(()),
+        };
+        if sent && rx.recv().is_ok() {
+            return Ok(());
+        }
+        // The thread stopped at a failure: that failure is the answer.
+        self.finish()
+    }
+
+    /// Waits until everything queued is written and committed and stops the threads; the
+    /// first failure, if any. A later write starts a new thread.
+    pub fn finish(&self) -> Result<(), EngineError> {
+        let Some((jobs, handle)) = self.lock().take() else {
+            return Ok(());
+        };
+        drop(jobs);
+        handle.join().unwrap_or(Err(EngineError::RecordThread))
+    }
+
+    /// Hands `job` to the thread (started if need be). Where no thread can be started, writes
+    /// here and now.
+    fn send(&self, job: Job) -> Result<(), EngineError> {
+        let mut worker = self.lock();
+        if worker.is_none() {
+            let (tx, rx) = channel::<Job>();
+            let dir = self.dir.clone();
+            let spawned = std::thread::Builder::new()
+                .name("autowrkers-record".into())
+                .spawn(move || work(&rx, &dir));
+            match spawned {
+                Ok(handle) => *worker = Some((tx, handle)),
+                Err(_) => return run_here(job, &self.dir),
+            }
+        }
+        let Some((tx, _)) = worker.as_ref() else {
+            return run_here(job, &self.dir);
+        };
+        if tx.send(job).is_ok() {
+            return Ok(());
+        }
+        drop(worker);
+        self.finish()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Worker>> {
+        self.worker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Recorder {
+    /// No record thread outlives its pass: what was queued is written first (a commit that
+    /// fails here is found missing, and made, by the next reconcile).
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// The thread: each job in turn, a run of queued states written once as the newest of them;
+/// then the commits it handed on, waited for.
+fn work(jobs: &Receiver<Job>, dir: &ExecutionDir) -> Result<(), EngineError> {
+    let committer = Committer::new();
+    let written = write_states(jobs, dir, &committer);
+    let committed = committer.finish();
+    written?;
+    Ok(committed?)
+}
+
+fn write_states(
+    jobs: &Receiver<Job>,
+    dir: &ExecutionDir,
+    committer: &Committer,
+) -> Result<(), EngineError> {
+    // A crash test counts the state writes a run makes: each is an instant it stops at.
+    let merge = !crate::store::crash_points_armed();
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::State {
+                mut bytes,
+                mut durable,
+            } => {
+                while merge && next.is_none() {
+                    match jobs.try_recv() {
+                        Ok(Job::State {
+                            bytes: newer,
+                            durable: sync,
+                        }) => {
+                            bytes = newer;
+                            durable |= sync;
+                        }
+                        Ok(other) => next = Some(other),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                dir.record_state_text(&bytes, durable)?;
+            }
+            Job::Commit(commit) => committer.commit(commit)?,
+            Job::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+        if next.is_none() {
+            next = jobs.recv().ok();
+        }
+    }
+    Ok(())
+}
+
+/// A job done in the caller's thread, where no thread could be started.
+fn run_here(job: Job, dir: &ExecutionDir) -> Result<(), EngineError> {
+    match job {
+        Job::State { bytes, durable } => dir.record_state_text(&bytes, durable)?,
+        Job::Commit(commit) => commit.run()?,
+        Job::Barrier(done) => {
+            let _ = done.send(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::Recorded;
+
+    fn commit(project: &std::path::Path, id: &str, message: &str) -> CommitJob {
+        let root = project.join(".autowrkers/executions").join(id);
+        std::fs::create_dir_all(root.join("artifacts/1")).unwrap();
+        if !root.join("execution.yaml").exists() {
+            std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
+        }
+        // Each phase writes an artifact of its own, once (as the runner does).
+        let artifact = format!("artifacts/1/{message}.md");
+        std::fs::write(root.join(&artifact), message).unwrap();
+        CommitJob {
+            project: project.to_path_buf(),
+            id: id.to_owned(),
+            root,
+            message: message.to_owned(),
+            recorded: Some(Recorded {
+                state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
+                artifacts: vec![artifact],
+            }),
+        }
+    }
+
+    fn repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        dir
+    }
+
+    fn recorder(project: &std::path::Path, id: &str) -> (Recorder, ExecutionDir) {
+        let dir = ExecutionDir::new(project.join(".autowrkers/executions").join(id));
+        std::fs::create_dir_all(dir.root()).unwrap();
+        (Recorder::new(&dir), dir)
+    }
+
+    fn messages(project: &std::path::Path, id: &str) -> Vec<String> {
+        let repo = git2::Repository::open(project).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref(&format!("refs/autowrkers/executions/{id}"))
+            .unwrap();
+        walk.map(|oid| {
+            let c = repo.find_commit(oid.unwrap()).unwrap();
+            c.message().unwrap().to_owned()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn queued_states_and_commits_land_in_order() {
+        let dir = repo();
+        let (recorder, exec) = recorder(dir.path(), "e1");
+        for (n, m) in ["one", "two", "three"].iter().enumerate() {
+            recorder
+                .state(format!("{{\"n\":{n}}}").into_bytes(), n == 1)
+                .unwrap();
+            recorder.commit(commit(dir.path(), "e1", m)).unwrap();
+        }
+        recorder.state(b"{\"n\":9}".to_vec(), false).unwrap();
+        recorder.flush().unwrap();
+        assert_eq!(std::fs::read(exec.state_path()).unwrap(), b"{\"n\":9}");
+        recorder.finish().unwrap();
+        assert_eq!(messages(dir.path(), "e1"), ["three", "two", "one"]);
+    }
+
+    #[test]
+    fn the_newest_of_states_queued_in_a_row_is_on_disk_after_a_flush() {
+        let dir = repo();
+        let (recorder, exec) = recorder(dir.path(), "e4");
+        for n in 0..200 {
+            recorder
+                .state(format!("{{\"n\":{n}}}").into_bytes(), n % 7 == 0)
+                .unwrap();
+        }
+        recorder.flush().unwrap();
+        assert_eq!(std::fs::read(exec.state_path()).unwrap(), b"{\"n\":199}");
+        // The thread goes on after a flush.
+        recorder.state(b"{\"n\":200}".to_vec(), true).unwrap();
+        drop(recorder);
+        assert_eq!(std::fs::read(exec.state_path()).unwrap(), b"{\"n\":200}");
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_nothing_queued_after_it_is_written() {
+        let dir = repo();
+        // The execution's folder cannot be made: a file holds its place.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "").unwrap();
+        let recorder = Recorder::new(&ExecutionDir::new(blocked.join("e5")));
+        recorder.state(b"{}".to_vec(), true).unwrap();
+        // Queued behind the failure, or refused once the thread has stopped at it.
+        let later = recorder.commit(commit(dir.path(), "e5", "after"));
+        let flushed = recorder.flush();
+        assert!(
+            later.is_err() || flushed.is_err(),
+            "the failure is reported"
+        );
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        assert!(
+            repo.find_reference("refs/autowrkers/executions/e5")
+                .is_err(),
+            "no commit is made after a failed write"
+        );
+    }
+}
