@@ -179,12 +179,13 @@ impl Reconcile<'_> {
     /// Queues the commit of the state just saved (`state`, its bytes) and the artifacts it
     /// records; the commit thread makes it while the next phase runs.
     fn commit_saved(&self, message: String, state: Vec<u8>) -> Result<(), EngineError> {
-        let artifacts = self.state.artifacts.iter();
+        let artifacts = self.state.artifacts.iter().map(|a| a.file_path.clone());
+        let history = (1..=self.state.history_through).map(ExecutionDir::history_rel);
         self.queue_commit(
             message,
             Some(Recorded {
                 state,
-                artifacts: artifacts.map(|a| a.file_path.clone()).collect(),
+                files: artifacts.chain(history).collect(),
             }),
         )
     }

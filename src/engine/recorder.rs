@@ -28,6 +28,8 @@ use crate::store::ExecutionDir;
 enum Job {
     /// `state.json`'s new bytes; `durable` waits for the disk.
     State { bytes: Vec<u8>, durable: bool },
+    /// History files (`(iteration, bytes)`), written durably before the state naming them.
+    History(Vec<(u32, Vec<u8>)>),
     /// A phase's commit on the execution's ref.
     Commit(CommitJob),
     /// Answered once every state queued before it is written.
@@ -56,6 +58,11 @@ impl Recorder {
     /// Queues `bytes` as the next `state.json`; synced to the disk when `durable`.
     pub fn state(&self, bytes: Vec<u8>, durable: bool) -> Result<(), EngineError> {
         self.send(Job::State { bytes, durable })
+    }
+
+    /// Queues history files (`(iteration, bytes)`), written before the states queued after.
+    pub fn history(&self, files: Vec<(u32, Vec<u8>)>) -> Result<(), EngineError> {
+        self.send(Job::History(files))
     }
 
     /// Queues a commit on the execution's ref: made by the commit thread once the states
@@ -167,6 +174,7 @@ fn write_states(
                 }
                 dir.record_state_text(&bytes, durable)?;
             }
+            Job::History(files) => dir.write_history(&files)?,
             Job::Commit(commit) => committer.commit(commit)?,
             Job::Barrier(done) => {
                 let _ = done.send(());
@@ -183,6 +191,7 @@ fn write_states(
 fn run_here(job: Job, dir: &ExecutionDir) -> Result<(), EngineError> {
     match job {
         Job::State { bytes, durable } => dir.record_state_text(&bytes, durable)?,
+        Job::History(files) => dir.write_history(&files)?,
         Job::Commit(commit) => commit.run()?,
         Job::Barrier(done) => {
             let _ = done.send(());
@@ -212,7 +221,7 @@ mod tests {
             message: message.to_owned(),
             recorded: Some(Recorded {
                 state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
-                artifacts: vec![artifact],
+                files: vec![artifact],
             }),
         }
     }

@@ -328,6 +328,7 @@ impl Engine {
         let control = super::control::ControlWatch::start(dir, request.control.clone());
         let notices = control.subscribe();
         let announcer = control.announcer();
+        let encoder = crate::store::StateEncoder::resumed(&state);
         let mut pass = Reconcile {
             control,
             budget,
@@ -343,7 +344,7 @@ impl Engine {
             bad_edit: None,
             request_seen,
             recorder: super::recorder::Recorder::new(dir),
-            encoder: crate::store::StateEncoder::new(),
+            encoder,
         };
         pass.note_hand_edits()?;
         if resumed {

@@ -130,7 +130,7 @@ mod tests {
             message: message.to_owned(),
             recorded: Some(Recorded {
                 state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
-                artifacts: vec![artifact],
+                files: vec![artifact],
             }),
         }
     }

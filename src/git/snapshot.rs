@@ -50,8 +50,8 @@ fn cache() -> &'static Mutex<Cache> {
     })
 }
 
-/// Commits everything in `root` (the execution folder of `id`: `execution.yaml`, `state.json`
-/// and `artifacts/`) on the execution's ref, on top of its previous commit; nothing when the
+/// Commits everything in `root` (the execution folder of `id`: `execution.yaml`, `state.json`,
+/// `history/` and `artifacts/`) on the execution's ref, on top of its previous commit; nothing when the
 /// project is not a git repository or nothing changed. Returns the commit, if one was made.
 pub fn commit_folder(
     project: &Path,
@@ -62,18 +62,19 @@ pub fn commit_folder(
     commit(project, id, root, message, None)
 }
 
-/// What a runner recorded at one instant: `state.json` as it was saved and the artifacts that
-/// state lists. A commit made later (by [`super::Committer`]) takes these, not what the folder
+/// What a runner recorded at one instant: `state.json` as it was saved and the files that
+/// state names. A commit made later (by [`super::Committer`]) takes these, not what the folder
 /// holds by then, so each phase's commit is that phase's snapshot.
 #[derive(Debug, Clone)]
 pub struct Recorded {
     /// The bytes of `state.json` as saved.
     pub state: Vec<u8>,
-    /// The folder-relative paths of the artifacts that state records (`artifacts/1/a.json`).
-    pub artifacts: Vec<String>,
+    /// The folder-relative paths of the artifacts and history files that state names
+    /// (`artifacts/1/a.json`, `history/1.json`).
+    pub files: Vec<String>,
 }
 
-/// [`commit_folder`] of what was `recorded`: its state and its artifacts only.
+/// [`commit_folder`] of what was `recorded`: its state and the files it names only.
 pub fn commit_recorded(
     project: &Path,
     id: &str,
@@ -146,17 +147,28 @@ fn folder_tree(
     }
     // Iteration folder → the names of its files to commit (`None`: whatever it holds).
     let mut iterations: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    // The history files to commit (`None`: whatever `history/` holds).
+    let mut history: Option<Vec<String>> = None;
     match recorded {
         Some(r) => {
-            for rel in &r.artifacts {
+            history = Some(Vec::new());
+            for rel in &r.files {
                 let mut parts = rel.splitn(3, '/');
-                if let (Some("artifacts"), Some(it), Some(name)) =
-                    (parts.next(), parts.next(), parts.next())
-                    && let Some(names) = iterations
-                        .entry(it.to_owned())
-                        .or_insert_with(|| Some(Vec::new()))
-                {
-                    names.push(name.to_owned());
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("artifacts"), Some(it), Some(name)) => {
+                        if let Some(names) = iterations
+                            .entry(it.to_owned())
+                            .or_insert_with(|| Some(Vec::new()))
+                        {
+                            names.push(name.to_owned());
+                        }
+                    }
+                    (Some("history"), Some(name), None) => {
+                        if let Some(names) = history.as_mut() {
+                            names.push(name.to_owned());
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -176,6 +188,14 @@ fn folder_tree(
         let artifacts = artifacts.write().ctx("write tree")?;
         top.insert("artifacts", artifacts, 0o040000)
             .ctx("tree entry")?;
+    }
+    let any_history = match &history {
+        Some(names) => !names.is_empty(),
+        None => root.join("history").is_dir(),
+    };
+    if any_history {
+        let tree = iteration_tree(repo, root, "history", history, known)?;
+        top.insert("history", tree, 0o040000).ctx("tree entry")?;
     }
     top.write().ctx("write tree")
 }

@@ -276,12 +276,18 @@ pub struct WorkflowExecution {
     /// Phase that runs (or ran last).
     #[serde(default)]
     pub current_phase_id: Option<String>,
-    /// Every phase run, in the order they started.
+    /// Every phase run, in the order they started. In `state.json`, those of the iterations
+    /// after `history_through` only: the earlier ones are in `history/<iteration>.json`.
     #[serde(default)]
     pub phase_executions: Vec<PhaseExecution>,
-    /// Every artifact written.
+    /// Every artifact written (in `state.json`, as `phase_executions`).
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
+    /// The iterations 1 to this one keep their phase runs and artifacts in
+    /// `history/<iteration>.json`, each written once when the iteration is over, so that a long
+    /// run's `state.json` (written at every step) stays the size of one iteration. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_through: u32,
     /// Where the code is changed.
     #[serde(default)]
     pub workspace: Option<Workspace>,
@@ -318,6 +324,7 @@ impl WorkflowExecution {
             current_phase_id: None,
             phase_executions: Vec::new(),
             artifacts: Vec::new(),
+            history_through: 0,
             workspace: None,
             total_tokens: TokenUsage::default(),
             total_cost_usd: 0.0,

@@ -1,10 +1,12 @@
-//! One execution's folder: `execution.yaml` (desired), `state.json` (actual), `events.ndjson`,
+//! One execution's folder: `execution.yaml` (desired), `state.json` (actual) with the phase runs
+//! of earlier iterations in `history/<iteration>.json`, `events.ndjson`,
 //! `artifacts/<iteration>/<phase-id>.<ext>`, `logs/<phase-id>.<iteration>.log` and `lock`.
 
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
 use super::atomic::{write_atomic, write_replace, write_swapped};
+use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
 /// Handle on `<project>/.autowrkers/executions/<id>/`.
@@ -41,6 +43,14 @@ impl ExecutionDir {
     /// `state.json`.
     pub fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
+    }
+    /// `history/<iteration>.json`: the phase runs and artifacts of an iteration that is over.
+    pub fn history_path(&self, iteration: u32) -> PathBuf {
+        self.root.join(Self::history_rel(iteration))
+    }
+    /// Relative path of an iteration's history file.
+    pub fn history_rel(iteration: u32) -> String {
+        format!("history/{iteration}.json")
     }
     /// `events.ndjson`.
     pub fn events_path(&self) -> PathBuf {
@@ -92,37 +102,74 @@ impl ExecutionDir {
         Ok(request)
     }
 
-    /// Reads `state.json`; a fresh state when the runner has not written one yet.
+    /// Reads `state.json`, with the phase runs and artifacts of the iterations its history
+    /// files hold put back in front; a fresh state when the runner has not written one yet.
     pub fn read_state(&self) -> Result<WorkflowExecution, StoreError> {
         let path = self.state_path();
         if !path.exists() {
             return Ok(WorkflowExecution::new(&self.id()));
         }
         let text = read(&path)?;
-        serde_json::from_str(&text).map_err(|source| StoreError::Json { path, source })
+        let mut state: WorkflowExecution =
+            serde_json::from_str(&text).map_err(|source| StoreError::Json { path, source })?;
+        if state.history_through > 0 {
+            let mut past = History::default();
+            for iteration in 1..=state.history_through {
+                let path = self.history_path(iteration);
+                let text = read(&path)?;
+                let one: History = serde_json::from_str(&text)
+                    .map_err(|source| StoreError::Json { path, source })?;
+                past.phase_executions.extend(one.phase_executions);
+                past.artifacts.extend(one.artifacts);
+            }
+            past.phase_executions.append(&mut state.phase_executions);
+            past.artifacts.append(&mut state.artifacts);
+            state.phase_executions = past.phase_executions;
+            state.artifacts = past.artifacts;
+        }
+        Ok(state)
     }
 
-    /// Writes `state.json` atomically and durably, for a one-off change (a hand edit, a fetch);
-    /// the runner's own writes go through [`Self::record_state`].
+    /// Writes `state.json` (and its history files) atomically and durably, for a one-off
+    /// change (a hand edit, a fetch); the runner's own writes go through
+    /// [`Self::record_state`].
     pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
-        let (path, text) = self.state_text(state)?;
-        write_atomic(&path, &text).map_err(|e| StoreError::io(&path, e))
+        let encoded = self.encode(state)?;
+        self.write_history(&encoded.history)?;
+        let path = self.state_path();
+        write_atomic(&path, &encoded.state).map_err(|e| StoreError::io(&path, e))
     }
 
-    /// Writes `state.json` for the runner that holds the lock, through a swap file kept beside
-    /// it (`store::write_swapped`: the two names exchanged in one step): durably for a state
-    /// transition, without waiting for the disk for a step the next transition makes durable.
-    /// [`Self::end_state_writes`] removes the swap.
+    /// Writes `state.json` (and its history files) for the runner that holds the lock,
+    /// through a swap file kept beside it (`store::write_swapped`: the two names exchanged in
+    /// one step): durably for a state transition, without waiting for the disk for a step the
+    /// next transition makes durable. [`Self::end_state_writes`] removes the swap.
     pub fn record_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
-        let (_, text) = self.state_text(state)?;
-        self.record_state_text(&text, durable)
+        let encoded = self.encode(state)?;
+        self.write_history(&encoded.history)?;
+        self.record_state_text(&encoded.state, durable)
     }
 
-    /// [`Self::record_state`] of a state already encoded (by a [`super::StateEncoder`]).
+    /// [`Self::record_state`] of a state already encoded (by a [`super::StateEncoder`]),
+    /// whose history files are written.
     pub fn record_state_text(&self, text: &[u8], durable: bool) -> Result<(), StoreError> {
         let path = self.state_path();
         write_swapped(&path, &self.state_swap_path(), text, durable)
             .map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Writes history files (`(iteration, bytes)`) atomically and durably: a state that names
+    /// them may be synced next.
+    pub fn write_history(&self, files: &[(u32, Vec<u8>)]) -> Result<(), StoreError> {
+        if !files.is_empty() {
+            let dir = self.root.join("history");
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        for (iteration, bytes) in files {
+            let path = self.history_path(*iteration);
+            write_atomic(&path, bytes).map_err(|e| StoreError::io(&path, e))?;
+        }
+        Ok(())
     }
 
     /// Removes the swap file of [`Self::record_state`]: the runner's writes are over.
@@ -130,12 +177,14 @@ impl ExecutionDir {
         let _ = std::fs::remove_file(self.state_swap_path());
     }
 
-    fn state_text(&self, state: &WorkflowExecution) -> Result<(PathBuf, Vec<u8>), StoreError> {
-        let path = self.state_path();
-        match serde_json::to_vec(state) {
-            Ok(text) => Ok((path, text)),
-            Err(source) => Err(StoreError::Json { path, source }),
-        }
+    /// `state` encoded whole, history files and all.
+    fn encode(&self, state: &WorkflowExecution) -> Result<Encoded, StoreError> {
+        StateEncoder::new()
+            .encode(&mut state.clone())
+            .map_err(|source| StoreError::Json {
+                path: self.state_path(),
+                source,
+            })
     }
 
     fn state_swap_path(&self) -> PathBuf {

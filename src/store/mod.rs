@@ -22,7 +22,7 @@ pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
 pub use stamp::Stamp;
-pub use state_encoder::StateEncoder;
+pub use state_encoder::{Encoded, History, StateEncoder};
 pub use tail::{EventTail, runner_alive, shown_status};
 
 use std::path::{Path, PathBuf};

@@ -2,18 +2,44 @@
 //! of every phase run and artifact is kept and reused while that entry is unchanged. A long
 //! run's state grows by a phase run and an artifact per phase and is written twice a phase;
 //! encoding all of it each time made every phase of iteration 50 slower than of iteration 1.
-//! The bytes are exactly what `serde_json::to_vec` of the whole state gives (the unit test
-//! compares them).
+//! The iterations before the current one go to `history/<iteration>.json` ([`History`]),
+//! written when one of their entries changed (in practice once, when the next iteration
+//! starts), so that `state.json` — written, synced and committed at every step — stays the
+//! size of one iteration. The bytes of `state.json` are exactly what `serde_json::to_vec`
+//! gives for the state without the entries kept in history (the unit test compares them).
 
-use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::spec::WorkflowExecution;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Artifact, PhaseExecution, WorkflowExecution};
+
+/// `history/<iteration>.json`: the phase runs and artifacts of one iteration that is over.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The iteration's phase runs, in the order they started.
+    pub phase_executions: Vec<PhaseExecution>,
+    /// The iteration's artifacts.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One encoding of a state: `state.json`'s bytes, and the history files to write before it
+/// (those that changed since this encoder's last encoding; all of them for a new encoder).
+#[derive(Debug)]
+pub struct Encoded {
+    /// The bytes of `state.json`.
+    pub state: Vec<u8>,
+    /// `(iteration, bytes)` of each `history/<iteration>.json` to write first.
+    pub history: Vec<(u32, Vec<u8>)>,
+}
 
 /// The encoder of one execution's state; keep one per runner pass.
 #[derive(Debug, Default)]
 pub struct StateEncoder {
-    runs: Vec<(crate::spec::PhaseExecution, Vec<u8>)>,
-    artifacts: Vec<(crate::spec::Artifact, Vec<u8>)>,
+    runs: Vec<(PhaseExecution, Vec<u8>)>,
+    artifacts: Vec<(Artifact, Vec<u8>)>,
+    /// Iteration → what its history file holds, as this encoder last gave it.
+    history: HashMap<u32, History>,
 }
 
 impl StateEncoder {
@@ -22,34 +48,130 @@ impl StateEncoder {
         Self::default()
     }
 
-    /// The compact JSON of `state`. Its two lists are lent out while the rest is encoded and
-    /// put back before this returns.
-    pub fn encode(&mut self, state: &mut WorkflowExecution) -> serde_json::Result<Vec<u8>> {
+    /// An encoder for a state read back from its files: the history files it was read from
+    /// are taken as written, and are written again only when their entries change.
+    pub fn resumed(state: &WorkflowExecution) -> Self {
+        let mut encoder = Self::new();
+        for n in 1..=state.history_through {
+            let history = History {
+                phase_executions: state
+                    .phase_executions
+                    .iter()
+                    .filter(|r| r.iteration == n)
+                    .cloned()
+                    .collect(),
+                artifacts: state
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.iteration == n)
+                    .cloned()
+                    .collect(),
+            };
+            encoder.history.insert(n, history);
+        }
+        encoder
+    }
+
+    /// The encoding of `state`, whose `history_through` it sets (every iteration before the
+    /// current one). Its two lists are lent out while the rest is encoded and put back before
+    /// this returns.
+    pub fn encode(&mut self, state: &mut WorkflowExecution) -> serde_json::Result<Encoded> {
+        state.history_through = state.iteration.saturating_sub(1);
+        let through = state.history_through;
+        let history = self.changed_history(state)?;
         let runs = std::mem::take(&mut state.phase_executions);
         let artifacts = std::mem::take(&mut state.artifacts);
         let head = serde_json::to_vec(state);
         state.phase_executions = runs;
         state.artifacts = artifacts;
         let head = head?;
-        let runs = reuse(&mut self.runs, &state.phase_executions)?;
-        let artifacts = reuse(&mut self.artifacts, &state.artifacts)?;
-        match splice(
+        let live_runs: Vec<&PhaseExecution> = state
+            .phase_executions
+            .iter()
+            .filter(|r| r.iteration > through)
+            .collect();
+        let live_artifacts: Vec<&Artifact> = state
+            .artifacts
+            .iter()
+            .filter(|a| a.iteration > through)
+            .collect();
+        let runs = reuse(&mut self.runs, &live_runs)?;
+        let artifacts = reuse(&mut self.artifacts, &live_artifacts)?;
+        let text = match splice(
             &head,
             [
                 (&b"\"phase_executions\":[]"[..], &runs[..]),
                 (&b"\"artifacts\":[]"[..], &artifacts[..]),
             ],
         ) {
-            Some(text) => Ok(text),
-            None => serde_json::to_vec(state),
-        }
+            Some(text) => text,
+            None => serde_json::to_vec(&live_part(state))?,
+        };
+        Ok(Encoded {
+            state: text,
+            history,
+        })
     }
+
+    /// The history files of iterations 1 to `history_through` whose entries changed since
+    /// they were last given (each iteration has one, empty or not: a reader needs them all).
+    fn changed_history(
+        &mut self,
+        state: &WorkflowExecution,
+    ) -> serde_json::Result<Vec<(u32, Vec<u8>)>> {
+        let through = state.history_through;
+        if through == 0 {
+            return Ok(Vec::new());
+        }
+        type Refs<'s> = (Vec<&'s PhaseExecution>, Vec<&'s Artifact>);
+        let mut groups: BTreeMap<u32, Refs<'_>> = (1..=through)
+            .map(|n| (n, (Vec::new(), Vec::new())))
+            .collect();
+        for run in &state.phase_executions {
+            if let Some(group) = groups.get_mut(&run.iteration) {
+                group.0.push(run);
+            }
+        }
+        for artifact in &state.artifacts {
+            if let Some(group) = groups.get_mut(&artifact.iteration) {
+                group.1.push(artifact);
+            }
+        }
+        let mut changed = Vec::new();
+        for (n, (runs, artifacts)) in groups {
+            let same = self.history.get(&n).is_some_and(|h| {
+                h.phase_executions.len() == runs.len()
+                    && h.artifacts.len() == artifacts.len()
+                    && h.phase_executions.iter().zip(&runs).all(|(a, b)| a == *b)
+                    && h.artifacts.iter().zip(&artifacts).all(|(a, b)| a == *b)
+            });
+            if same {
+                continue;
+            }
+            let history = History {
+                phase_executions: runs.into_iter().cloned().collect(),
+                artifacts: artifacts.into_iter().cloned().collect(),
+            };
+            changed.push((n, serde_json::to_vec(&history)?));
+            self.history.insert(n, history);
+        }
+        Ok(changed)
+    }
+}
+
+/// `state` without the entries its history files hold: what `state.json` says.
+fn live_part(state: &WorkflowExecution) -> WorkflowExecution {
+    let through = state.history_through;
+    let mut live = state.clone();
+    live.phase_executions.retain(|r| r.iteration > through);
+    live.artifacts.retain(|a| a.iteration > through);
+    live
 }
 
 /// The items of `items` encoded and joined with commas, each from `kept` when unchanged.
 fn reuse<T: Serialize + Clone + PartialEq>(
     kept: &mut Vec<(T, Vec<u8>)>,
-    items: &[T],
+    items: &[&T],
 ) -> serde_json::Result<Vec<u8>> {
     kept.truncate(items.len());
     let mut out = Vec::new();
@@ -58,14 +180,14 @@ fn reuse<T: Serialize + Clone + PartialEq>(
             out.push(b',');
         }
         if let Some((seen, bytes)) = kept.get(i)
-            && seen == item
+            && seen == *item
         {
             out.extend_from_slice(bytes);
             continue;
         }
         let bytes = serde_json::to_vec(item)?;
         out.extend_from_slice(&bytes);
-        let entry = (item.clone(), bytes);
+        let entry = ((*item).clone(), bytes);
         match kept.get_mut(i) {
             Some(slot) => *slot = entry,
             None => kept.push(entry),
@@ -130,8 +252,9 @@ mod tests {
         state.message = r#"see "phase_executions":[] and "artifacts":[]"#.into();
         let same = |enc: &mut StateEncoder, state: &mut WorkflowExecution| {
             let ours = enc.encode(state).unwrap();
+            assert!(ours.history.is_empty(), "all in iteration 1");
             assert_eq!(
-                String::from_utf8(ours).unwrap(),
+                String::from_utf8(ours.state).unwrap(),
                 serde_json::to_string(state).unwrap()
             );
         };
@@ -148,5 +271,53 @@ mod tests {
         state.artifacts.clear();
         same(&mut enc, &mut state);
         assert_eq!(state.phase_executions.len(), 2, "the lists are put back");
+    }
+
+    #[test]
+    fn earlier_iterations_go_to_history_files_once_and_read_back_whole() {
+        let mut enc = StateEncoder::new();
+        let mut state = WorkflowExecution::new("id");
+        for n in 1..=3 {
+            state.phase_executions.push(run(n));
+            state.artifacts.push(artifact(n));
+        }
+        state.iteration = 3;
+        let first = enc.encode(&mut state).unwrap();
+        assert_eq!(state.history_through, 2);
+        let written: Vec<u32> = first.history.iter().map(|(n, _)| *n).collect();
+        assert_eq!(written, [1, 2]);
+        let on_disk: WorkflowExecution = serde_json::from_slice(&first.state).unwrap();
+        assert_eq!(
+            on_disk.phase_executions,
+            [run(3)],
+            "state.json holds iteration 3 only"
+        );
+        assert_eq!(on_disk.artifacts, [artifact(3)]);
+        assert!(
+            enc.encode(&mut state).unwrap().history.is_empty(),
+            "unchanged: not again"
+        );
+        // A hand edit of an old artifact rewrites that iteration's file alone.
+        state.artifacts[0].is_edited = true;
+        let again = enc.encode(&mut state).unwrap();
+        assert_eq!(again.history.len(), 1);
+        assert_eq!(again.history[0].0, 1);
+        // Through the folder, the state reads back as it was.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::store::ExecutionDir::new(tmp.path().join("id"));
+        std::fs::create_dir_all(dir.root()).unwrap();
+        dir.write_state(&state).unwrap();
+        assert!(dir.history_path(2).exists());
+        let read = dir.read_state().unwrap();
+        assert_eq!(read, state);
+        // A runner resuming it writes none of them again.
+        let mut read = read;
+        assert!(
+            StateEncoder::resumed(&read)
+                .encode(&mut read)
+                .unwrap()
+                .history
+                .is_empty()
+        );
     }
 }

@@ -213,12 +213,19 @@ async fn default_shaped_pipeline_iterates_and_completes() {
     // before the other's commit was made is not in it).
     for commit in git(&p.path(), &["rev-list", "--reverse", &reference]).lines() {
         let at = |what: &str| format!("{commit}:{what}");
-        let state: serde_json::Value =
-            serde_json::from_str(&git(&p.path(), &["show", &at("state.json")])).expect("state");
-        let mut recorded: Vec<String> = state["artifacts"]
-            .as_array()
-            .expect("artifacts")
+        let json = |what: &str| -> serde_json::Value {
+            serde_json::from_str(&git(&p.path(), &["show", &at(what)])).expect("json")
+        };
+        let state = json("state.json");
+        // Earlier iterations' artifacts are listed in their history files, committed too.
+        let through = state["history_through"].as_u64().unwrap_or(0);
+        let lists: Vec<serde_json::Value> = (1..=through)
+            .map(|n| json(&format!("history/{n}.json")))
+            .chain([state])
+            .collect();
+        let mut recorded: Vec<String> = lists
             .iter()
+            .flat_map(|l| l["artifacts"].as_array().expect("artifacts").iter())
             .map(|a| a["file_path"].as_str().expect("path").to_owned())
             .collect();
         recorded.sort();

@@ -105,10 +105,29 @@ impl Project {
     }
 
     /// state.json of the only execution.
+    /// The execution's state as `read_state` gives it: `state.json`, with the phase runs and
+    /// artifacts of the iterations in `history/` put back in front.
     pub fn state(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.execution().join("state.json")).expect("state.json");
-        serde_json::from_str(&text).expect("json")
+        let dir = self.execution();
+        let read = |name: &str| -> serde_json::Value {
+            let text = std::fs::read_to_string(dir.join(name)).expect(name);
+            serde_json::from_str(&text).expect("json")
+        };
+        let mut state = read("state.json");
+        let through = state["history_through"].as_u64().unwrap_or(0);
+        for key in ["phase_executions", "artifacts"] {
+            let mut all: Vec<serde_json::Value> = (1..=through)
+                .flat_map(|n| {
+                    read(&format!("history/{n}.json"))[key]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            all.extend(state[key].as_array().cloned().unwrap_or_default());
+            state[key] = serde_json::Value::Array(all);
+        }
+        state
     }
 }
 
