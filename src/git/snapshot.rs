@@ -178,11 +178,27 @@ fn folder_tree(
             }
         }
     }
+    // A runner writes artifacts in its current iteration only: the trees of the earlier ones it
+    // recorded are taken as this process last built them, without a stat of their folders.
+    let current = match recorded {
+        Some(_) => iterations
+            .keys()
+            .filter_map(|it| it.parse::<u32>().ok())
+            .max(),
+        None => None,
+    };
     if !iterations.is_empty() {
         let mut artifacts = repo.treebuilder(None).ctx("tree")?;
         for (it, names) in iterations {
             let dir = format!("artifacts/{it}");
-            let tree = iteration_tree(repo, root, &dir, names, known)?;
+            let past = current.is_some_and(|c| it.parse::<u32>().is_ok_and(|n| n < c));
+            let tree = match (past, &names) {
+                (true, Some(names)) => match built_tree(known, &dir, names) {
+                    Some(tree) => tree,
+                    None => iteration_tree(repo, root, &dir, Some(names.clone()), known)?,
+                },
+                _ => iteration_tree(repo, root, &dir, names, known)?,
+            };
             artifacts.insert(&it, tree, 0o040000).ctx("tree entry")?;
         }
         let artifacts = artifacts.write().ctx("write tree")?;
@@ -248,6 +264,19 @@ fn iteration_tree(
         .trees
         .insert(dir.to_owned(), (folder_stamp, blobs, tree));
     Ok(tree)
+}
+
+/// The tree this process last built for `dir` when it was built from exactly `names`.
+fn built_tree(known: &Known, dir: &str, names: &[String]) -> Option<Oid> {
+    let (_, built_from, tree) = known.trees.get(dir)?;
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    built_from
+        .iter()
+        .map(|(n, _)| n)
+        .eq(sorted)
+        .then_some(*tree)
 }
 
 /// The blob of `rel` (written when its stat changed since this process last saw it); `None`

@@ -86,18 +86,25 @@ pub struct Extra<'a> {
 }
 
 /// One phase run's sandbox: a private HOME and TMPDIR (removed when dropped), the clean
-/// environment, and the policy its commands run under.
+/// environment, and the policy its commands run under. All three are made at the first
+/// command (or [`Sandbox::home`]): a phase that runs none leaves nothing on disk.
 #[derive(Debug)]
 pub struct Sandbox {
+    spec: SandboxSpec,
+    helper: PathBuf,
+    ready: OnceLock<Ready>,
+}
+
+/// What a sandbox's commands need: made once, at the first of them.
+#[derive(Debug)]
+struct Ready {
     policy: Policy,
     env: Vec<(OsString, OsString)>,
-    helper: PathBuf,
     _scratch: tempfile::TempDir,
 }
 
-impl Sandbox {
-    /// Prepares the sandbox of `spec`; fails (closed) when its mode cannot be enforced here.
-    pub fn new(spec: &SandboxSpec) -> Result<Self, SandboxError> {
+impl Ready {
+    fn prepare(spec: &SandboxSpec) -> Result<Self, SandboxError> {
         let scratch = scratch::create()?;
         let root = scratch.path().canonicalize()?;
         std::fs::create_dir_all(root.join("home"))?;
@@ -109,19 +116,32 @@ impl Sandbox {
         extra.extend(paths::toolchains(&env));
         let policy = Policy {
             mode: spec.mode,
-            workdir: spec.workdir.canonicalize()?,
+            workdir: spec.workdir.clone(),
             scratch: root,
             network: spec.network,
             readable: paths::readable_roots(&protected, &extra),
             connect_ports: Vec::new(),
         };
-        let sandbox = Self {
+        Ok(Self {
             policy,
             env,
-            helper: helper_binary(),
             _scratch: scratch,
+        })
+    }
+}
+
+impl Sandbox {
+    /// Prepares the sandbox of `spec`; fails (closed) when its mode cannot be enforced here
+    /// or its worktree is gone.
+    pub fn new(spec: &SandboxSpec) -> Result<Self, SandboxError> {
+        let mut spec = spec.clone();
+        spec.workdir = spec.workdir.canonicalize()?;
+        let sandbox = Self {
+            spec,
+            helper: helper_binary(),
+            ready: OnceLock::new(),
         };
-        if sandbox.policy.mode != SandboxMode::FullAccess {
+        if sandbox.spec.mode != SandboxMode::FullAccess {
             probe(&sandbox)?;
         }
         Ok(sandbox)
@@ -129,12 +149,21 @@ impl Sandbox {
 
     /// The mode its commands run in.
     pub fn mode(&self) -> SandboxMode {
-        self.policy.mode
+        self.spec.mode
     }
 
-    /// The private HOME of its commands.
-    pub fn home(&self) -> PathBuf {
-        self.policy.scratch.join("home")
+    /// The private HOME of its commands (made now if no command made it yet).
+    pub fn home(&self) -> Result<PathBuf, SandboxError> {
+        Ok(self.ready()?.policy.scratch.join("home"))
+    }
+
+    /// The scratch folder, environment and policy, made at the first call.
+    fn ready(&self) -> Result<&Ready, SandboxError> {
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready);
+        }
+        let made = Ready::prepare(&self.spec)?;
+        Ok(self.ready.get_or_init(|| made))
     }
 
     /// A command for `program` with `args`, in the worktree, with the clean environment,
@@ -157,9 +186,12 @@ impl Sandbox {
         args: &[OsString],
         extra: &Extra<'_>,
     ) -> std::io::Result<tokio::process::Command> {
+        let ready = self
+            .ready()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(program);
-        if self.policy.mode != SandboxMode::FullAccess {
-            let mut policy = self.policy.clone();
+        if ready.policy.mode != SandboxMode::FullAccess {
+            let mut policy = ready.policy.clone();
             policy.connect_ports.extend_from_slice(extra.connect_ports);
             policy.readable.extend(
                 extra
@@ -183,9 +215,9 @@ impl Sandbox {
         }
         cmd.args(args)
             .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(ready.env.iter().map(|(k, v)| (k, v)))
             .envs(extra.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.policy.workdir);
+            .current_dir(&ready.policy.workdir);
         Ok(cmd)
     }
 }
@@ -206,17 +238,18 @@ fn helper_binary() -> PathBuf {
 fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = RESULT.get_or_init(|| {
-        let marker = probe_marker(&sandbox.helper, sandbox.policy.network);
+        let marker = probe_marker(&sandbox.helper, sandbox.spec.network);
         if marker.as_ref().is_some_and(|m| m.exists()) {
             return Ok(());
         }
+        let ready = sandbox.ready().map_err(|e| e.to_string())?;
         let mut cmd = std::process::Command::new(&sandbox.helper);
         cmd.arg(HELPER_ARG)
-            .arg(serde_json::to_string(&sandbox.policy).unwrap_or_default())
+            .arg(serde_json::to_string(&ready.policy).unwrap_or_default())
             .arg("true")
             .env_clear()
-            .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&sandbox.policy.workdir)
+            .envs(ready.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&ready.policy.workdir)
             .stdin(std::process::Stdio::null());
         match cmd.output() {
             Ok(out) if out.status.success() => {
@@ -231,7 +264,7 @@ fn probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
         }
     });
     result.clone().map_err(|reason| SandboxError::Unavailable {
-        mode: sandbox.policy.mode.as_str(),
+        mode: sandbox.spec.mode.as_str(),
         reason,
     })
 }

@@ -112,9 +112,21 @@ async fn a_kill_at_every_instant_is_resumed_to_completion() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit() {
-    // A planner that completes, then an implementer whose first call is held: SIGKILL there.
-    let mut rules = rules();
-    rules[0].reply = rules[0].reply.clone().held();
+    // A planner that completes, then an implementer that runs a command (its sandbox's scratch
+    // folder is made for it) and whose next call is held: SIGKILL there.
+    let mut rules = vec![
+        Rule::after_tool_results(
+            "implementer",
+            0,
+            Reply::tool("run_command", json!({"command": "true"})),
+        ),
+        Rule::after_tool_results(
+            "implementer",
+            1,
+            Reply::tool("write_file", json!({"path": "a.txt", "content": "b\n"})).held(),
+        ),
+        Rule::after_tool_results("implementer", 2, Reply::text("/complete")),
+    ];
     rules.push(Rule::new(
         "planner",
         None,

@@ -80,7 +80,10 @@ async fn run_process(
     on_note: &(dyn Fn(Note) + Send + Sync),
     watchdog: Option<&Watchdog>,
 ) -> Result<CliResult, CliError> {
-    let home = run.sandbox.home();
+    let home = run
+        .sandbox
+        .home()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let Plan {
         program,
         args,
