@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 
-use crate::spec::{ArtifactType, Convergence, ReviewReport, WorkflowExecution};
-use crate::store::{ExecutionDir, Stamp};
+use crate::spec::{Artifact, ArtifactType, Convergence, ReviewReport, WorkflowExecution};
+use crate::store::ExecutionDir;
 
 const STOP_WORDS: &[&str] = &[
     "the", "and", "for", "that", "this", "with", "not", "are", "but", "when", "then", "from",
@@ -98,7 +98,7 @@ pub fn track(
     let mut by_iteration: BTreeMap<u32, Vec<Arc<ReviewReport>>> = BTreeMap::new();
     for a in &state.artifacts {
         if a.artifact_type == ArtifactType::ReviewReport
-            && let Some(report) = read_report(dir, &a.file_path)
+            && let Some(report) = read_report(dir, a)
         {
             by_iteration.entry(a.iteration).or_default().push(report);
         }
@@ -162,20 +162,23 @@ pub fn track(
 /// The review report at `rel` in `dir`, parsed; `None` when it cannot be read or is no report.
 /// Each file is read and parsed once per process while its stat stays the same: `track` runs
 /// at every iteration of a long run and would otherwise read every earlier report each time.
-fn read_report(dir: &ExecutionDir, rel: &str) -> Option<Arc<ReviewReport>> {
-    type Cache = HashMap<PathBuf, (Stamp, Option<Arc<ReviewReport>>)>;
+fn read_report(dir: &ExecutionDir, artifact: &Artifact) -> Option<Arc<ReviewReport>> {
+    // Keyed by the content hash the state records: an artifact is read and parsed once, and
+    // not even looked at again while its state entry is unchanged (a hand edit the runner
+    // notices changes the hash). At iteration 50 a stat per report made this grow per phase.
+    type Cache = HashMap<(PathBuf, String), Option<Arc<ReviewReport>>>;
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    let path = dir.root().join(rel);
-    let stamp = Stamp::of(&path)?;
+    let key = (
+        dir.root().join(&artifact.file_path),
+        artifact.sha256.clone(),
+    );
     let cache = CACHE.get_or_init(Mutex::default);
     let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((seen, report)) = lock().get(&path)
-        && *seen == stamp
-    {
+    if let Some(report) = lock().get(&key) {
         return report.clone();
     }
     let report = dir
-        .read_artifact(rel)
+        .read_artifact(&artifact.file_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .map(Arc::new);
@@ -184,7 +187,7 @@ fn read_report(dir: &ExecutionDir, rel: &str) -> Option<Arc<ReviewReport>> {
     if cache.len() >= 4096 {
         cache.clear();
     }
-    cache.insert(path, (stamp, report.clone()));
+    cache.insert(key, report.clone());
     report
 }
 

@@ -89,6 +89,8 @@ impl Reconcile<'_> {
         if edited.is_empty() {
             return Ok(());
         }
+        // An edited artifact may be an earlier iteration's, kept in its history file.
+        self.encoder.recheck_history();
         self.write_state(true)?;
         self.engine.note_changed(self.dir);
         self.commit(&message(&edited))
