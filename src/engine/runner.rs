@@ -295,9 +295,21 @@ impl Engine {
         let resumed = state.status != WorkflowStatus::Pending;
         // A new execution's worktree is made with its workspace, not looked for again.
         let made = state.workspace.is_none();
+        let mut encoder = crate::store::StateEncoder::resumed(&state);
+        let recorder = super::recorder::Recorder::new(dir);
         if made {
             state.workspace = Some(self.make_workspace(&request, &project)?);
-            dir.record_state(&state, true)?;
+            // Written while the pass sets up; its first phase waits for it (recorder).
+            let encoded = encoder
+                .encode(&mut state)
+                .map_err(|source| StoreError::Json {
+                    path: dir.state_path(),
+                    source,
+                })?;
+            if !encoded.history.is_empty() {
+                recorder.history(encoded.history)?;
+            }
+            recorder.state(encoded.state, true)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
         // An ended execution gets its worktree back only when a hand edit reopens it.
@@ -328,7 +340,6 @@ impl Engine {
         let control = super::control::ControlWatch::start(dir, request.control.clone());
         let notices = control.subscribe();
         let announcer = control.announcer();
-        let encoder = crate::store::StateEncoder::resumed(&state);
         let mut pass = Reconcile {
             control,
             budget,
@@ -343,7 +354,7 @@ impl Engine {
             checks,
             bad_edit: None,
             request_seen,
-            recorder: super::recorder::Recorder::new(dir),
+            recorder,
             encoder,
         };
         pass.note_hand_edits()?;

@@ -132,7 +132,7 @@ impl ExecutionDir {
 
     /// Writes `state.json` (and its history files) atomically and durably, for a one-off
     /// change (a hand edit, a fetch); the runner's own writes go through
-    /// [`Self::record_state`].
+    /// [`Self::record_state_text`].
     pub fn write_state(&self, state: &WorkflowExecution) -> Result<(), StoreError> {
         let encoded = self.encode(state)?;
         self.write_history(&encoded.history)?;
@@ -140,18 +140,11 @@ impl ExecutionDir {
         write_atomic(&path, &encoded.state).map_err(|e| StoreError::io(&path, e))
     }
 
-    /// Writes `state.json` (and its history files) for the runner that holds the lock,
-    /// through a swap file kept beside it (`store::write_swapped`: the two names exchanged in
-    /// one step): durably for a state transition, without waiting for the disk for a step the
-    /// next transition makes durable. [`Self::end_state_writes`] removes the swap.
-    pub fn record_state(&self, state: &WorkflowExecution, durable: bool) -> Result<(), StoreError> {
-        let encoded = self.encode(state)?;
-        self.write_history(&encoded.history)?;
-        self.record_state_text(&encoded.state, durable)
-    }
-
-    /// [`Self::record_state`] of a state already encoded (by a [`super::StateEncoder`]),
-    /// whose history files are written.
+    /// Writes `state.json`, already encoded by a [`super::StateEncoder`] (its history files
+    /// written), for the runner that holds the lock, through a swap file kept beside it
+    /// (`store::write_swapped`: the two names exchanged in one step): durably for a state
+    /// transition, without waiting for the disk for a step the next transition makes durable.
+    /// [`Self::end_state_writes`] removes the swap.
     pub fn record_state_text(&self, text: &[u8], durable: bool) -> Result<(), StoreError> {
         let path = self.state_path();
         write_swapped(&path, &self.state_swap_path(), text, durable)
@@ -172,7 +165,7 @@ impl ExecutionDir {
         Ok(())
     }
 
-    /// Removes the swap file of [`Self::record_state`]: the runner's writes are over.
+    /// Removes the swap file of [`Self::record_state_text`]: the runner's writes are over.
     pub fn end_state_writes(&self) {
         let _ = std::fs::remove_file(self.state_swap_path());
     }
