@@ -1,10 +1,11 @@
 //! Committing an execution's folder on `refs/autowrkers/executions/<id>` without redoing the
 //! work of the previous commit: each project's repository is opened once per process, a file
 //! is read and hashed only when its stat changed since this process last committed it, and an
-//! iteration's tree is rebuilt only when one of its files changed. A long run's commits cost
-//! the same at iteration 50 as at iteration 1, but for one stat per file and the state itself.
-//! A runner's phase commits take what it recorded ([`Recorded`]: the state as saved, the
-//! artifacts it lists) rather than the folder as it is when the commit is made.
+//! iteration's tree is rebuilt only when one of its files changed (a runner's commit does not
+//! even look at the folders of earlier iterations). With the state the size of one iteration
+//! (earlier ones in `history/`), a long run's commits cost the same at iteration 50 as at
+//! iteration 1. A runner's phase commits take what it recorded ([`Recorded`]: the state as
+//! saved, the files it names) rather than the folder as it is when the commit is made.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -51,8 +52,9 @@ fn cache() -> &'static Mutex<Cache> {
 }
 
 /// Commits everything in `root` (the execution folder of `id`: `execution.yaml`, `state.json`,
-/// `history/` and `artifacts/`) on the execution's ref, on top of its previous commit; nothing when the
-/// project is not a git repository or nothing changed. Returns the commit, if one was made.
+/// `history/` and `artifacts/`) on the execution's ref, on top of its previous commit; nothing
+/// when the project is not a git repository or nothing changed. Returns the commit, if one was
+/// made.
 pub fn commit_folder(
     project: &Path,
     id: &str,
