@@ -458,7 +458,6 @@ pub fn commit_worktree(repo: &Repository, message: &str) -> Result<String, GitEr
         .add_all(["*"], IndexAddOption::DEFAULT, None)
         .ctx("stage changes")?;
     index.update_all(["*"], None).ctx("stage deletions")?;
-    index.write().ctx("write index")?;
     let tree_id = index.write_tree().ctx("write tree")?;
     let head = repo
         .head()
@@ -466,8 +465,10 @@ pub fn commit_worktree(repo: &Repository, message: &str) -> Result<String, GitEr
         .peel_to_commit()
         .ctx("head commit")?;
     if head.tree_id() == tree_id {
+        // Nothing changed: the index on disk already says so (not rewritten for nothing).
         return Ok(head.id().to_string());
     }
+    index.write().ctx("write index")?;
     let tree = repo.find_tree(tree_id).ctx("find tree")?;
     let sig = signature(repo)?;
     let oid = repo
