@@ -152,7 +152,8 @@ impl ExecutionDir {
     }
 
     /// Writes history files (`(iteration, bytes)`) atomically and durably: a state that names
-    /// them may be synced next.
+    /// them may be synced next. A file that already holds those bytes is left as it is (a
+    /// one-off write of a long run's state rewrites none of its unchanged history).
     pub fn write_history(&self, files: &[(u32, Vec<u8>)]) -> Result<(), StoreError> {
         if !files.is_empty() {
             let dir = self.root.join("history");
@@ -160,6 +161,9 @@ impl ExecutionDir {
         }
         for (iteration, bytes) in files {
             let path = self.history_path(*iteration);
+            if std::fs::read(&path).is_ok_and(|on_disk| on_disk == *bytes) {
+                continue;
+            }
             write_atomic(&path, bytes).map_err(|e| StoreError::io(&path, e))?;
         }
         Ok(())

@@ -330,6 +330,10 @@ mod tests {
         std::fs::create_dir_all(dir.root()).unwrap();
         dir.write_state(&state).unwrap();
         assert!(dir.history_path(2).exists());
+        // Written again unchanged, the history files are left as they are.
+        let stamp = crate::store::Stamp::of(&dir.history_path(1));
+        dir.write_state(&state).unwrap();
+        assert_eq!(crate::store::Stamp::of(&dir.history_path(1)), stamp);
         let read = dir.read_state().unwrap();
         assert_eq!(read, state);
         // A runner resuming it writes none of them again.
