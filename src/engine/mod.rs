@@ -123,20 +123,11 @@ impl Reconcile<'_> {
     }
 
     /// Queues the state's write, `durable` or not, encoded by the pass's encoder (which
-    /// re-encodes only what changed), after the history files that changed; returns the bytes
-    /// of `state.json`. The record thread writes them while the pass goes on ([`recorder`]).
+    /// re-encodes only what changed); returns the bytes of `state.json`. The record thread
+    /// writes it while the pass goes on ([`recorder`]).
     fn write_state(&mut self, durable: bool) -> Result<Vec<u8>, EngineError> {
-        let encoded = self.encoder.encode(&mut self.state).map_err(|source| {
-            crate::store::StoreError::Json {
-                path: self.dir.state_path(),
-                source,
-            }
-        })?;
-        if !encoded.history.is_empty() {
-            self.recorder.history(encoded.history)?;
-        }
-        self.recorder.state(encoded.state.clone(), durable)?;
-        Ok(encoded.state)
+        self.recorder
+            .write(&mut self.encoder, &mut self.state, durable)
     }
 
     /// Re-reads the control requests; returns true when the pass must stop here.

@@ -172,7 +172,7 @@ impl Reconcile<'_> {
     /// Commits the execution's files on its ref (git projects only), now: after the commits
     /// still queued.
     pub(crate) fn commit(&self, message: &str) -> Result<(), EngineError> {
-        self.wait_for_commits()?;
+        self.wait_for_writes()?;
         super::hand_edit::commit_snapshot(Path::new(&self.request.project_path), self.dir, message)
     }
 
@@ -192,14 +192,14 @@ impl Reconcile<'_> {
 
     /// Queues the commit of the execution's folder as it will be once the pass stops writing
     /// it (its last commit), for the commit thread to make while the pass ends; the pass
-    /// waits for it ([`Self::wait_for_commits`]) before it lets go of the execution.
+    /// waits for it ([`Self::wait_for_writes`]) before it lets go of the execution.
     pub(crate) fn commit_last(&self, message: String) -> Result<(), EngineError> {
         self.queue_commit(message, None)
     }
 
     /// Waits until every queued state write and commit is made; the first that failed, if
     /// any.
-    pub(crate) fn wait_for_commits(&self) -> Result<(), EngineError> {
+    pub(crate) fn wait_for_writes(&self) -> Result<(), EngineError> {
         self.recorder.finish()
     }
 

@@ -21,7 +21,8 @@ use std::thread::JoinHandle;
 
 use super::EngineError;
 use crate::git::{CommitJob, Committer};
-use crate::store::ExecutionDir;
+use crate::spec::WorkflowExecution;
+use crate::store::{ExecutionDir, StateEncoder, StoreError};
 
 /// One write for the thread.
 #[derive(Debug)]
@@ -55,14 +56,29 @@ impl Recorder {
         }
     }
 
-    /// Queues `bytes` as the next `state.json`; synced to the disk when `durable`.
-    pub fn state(&self, bytes: Vec<u8>, durable: bool) -> Result<(), EngineError> {
-        self.send(Job::State { bytes, durable })
+    /// Encodes `state` with `encoder` and queues its write, `durable` or not, after the
+    /// history files that changed; returns the bytes of `state.json` (for the commit that
+    /// records them).
+    pub fn write(
+        &self,
+        encoder: &mut StateEncoder,
+        state: &mut WorkflowExecution,
+        durable: bool,
+    ) -> Result<Vec<u8>, EngineError> {
+        let encoded = encoder.encode(state).map_err(|source| StoreError::Json {
+            path: self.dir.state_path(),
+            source,
+        })?;
+        if !encoded.history.is_empty() {
+            self.send(Job::History(encoded.history))?;
+        }
+        self.state(encoded.state.clone(), durable)?;
+        Ok(encoded.state)
     }
 
-    /// Queues history files (`(iteration, bytes)`), written before the states queued after.
-    pub fn history(&self, files: Vec<(u32, Vec<u8>)>) -> Result<(), EngineError> {
-        self.send(Job::History(files))
+    /// Queues `bytes` as the next `state.json`; synced to the disk when `durable`.
+    fn state(&self, bytes: Vec<u8>, durable: bool) -> Result<(), EngineError> {
+        self.send(Job::State { bytes, durable })
     }
 
     /// Queues a commit on the execution's ref: made by the commit thread once the states
@@ -203,51 +219,12 @@ fn run_here(job: Job, dir: &ExecutionDir) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::Recorded;
-
-    fn commit(project: &std::path::Path, id: &str, message: &str) -> CommitJob {
-        let root = project.join(".autowrkers/executions").join(id);
-        std::fs::create_dir_all(root.join("artifacts/1")).unwrap();
-        if !root.join("execution.yaml").exists() {
-            std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
-        }
-        // Each phase writes an artifact of its own, once (as the runner does).
-        let artifact = format!("artifacts/1/{message}.md");
-        std::fs::write(root.join(&artifact), message).unwrap();
-        CommitJob {
-            project: project.to_path_buf(),
-            id: id.to_owned(),
-            root,
-            message: message.to_owned(),
-            recorded: Some(Recorded {
-                state: format!("{{\"at\":\"{message}\"}}").into_bytes(),
-                files: vec![artifact],
-            }),
-        }
-    }
-
-    fn repo() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        git2::Repository::init(dir.path()).unwrap();
-        dir
-    }
+    use crate::git::test_support::{job as commit, messages, repo};
 
     fn recorder(project: &std::path::Path, id: &str) -> (Recorder, ExecutionDir) {
         let dir = ExecutionDir::new(project.join(".autowrkers/executions").join(id));
         std::fs::create_dir_all(dir.root()).unwrap();
         (Recorder::new(&dir), dir)
-    }
-
-    fn messages(project: &std::path::Path, id: &str) -> Vec<String> {
-        let repo = git2::Repository::open(project).unwrap();
-        let mut walk = repo.revwalk().unwrap();
-        walk.push_ref(&format!("refs/autowrkers/executions/{id}"))
-            .unwrap();
-        walk.map(|oid| {
-            let c = repo.find_commit(oid.unwrap()).unwrap();
-            c.message().unwrap().to_owned()
-        })
-        .collect()
     }
 
     #[test]

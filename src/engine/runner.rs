@@ -300,16 +300,7 @@ impl Engine {
         if made {
             state.workspace = Some(self.make_workspace(&request, &project)?);
             // Written while the pass sets up; its first phase waits for it (recorder).
-            let encoded = encoder
-                .encode(&mut state)
-                .map_err(|source| StoreError::Json {
-                    path: dir.state_path(),
-                    source,
-                })?;
-            if !encoded.history.is_empty() {
-                recorder.history(encoded.history)?;
-            }
-            recorder.state(encoded.state, true)?;
+            recorder.write(&mut encoder, &mut state, true)?;
         }
         let workspace = state.workspace.clone().ok_or(EngineError::NoWorkspace)?;
         // An ended execution gets its worktree back only when a hand edit reopens it.
@@ -373,7 +364,7 @@ impl Engine {
             if s.is_terminal() {
                 release_branch(&pass)?;
             }
-            pass.wait_for_commits()?;
+            pass.wait_for_writes()?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))

@@ -110,17 +110,21 @@ impl Drop for Committer {
     }
 }
 
+/// Commit jobs and repositories for the tests of the commit thread and of the record thread
+/// that feeds it.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::{CommitJob, Recorded};
+    use std::path::Path;
 
-    fn job(project: &std::path::Path, id: &str, message: &str) -> CommitJob {
+    /// A phase's commit on execution `id`'s ref: its own artifact, written once (as the runner
+    /// does), and a state naming `message`.
+    pub(crate) fn job(project: &Path, id: &str, message: &str) -> CommitJob {
         let root = project.join(".autowrkers/executions").join(id);
         std::fs::create_dir_all(root.join("artifacts/1")).unwrap();
         if !root.join("execution.yaml").exists() {
             std::fs::write(root.join("execution.yaml"), "id: x\n").unwrap();
         }
-        // Each phase writes an artifact of its own, once (as the runner does).
         let artifact = format!("artifacts/1/{message}.md");
         std::fs::write(root.join(&artifact), message).unwrap();
         CommitJob {
@@ -135,11 +139,31 @@ mod tests {
         }
     }
 
-    fn repo() -> tempfile::TempDir {
+    /// A new repository in a temp folder.
+    pub(crate) fn repo() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         git2::Repository::init(dir.path()).unwrap();
         dir
     }
+
+    /// The messages of execution `id`'s ref, newest first.
+    pub(crate) fn messages(project: &Path, id: &str) -> Vec<String> {
+        let repo = git2::Repository::open(project).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref(&format!("refs/autowrkers/executions/{id}"))
+            .unwrap();
+        walk.map(|oid| {
+            let c = repo.find_commit(oid.unwrap()).unwrap();
+            c.message().unwrap().to_owned()
+        })
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{job, messages, repo};
+    use super::*;
 
     #[test]
     fn queued_commits_land_in_order_on_the_ref() {
@@ -149,16 +173,7 @@ mod tests {
             committer.commit(job(dir.path(), "e1", m)).unwrap();
         }
         committer.finish().unwrap();
-        let repo = git2::Repository::open(dir.path()).unwrap();
-        let mut walk = repo.revwalk().unwrap();
-        walk.push_ref("refs/autowrkers/executions/e1").unwrap();
-        let messages: Vec<String> = walk
-            .map(|oid| {
-                let c = repo.find_commit(oid.unwrap()).unwrap();
-                c.message().unwrap().to_owned()
-            })
-            .collect();
-        assert_eq!(messages, ["three", "two", "one"]);
+        assert_eq!(messages(dir.path(), "e1"), ["three", "two", "one"]);
     }
 
     #[test]

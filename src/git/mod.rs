@@ -5,6 +5,8 @@
 mod committer;
 mod snapshot;
 
+#[cfg(test)]
+pub(crate) use committer::test_support;
 pub use committer::{CommitJob, Committer};
 pub use snapshot::{Recorded, commit_folder, commit_recorded};
 

@@ -194,13 +194,7 @@ fn folder_tree(
         for (it, names) in iterations {
             let dir = format!("artifacts/{it}");
             let past = current.is_some_and(|c| it.parse::<u32>().is_ok_and(|n| n < c));
-            let tree = match (past, &names) {
-                (true, Some(names)) => match built_tree(known, &dir, names) {
-                    Some(tree) => tree,
-                    None => iteration_tree(repo, root, &dir, Some(names.clone()), known)?,
-                },
-                _ => iteration_tree(repo, root, &dir, names, known)?,
-            };
+            let tree = iteration_tree(repo, root, &dir, names, past, known)?;
             artifacts.insert(&it, tree, 0o040000).ctx("tree entry")?;
         }
         let artifacts = artifacts.write().ctx("write tree")?;
@@ -212,7 +206,7 @@ fn folder_tree(
         None => root.join("history").is_dir(),
     };
     if any_history {
-        let tree = iteration_tree(repo, root, "history", history, known)?;
+        let tree = iteration_tree(repo, root, "history", history, false, known)?;
         top.insert("history", tree, 0o040000).ctx("tree entry")?;
     }
     top.write().ctx("write tree")
@@ -220,24 +214,34 @@ fn folder_tree(
 
 /// The tree of one iteration's artifacts: the files `names` (all it holds when `None`). A
 /// folder whose stamp is unchanged since this process last built its tree from the same names
-/// is taken as it was (artifacts are replaced by rename, which moves the folder's mtime); hand
-/// edits in place are committed by `record_hand_edits`, which starts a process of its own or
-/// is the first commit of a pass.
+/// is taken as it was (artifacts are replaced by rename, which moves the folder's mtime); a
+/// `past` iteration's (one before a runner's current iteration, which it no longer writes) is
+/// taken without even that stat. Hand edits in place are committed by `record_hand_edits`,
+/// which starts a process of its own or is the first commit of a pass.
 fn iteration_tree(
     repo: &Repository,
     root: &Path,
     dir: &str,
     names: Option<Vec<String>>,
+    past: bool,
     known: &mut Known,
 ) -> Result<Oid, GitError> {
-    let folder_stamp = Stamp::of(&root.join(dir));
     let mut files = names.unwrap_or_else(|| read_names(&root.join(dir), false));
     files.sort();
     files.dedup();
-    if let Some((seen, built_from, tree)) = known.trees.get(dir)
+    let built = known
+        .trees
+        .get(dir)
+        .filter(|(_, built_from, _)| built_from.iter().map(|(n, _)| n).eq(files.iter()));
+    if let Some((_, _, tree)) = built
+        && past
+    {
+        return Ok(*tree);
+    }
+    let folder_stamp = Stamp::of(&root.join(dir));
+    if let Some((seen, _, tree)) = built
         && seen.is_some()
         && *seen == folder_stamp
-        && built_from.iter().map(|(n, _)| n).eq(files.iter())
     {
         return Ok(*tree);
     }
@@ -266,19 +270,6 @@ fn iteration_tree(
         .trees
         .insert(dir.to_owned(), (folder_stamp, blobs, tree));
     Ok(tree)
-}
-
-/// The tree this process last built for `dir` when it was built from exactly `names`.
-fn built_tree(known: &Known, dir: &str, names: &[String]) -> Option<Oid> {
-    let (_, built_from, tree) = known.trees.get(dir)?;
-    let mut sorted: Vec<&String> = names.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    built_from
-        .iter()
-        .map(|(n, _)| n)
-        .eq(sorted)
-        .then_some(*tree)
 }
 
 /// The blob of `rel` (written when its stat changed since this process last saw it); `None`

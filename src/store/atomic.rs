@@ -121,10 +121,10 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
 }
 
 /// Opens `path` — a temp or swap file of ours — for writing (emptied when `truncate`, created
-/// with `mode` when missing), never through a symlink: with `--in-place` a model's commands can write in
-/// the project's `.autowrkers/`, and a link planted under one of these names would otherwise
-/// make this process write the state over the file it points to. A link found there is
-/// removed and the file made anew.
+/// with `mode` when missing), never through a symlink: with `--in-place` a model's commands can
+/// write in the project's `.autowrkers/`, and a link planted under one of these names would
+/// otherwise make this process write the state over the file it points to. A link found there
+/// is removed and the file made anew.
 fn open_own(path: &Path, mode: u32, truncate: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = || {

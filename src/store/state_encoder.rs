@@ -65,26 +65,15 @@ impl StateEncoder {
     /// An encoder for a state read back from its files: the history files it was read from
     /// are taken as written, and are written again only when their entries change.
     pub fn resumed(state: &WorkflowExecution) -> Self {
-        let mut encoder = Self::new();
-        for n in 1..=state.history_through {
-            let history = History {
-                phase_executions: state
-                    .phase_executions
-                    .iter()
-                    .filter(|r| r.iteration == n)
-                    .cloned()
-                    .collect(),
-                artifacts: state
-                    .artifacts
-                    .iter()
-                    .filter(|a| a.iteration == n)
-                    .cloned()
-                    .collect(),
-            };
-            encoder.history.insert(n, history);
+        let history = by_iteration(state, state.history_through)
+            .into_iter()
+            .map(|(n, entries)| (n, History::of(entries)))
+            .collect();
+        Self {
+            history,
+            through: state.history_through,
+            ..Self::new()
         }
-        encoder.through = state.history_through;
-        encoder
     }
 
     /// The encoding of `state`, whose `history_through` it sets (every iteration before the
@@ -140,22 +129,8 @@ impl StateEncoder {
         if through == 0 || (!full && !cfg!(debug_assertions)) {
             return Ok(Vec::new());
         }
-        type Refs<'s> = (Vec<&'s PhaseExecution>, Vec<&'s Artifact>);
-        let mut groups: BTreeMap<u32, Refs<'_>> = (1..=through)
-            .map(|n| (n, (Vec::new(), Vec::new())))
-            .collect();
-        for run in &state.phase_executions {
-            if let Some(group) = groups.get_mut(&run.iteration) {
-                group.0.push(run);
-            }
-        }
-        for artifact in &state.artifacts {
-            if let Some(group) = groups.get_mut(&artifact.iteration) {
-                group.1.push(artifact);
-            }
-        }
         let mut changed = Vec::new();
-        for (n, (runs, artifacts)) in groups {
+        for (n, (runs, artifacts)) in by_iteration(state, through) {
             let same = self.history.get(&n).is_some_and(|h| {
                 h.phase_executions.len() == runs.len()
                     && h.artifacts.len() == artifacts.len()
@@ -169,14 +144,43 @@ impl StateEncoder {
                 full,
                 "iteration {n}'s entries changed in history without recheck_history"
             );
-            let history = History {
-                phase_executions: runs.into_iter().cloned().collect(),
-                artifacts: artifacts.into_iter().cloned().collect(),
-            };
+            let history = History::of((runs, artifacts));
             changed.push((n, serde_json::to_vec(&history)?));
             self.history.insert(n, history);
         }
         Ok(changed)
+    }
+}
+
+/// An iteration's phase runs and artifacts, borrowed from a state.
+type Entries<'s> = (Vec<&'s PhaseExecution>, Vec<&'s Artifact>);
+
+/// The entries of iterations 1 to `through`, by iteration: every one of them present, empty
+/// or not (a reader needs each iteration's file).
+fn by_iteration(state: &WorkflowExecution, through: u32) -> BTreeMap<u32, Entries<'_>> {
+    let mut groups: BTreeMap<u32, Entries<'_>> = (1..=through)
+        .map(|n| (n, (Vec::new(), Vec::new())))
+        .collect();
+    for run in &state.phase_executions {
+        if let Some(group) = groups.get_mut(&run.iteration) {
+            group.0.push(run);
+        }
+    }
+    for artifact in &state.artifacts {
+        if let Some(group) = groups.get_mut(&artifact.iteration) {
+            group.1.push(artifact);
+        }
+    }
+    groups
+}
+
+impl History {
+    /// The history file of an iteration's `entries`.
+    fn of((runs, artifacts): Entries<'_>) -> Self {
+        Self {
+            phase_executions: runs.into_iter().cloned().collect(),
+            artifacts: artifacts.into_iter().cloned().collect(),
+        }
     }
 }
 

@@ -156,6 +156,34 @@ async fn default_shaped_pipeline_iterates_and_completes() {
         10,
         "6 phase runs in iteration 1, 4 in iteration 2"
     );
+    // state.json itself holds iteration 2; iteration 1 is in its history file.
+    let raw: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.execution().join("state.json")).expect("state.json"),
+    )
+    .expect("json");
+    assert_eq!(raw["history_through"], 1);
+    assert_eq!(raw["phase_executions"].as_array().expect("runs").len(), 4);
+    let history: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.execution().join("history/1.json")).expect("history"),
+    )
+    .expect("json");
+    assert_eq!(
+        history["phase_executions"].as_array().expect("runs").len(),
+        6
+    );
+    // `workflow status` puts them back together.
+    let mut cmd = p.cmd();
+    cmd.args(["workflow", "status", "--json"]);
+    let shown = run(cmd).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status json");
+    assert_eq!(
+        shown["state"]["phase_executions"]
+            .as_array()
+            .expect("runs")
+            .len(),
+        10
+    );
 
     // Artifacts on disk.
     let exec = p.execution();
