@@ -321,6 +321,15 @@ async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
             .expect("a reviewer called")
             .expect("model");
     }
+    // Keys go to a view that is up and shows what it would ask about, as a user's would: the
+    // runner can reach the reviews before the view's first frame.
+    until(&mut wake, "the view shows both reviews running", || {
+        let screen = tmux.screen();
+        ["phase-review-func", "phase-review-style"]
+            .iter()
+            .all(|id| screen.lines().any(|l| l.contains("🔄") && l.contains(id)))
+    })
+    .await;
     tmux.keys("s");
     until(&mut wake, "the view asks which phase", || {
         tmux.screen().contains("Skip which phase?")
