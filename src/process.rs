@@ -82,8 +82,9 @@ fn group_has_living(pgid: i32) -> bool {
         })
 }
 
-/// Runs `command` with `sh -c` in the sandbox's worktree, with its clean environment and
-/// walls, stdin from /dev/null, for at most `timeout`.
+/// Runs `command` with `/bin/sh -c` in the sandbox's worktree, with its clean environment and
+/// walls, stdin from /dev/null, for at most `timeout`. The shell is named by its path, as
+/// `system(3)` does: a search of the sandbox's PATH would try an `execve` in each folder.
 pub async fn run_shell(
     command: &str,
     sandbox: &Sandbox,
@@ -92,7 +93,7 @@ pub async fn run_shell(
 ) -> std::io::Result<CommandOutcome> {
     let started = Instant::now();
     let mut child = sandbox
-        .command(OsStr::new("sh"), &["-c".into(), command.into()])?
+        .command(OsStr::new("/bin/sh"), &["-c".into(), command.into()])?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -7,10 +7,17 @@
 //! and wakes a thread for.
 //! Cancel and skip act at once (the running phase's future is dropped, which kills its process
 //! group); pause acts at the next safe point, after the running step.
+//!
+//! The watch starts [`WATCH_DELAY`] into the pass, not at once: closing an inotify instance
+//! waits for the kernel to retire its marks (an SRCU grace period, 10–20 ms on the reference
+//! machine), and a process's exit waits for that close. A pass that ends sooner (a resume with
+//! nothing left to do, a run of quick phases) makes no watch and exits at once; a request
+//! written before the watch starts is read when it starts, or at the next safe point.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchMask, Watches};
 use tokio::sync::watch;
@@ -19,11 +26,23 @@ use super::events::{EventBus, EventKind};
 use crate::spec::ControlRequests;
 use crate::store::ExecutionDir;
 
+/// How long into a pass the watch on `execution.yaml` starts (see the module's doc).
+pub const WATCH_DELAY: Duration = Duration::from_millis(200);
+
 /// A running watcher; dropping it stops watching.
 pub struct ControlWatch {
-    watch: Option<(Watches, inotify::WatchDescriptor)>,
+    watching: Arc<Mutex<Watching>>,
+    /// The task that starts the watch after [`WATCH_DELAY`].
+    starter: Option<tokio::task::JoinHandle<()>>,
     rx: watch::Receiver<ControlRequests>,
     announcer: Announcer,
+}
+
+/// The inotify watch once started, and whether the pass has stopped wanting one.
+#[derive(Default)]
+struct Watching {
+    stopped: bool,
+    watch: Option<(Watches, inotify::WatchDescriptor)>,
 }
 
 /// Says each control request once in a `workflow:control` event, from whichever part of the
@@ -71,12 +90,13 @@ impl Announcer {
 }
 
 impl ControlWatch {
-    /// Watches `dir`'s `execution.yaml`, starting from `initial`. Without a working watch
-    /// (no inotify) control requests still act at safe points.
+    /// Watches `dir`'s `execution.yaml`, starting from `initial`, from [`WATCH_DELAY`] on
+    /// (at once outside an async runtime). Without a working watch (no inotify) control
+    /// requests still act at safe points.
     pub fn start(dir: &ExecutionDir, initial: ControlRequests) -> Self {
         let (tx, rx) = watch::channel(initial);
         let reader = dir.clone();
-        let on_change = move || {
+        let on_change = Arc::new(move || {
             // A half-written file cannot be seen (writes are renames), but a hand edit can be
             // invalid: keep the last good requests then.
             if let Ok(request) = reader.read_request() {
@@ -86,12 +106,34 @@ impl ControlWatch {
                     changed
                 });
             }
+        });
+        let watching = Arc::new(Mutex::new(Watching::default()));
+        let begin = {
+            let (watching, path) = (watching.clone(), dir.request_path());
+            move || begin_watch(&watching, &path, on_change)
+        };
+        let starter = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Some(runtime.spawn(async move {
+                tokio::time::sleep(WATCH_DELAY).await;
+                begin();
+            })),
+            Err(_) => {
+                begin();
+                None
+            }
         };
         Self {
-            watch: watch_requests(&dir.request_path(), on_change),
+            watching,
+            starter,
             rx,
             announcer: Announcer::default(),
         }
+    }
+
+    /// True once the inotify watch runs.
+    #[cfg(test)]
+    fn is_watching(&self) -> bool {
+        lock(&self.watching).watch.is_some()
     }
 
     /// The announcer shared by every part of this runner that acts on control requests.
@@ -106,12 +148,40 @@ impl ControlWatch {
 }
 
 impl Drop for ControlWatch {
-    /// Removing the watch queues `IN_IGNORED`, which ends the thread reading it.
+    /// Removing the watch queues `IN_IGNORED`, which ends the thread reading it; a watch not
+    /// started yet never starts.
     fn drop(&mut self) {
-        if let Some((mut watches, wd)) = self.watch.take() {
+        if let Some(starter) = self.starter.take() {
+            starter.abort();
+        }
+        let mut watching = lock(&self.watching);
+        watching.stopped = true;
+        if let Some((mut watches, wd)) = watching.watch.take() {
             let _ = watches.remove(wd);
         }
     }
+}
+
+/// The watch state, even if a thread panicked holding it (it is two plain fields).
+fn lock(watching: &Mutex<Watching>) -> std::sync::MutexGuard<'_, Watching> {
+    watching.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the watch on `request` unless the pass stopped, then reads the file once: a request
+/// written before the watch existed is not missed.
+fn begin_watch(
+    watching: &Mutex<Watching>,
+    request: &Path,
+    on_change: Arc<impl Fn() + Send + Sync + 'static>,
+) {
+    let mut state = lock(watching);
+    if state.stopped {
+        return;
+    }
+    let notify = on_change.clone();
+    state.watch = watch_requests(request, move || notify());
+    drop(state);
+    on_change();
 }
 
 /// Starts a thread that calls `on_change` whenever the file `request` (`execution.yaml`) is
@@ -237,5 +307,74 @@ pub async fn announce(
             );
         }
         seen = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ExecutionRequest, IterationBehavior, TriggerMode, default_template};
+
+    fn execution(root: &Path) -> ExecutionDir {
+        let dir = ExecutionDir::new(root.join("e1"));
+        std::fs::create_dir_all(dir.root()).unwrap();
+        let template = default_template().unwrap();
+        dir.write_request(&ExecutionRequest {
+            id: "e1".into(),
+            trigger_mode: TriggerMode::ManualTask,
+            project_path: root.to_string_lossy().into_owned(),
+            task_description: "t".into(),
+            iteration_behavior: IterationBehavior::default(),
+            template,
+            template_source: String::new(),
+            budget_limit: None,
+            interactive_mode: false,
+            in_place: false,
+            no_verify: false,
+            include_uncommitted: false,
+            sandbox: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            control: ControlRequests::default(),
+            github: None,
+        })
+        .unwrap();
+        dir
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_starts_after_its_delay_and_reads_what_was_written_before() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = execution(tmp.path());
+        let control = ControlWatch::start(&dir, ControlRequests::default());
+        let mut rx = control.subscribe();
+        assert!(!control.is_watching(), "no inotify watch before the delay");
+        dir.edit_request(|r| r.control.pause = true).unwrap();
+        tokio::time::sleep(WATCH_DELAY).await;
+        rx.changed().await.unwrap();
+        assert!(control.is_watching());
+        assert!(
+            rx.borrow_and_update().pause,
+            "an edit made before the watch is read"
+        );
+        // From now on the watch itself reports edits.
+        dir.edit_request(|r| r.control.cancel = true).unwrap();
+        rx.changed().await.unwrap();
+        assert!(rx.borrow().cancel);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_dropped_before_its_delay_never_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = execution(tmp.path());
+        let control = ControlWatch::start(&dir, ControlRequests::default());
+        let mut rx = control.subscribe();
+        let watching = control.watching.clone();
+        drop(control);
+        tokio::time::sleep(WATCH_DELAY * 2).await;
+        assert!(lock(&watching).watch.is_none());
+        assert!(
+            rx.changed().await.is_err(),
+            "the starter and its sender are gone"
+        );
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct PhaseJob<'a> {
 /// The surroundings every phase shares.
 pub(crate) struct PhaseEnv<'a> {
     pub project: &'a Path,
+    /// The project's repository, opened once by the pass; None when it is not one.
+    pub repo: Option<&'a crate::git::ProjectRepo>,
     pub workspace: &'a Workspace,
     pub in_worktree: bool,
     pub bus: &'a EventBus,

@@ -63,6 +63,9 @@ pub(crate) struct Reconcile<'a> {
     pub bus: &'a EventBus,
     pub request: ExecutionRequest,
     pub state: WorkflowExecution,
+    /// The project's repository, opened once for the whole pass (a `git2` repository reads
+    /// its config files at each open); None when the project is not a git repository.
+    pub repo: Option<crate::git::ProjectRepo>,
     pub prompts: PromptLibrary,
     pub checks: Checks,
     pub sandbox: sandboxing::SandboxBase,

@@ -165,7 +165,7 @@ async fn run_model(
         Answerer::Cli => None,
     };
     let implementer = phase.role == PhaseRole::Implementer;
-    let repos = if implementer && env.in_worktree {
+    let worktree = if implementer && env.in_worktree {
         Some(reset_worktree(job, env)?)
     } else {
         None
@@ -261,7 +261,7 @@ async fn run_model(
         }
     };
     let (artifact, passed, commit) =
-        artifact_of(env, observer, job, text, checked, repos.as_ref())?;
+        artifact_of(env, observer, job, text, checked, worktree.as_ref())?;
     Ok(PhaseOutcome {
         status: PhaseStatus::Completed,
         passed,
@@ -276,29 +276,26 @@ async fn run_model(
     })
 }
 
-/// The project's repository and the implementer's worktree, opened once per phase run.
-struct WorktreeRepos {
-    project: ProjectRepo,
-    worktree: git2::Repository,
-}
-
 /// The implementer starts from the code it must find: uncommitted files in its worktree can
-/// only be an interrupted run's half work. Returns the repositories, for its diff.
-fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<WorktreeRepos, Failure> {
-    let repos = open_worktree(env).map_err(Failure::Answer)?;
-    git::reset_worktree(&repos.worktree, job.start_commit.as_deref())
+/// only be an interrupted run's half work. Returns the worktree's repository, for its diff.
+fn reset_worktree(job: &PhaseJob<'_>, env: &PhaseEnv<'_>) -> Result<git2::Repository, Failure> {
+    let worktree = open_worktree(env).map_err(Failure::Answer)?;
+    git::reset_worktree(&worktree, job.start_commit.as_deref())
         .map_err(|e| Failure::Answer(e.to_string()))?;
-    Ok(repos)
+    Ok(worktree)
 }
 
-/// The project's repository and the run's worktree.
-fn open_worktree(env: &PhaseEnv<'_>) -> Result<WorktreeRepos, String> {
-    let project =
-        ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
-    let worktree = project
+/// The project's repository, opened once by the pass.
+fn project_repo<'e>(env: &PhaseEnv<'e>) -> Result<&'e ProjectRepo, String> {
+    env.repo
+        .ok_or_else(|| "the project is no longer a git repository".to_owned())
+}
+
+/// The run's worktree, found through the project's records of it.
+fn open_worktree(env: &PhaseEnv<'_>) -> Result<git2::Repository, String> {
+    project_repo(env)?
         .worktree_repo(Path::new(&env.workspace.dir))
-        .map_err(|e| e.to_string())?;
-    Ok(WorktreeRepos { project, worktree })
+        .map_err(|e| e.to_string())
 }
 
 /// What the model is told when its answer was not accepted.
@@ -324,13 +321,13 @@ fn artifact_of(
     job: &PhaseJob<'_>,
     text: ReplyText,
     checked: Option<serde_json::Value>,
-    repos: Option<&WorktreeRepos>,
+    worktree: Option<&git2::Repository>,
 ) -> Result<Produced, Failure> {
     let phase = job.phase;
     let kind = phase.output_artifact_type;
     Ok(match kind {
         ArtifactType::CodeDiff => {
-            let (diff, tip) = code_diff(env, observer, job, repos).map_err(Failure::Answer)?;
+            let (diff, tip) = code_diff(env, observer, job, worktree).map_err(Failure::Answer)?;
             (Some(diff), None, tip)
         }
         _ if kind.is_json() => {
@@ -403,12 +400,12 @@ fn check_answer(
 }
 
 /// The implementer's change: committed on its branch and diffed from the base commit, with
-/// the repositories its phase opened (`repos`; opened here for another role's code diff).
+/// the worktree its phase opened (`worktree`; opened here for another role's code diff).
 fn code_diff(
     env: &PhaseEnv<'_>,
     observer: &PhaseObserver<'_>,
     job: &PhaseJob<'_>,
-    repos: Option<&WorktreeRepos>,
+    worktree: Option<&git2::Repository>,
 ) -> Result<(String, Option<String>), String> {
     let Some(base) = env.workspace.base_commit.as_deref() else {
         let touched = observer
@@ -424,15 +421,16 @@ fn code_diff(
             None,
         ));
     };
+    let project = project_repo(env)?;
     let opened;
-    let repos = match repos {
+    let worktree = match worktree {
         None if env.in_worktree => {
             opened = open_worktree(env)?;
             Some(&opened)
         }
         other => other,
     };
-    if let Some(WorktreeRepos { project, worktree }) = repos {
+    if let Some(worktree) = worktree {
         let message = format!(
             "autowrkers: {} (iteration {})",
             job.phase.name, job.iteration
@@ -443,8 +441,10 @@ fn code_diff(
             .map_err(|e| e.to_string())?;
         return Ok((diff, Some(tip)));
     }
-    let repo = ProjectRepo::open(env.project).ok_or("the project is no longer a git repository")?;
-    Ok((repo.diff_from(base, None).map_err(|e| e.to_string())?, None))
+    Ok((
+        project.diff_from(base, None).map_err(|e| e.to_string())?,
+        None,
+    ))
 }
 
 async fn run_verifier(

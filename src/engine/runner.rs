@@ -287,7 +287,8 @@ impl Engine {
         let request = dir.read_request()?;
         let mut state = dir.read_state()?;
         let project = PathBuf::from(&request.project_path);
-        if let (Some(ws), Some(repo)) = (&state.workspace, ProjectRepo::open(&project)) {
+        let repo = ProjectRepo::open(&project);
+        if let (Some(ws), Some(repo)) = (&state.workspace, &repo) {
             let worktree = ws.branch.as_ref().map(|_| Path::new(&ws.dir));
             repo.clear_stale_locks(&request.id, ws.branch.as_deref(), worktree);
         }
@@ -298,7 +299,7 @@ impl Engine {
         let mut encoder = crate::store::StateEncoder::resumed(&state);
         let recorder = super::recorder::Recorder::new(dir);
         if made {
-            state.workspace = Some(self.make_workspace(&request, &project)?);
+            state.workspace = Some(self.make_workspace(&request, &project, repo.as_ref())?);
             // Written while the pass sets up; its first phase waits for it (recorder).
             recorder.write(&mut encoder, &mut state, true)?;
         }
@@ -308,7 +309,7 @@ impl Engine {
             !made && (!state.status.is_terminal() || super::context::any_edited(dir, &state));
         if let (Some(branch), Some(base)) = (&workspace.branch, &workspace.base_commit)
             && needs_worktree
-            && let Some(repo) = ProjectRepo::open(&project)
+            && let Some(repo) = &repo
         {
             repo.ensure_worktree(
                 &format!("autowrkers-{}", short(&request.id)),
@@ -342,6 +343,7 @@ impl Engine {
             limits: config.output_limits.unwrap_or_default(),
             request,
             state,
+            repo,
             checks,
             bad_edit: None,
             request_seen,
@@ -374,13 +376,14 @@ impl Engine {
         &self,
         request: &ExecutionRequest,
         project: &Path,
+        repo: Option<&ProjectRepo>,
     ) -> Result<Workspace, EngineError> {
         let here = |base| Workspace {
             dir: project.to_string_lossy().into_owned(),
             base_commit: base,
             branch: None,
         };
-        let Some(repo) = ProjectRepo::open(project) else {
+        let Some(repo) = repo else {
             return Ok(here(None));
         };
         let Some(head) = repo.head_commit() else {
@@ -432,7 +435,7 @@ fn release_branch(pass: &Reconcile<'_>) -> Result<(), EngineError> {
     if ws.branch.is_none() {
         return Ok(());
     }
-    if let Some(repo) = ProjectRepo::open(Path::new(&pass.request.project_path)) {
+    if let Some(repo) = &pass.repo {
         repo.remove_worktree(Path::new(&ws.dir))?;
     }
     Ok(())

@@ -133,6 +133,7 @@ impl Reconcile<'_> {
             .ok_or(EngineError::NoWorkspace)?;
         let env = PhaseEnv {
             project: Path::new(&self.request.project_path),
+            repo: self.repo.as_ref(),
             in_worktree: workspace.branch.is_some(),
             workspace: &workspace,
             bus: self.bus,

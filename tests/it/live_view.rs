@@ -119,20 +119,43 @@ pub fn watch(dir: &Path) -> (notify::RecommendedWatcher, mpsc::UnboundedReceiver
 pub async fn until(
     wake: &mut mpsc::UnboundedReceiver<()>,
     what: &str,
-    mut check: impl FnMut() -> bool,
+    check: impl FnMut() -> bool,
 ) {
-    let ok = tokio::time::timeout(Duration::from_secs(120), async {
+    assert!(wait_for(wake, check).await, "never happened: {what}");
+}
+
+/// Like [`until`], on what `tmux` shows; a failure prints the last screen seen.
+pub async fn until_screen(
+    tmux: &Tmux,
+    wake: &mut mpsc::UnboundedReceiver<()>,
+    what: &str,
+    shows: impl Fn(&str) -> bool,
+) {
+    let mut last = String::new();
+    let seen = wait_for(wake, || {
+        last = tmux.screen();
+        shows(&last)
+    })
+    .await;
+    assert!(seen, "never happened: {what}; the last screen:\n{last}");
+}
+
+/// True once `check` holds, checked at each wake (false after 120 s, or when the wakes end
+/// and it still does not hold). A check that held is not asked again: what the screen
+/// showed a moment ago may be gone by then.
+async fn wait_for(wake: &mut mpsc::UnboundedReceiver<()>, mut check: impl FnMut() -> bool) -> bool {
+    let held = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             if check() {
-                return;
+                return true;
             }
             if wake.recv().await.is_none() {
-                return;
+                return check();
             }
         }
     })
     .await;
-    assert!(ok.is_ok() && check(), "never happened: {what}");
+    held == Ok(true)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,16 +346,20 @@ async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
     }
     // Keys go to a view that is up and shows what it would ask about, as a user's would: the
     // runner can reach the reviews before the view's first frame.
-    until(&mut wake, "the view shows both reviews running", || {
-        let screen = tmux.screen();
-        ["phase-review-func", "phase-review-style"]
-            .iter()
-            .all(|id| screen.lines().any(|l| l.contains("🔄") && l.contains(id)))
-    })
+    until_screen(
+        &tmux,
+        &mut wake,
+        "the view shows both reviews running",
+        |screen| {
+            ["phase-review-func", "phase-review-style"]
+                .iter()
+                .all(|id| screen.lines().any(|l| l.contains("🔄") && l.contains(id)))
+        },
+    )
     .await;
     tmux.keys("s");
-    until(&mut wake, "the view asks which phase", || {
-        tmux.screen().contains("Skip which phase?")
+    until_screen(&tmux, &mut wake, "the view asks which phase", |screen| {
+        screen.contains("Skip which phase?")
     })
     .await;
     let screen = tmux.screen();
@@ -347,10 +374,11 @@ async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
         "2"
     };
     tmux.keys(digit);
-    until(
+    until_screen(
+        &tmux,
         &mut wake,
         "the runner takes the skip of the style review",
-        || tmux.screen().contains("skipping 1/phase-review-style"),
+        |screen| screen.contains("skipping 1/phase-review-style"),
     )
     .await;
     // The step settles when its last phase ends: let the functional review answer.
