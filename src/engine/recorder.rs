@@ -4,8 +4,8 @@
 //! worktree reset) instead of preceding it. The phase commits on the execution's ref are handed
 //! on to the commit thread ([`crate::git::Committer`]) once the state they record is written.
 //!
-//! Order is what keeps a kill at any instant harmless: each write is the atomic swap of
-//! `store::write_swapped`, a state asked for later never lands before an earlier one, and a
+//! Order is what keeps a kill at any instant harmless: each write is an atomic replace (a new
+//! file renamed over the old one), a state asked for later never lands before an earlier one, and a
 //! state is on disk before the commit that records it. Of several states queued in a row only
 //! the newest is written (synced if any of them asked to be): the ones it replaces would be
 //! overwritten at once. A kill loses at most the writes still queued, and the runner lets none

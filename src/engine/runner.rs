@@ -261,10 +261,7 @@ impl Engine {
                 Err(_) => return Ok(dir.read_state()?.status),
             };
             first = false;
-            let (status, seen) = {
-                let _writes = StateWrites(dir);
-                self.pass(dir, bus).await?
-            };
+            let (status, seen) = self.pass(dir, bus).await?;
             drop(lock);
             // Only a request the pass did not read: a pause for a failure is no pause to lift.
             let unread = store::Stamp::of(&dir.request_path()) != seen;
@@ -412,16 +409,6 @@ impl Engine {
     /// the execution's summary (the runner never waits on the index).
     pub fn note_changed(&self, dir: &ExecutionDir) {
         store::note_changed(&self.home, dir);
-    }
-}
-
-/// Ends the runner's writes of `state.json` (its swap file removed) however the pass ends,
-/// before the lock is released.
-struct StateWrites<'a>(&'a ExecutionDir);
-
-impl Drop for StateWrites<'_> {
-    fn drop(&mut self) {
-        self.0.end_state_writes();
     }
 }
 

@@ -25,69 +25,6 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     replace(path, bytes, false, 0o666)
 }
 
-/// Writes `bytes` to `path` as [`write_atomic`] (or, not `durable`, [`write_replace`]) does,
-/// for a file rewritten at every step of a run (`state.json`): the new content goes into
-/// `swap`, a file kept beside it, and the two names are exchanged in one step
-/// (`renameat2(RENAME_EXCHANGE)`), so `swap` then holds the old content and is written over the
-/// next time. A kill at any instant still leaves the old or the new content, but no inode is
-/// created or freed per write: on ext4 without a journal every freed inode is skipped by the
-/// next allocations for half a minute, which made each step of a long run slower than the one
-/// before. Where names cannot be exchanged (the file is new, or the file system lacks it) it
-/// is a plain rename. The caller removes `swap` when its run ends.
-pub fn write_swapped(path: &Path, swap: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
-    {
-        // Written over in place and cut to length, not truncated first: ext4 then keeps the
-        // file's blocks instead of freeing and allocating them again at every write.
-        let mut file = open_own(swap, 0o666, false)?;
-        file.write_all(bytes)?;
-        file.set_len(bytes.len() as u64)?;
-        if durable {
-            file.sync_data()?;
-        }
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    crash_point(&format!("temp:{name}"));
-    if !exchange(swap, path)? {
-        fs::rename(swap, path)?;
-    }
-    if durable && let Ok(d) = File::open(path.parent().unwrap_or(Path::new("."))) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Swaps the names `a` and `b` atomically; `false` when it cannot (`b` missing, or the file
-/// system or kernel has no exchange), for the caller to rename instead.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (a, b) = (c(a)?, c(b)?);
-    // SAFETY: two NUL-terminated paths that live across the call; no memory is shared.
-    let done = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if done == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(err),
-    }
-}
-
 fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -95,7 +32,7 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let create = || open_own(&tmp, mode, true);
+    let create = || open_own(&tmp, mode);
     let created = create().or_else(|e| {
         // The folder is made on first use only: one failed open is cheaper than a mkdir each time.
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -120,18 +57,18 @@ fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Resu
     Ok(())
 }
 
-/// Opens `path` — a temp or swap file of ours — for writing (emptied when `truncate`, created
-/// with `mode` when missing), never through a symlink: with `--in-place` a model's commands can
+/// Opens `path` — a temp file of ours — for writing (emptied, created with `mode` when
+/// missing), never through a symlink: with `--in-place` a model's commands can
 /// write in the project's `.autowrkers/`, and a link planted under one of these names would
 /// otherwise make this process write the state over the file it points to. A link found there
 /// is removed and the file made anew.
-fn open_own(path: &Path, mode: u32, truncate: bool) -> std::io::Result<File> {
+fn open_own(path: &Path, mode: u32) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = || {
         OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(truncate)
+            .truncate(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
@@ -227,61 +164,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_swapped_write_keeps_two_inodes_and_the_old_content_in_the_swap() {
-        use std::os::unix::fs::MetadataExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let (path, swap) = (tmp.path().join("state.json"), tmp.path().join(".swap"));
-        // The first write has nothing to exchange with: a rename.
-        write_swapped(&path, &swap, b"one", true).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"one");
-        assert!(!swap.exists());
-        write_swapped(&path, &swap, b"two", false).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(
-            fs::read(&swap).unwrap(),
-            b"one",
-            "the swap holds the old content"
-        );
-        let inodes = |p: &Path, q: &Path| {
-            let mut v = [
-                fs::metadata(p).unwrap().ino(),
-                fs::metadata(q).unwrap().ino(),
-            ];
-            v.sort();
-            v
-        };
-        let before = inodes(&path, &swap);
-        write_swapped(&path, &swap, b"three", true).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"three");
-        assert_eq!(
-            inodes(&path, &swap),
-            before,
-            "no inode was created or freed by a rewrite"
-        );
-        // The swap holds "two" and is written over in place: a shorter state leaves no tail.
-        write_swapped(&path, &swap, b"4", false).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"4");
-        write_swapped(&path, &swap, b"a longer fifth", true).unwrap();
-        write_swapped(&path, &swap, b"6", true).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"6");
-    }
-
-    #[test]
-    fn a_link_planted_as_the_swap_or_a_temp_file_is_replaced_not_followed() {
+    fn a_link_planted_as_a_temp_file_is_replaced_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let victim = tmp.path().join("victim.txt");
         fs::write(&victim, "the user's file\n").unwrap();
-        let (path, swap) = (tmp.path().join("state.json"), tmp.path().join(".swap"));
-        write_swapped(&path, &swap, b"one", true).unwrap();
-        std::os::unix::fs::symlink(&victim, &swap).unwrap();
-        write_swapped(&path, &swap, b"two", true).unwrap();
         let temp = tmp
             .path()
             .join(format!(".a.json.{}.tmp", std::process::id()));
         std::os::unix::fs::symlink(&victim, &temp).unwrap();
         write_atomic(&tmp.path().join("a.json"), b"{}").unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "the user's file\n");
-        assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read(tmp.path().join("a.json")).unwrap(), b"{}");
     }
 }

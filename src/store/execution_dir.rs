@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{write_atomic, write_replace, write_swapped};
+use super::atomic::{write_atomic, write_replace};
 use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
@@ -141,14 +141,17 @@ impl ExecutionDir {
     }
 
     /// Writes `state.json`, already encoded by a [`super::StateEncoder`] (its history files
-    /// written), for the runner that holds the lock, through a swap file kept beside it
-    /// (`store::write_swapped`: the two names exchanged in one step): durably for a state
-    /// transition, without waiting for the disk for a step the next transition makes durable.
-    /// [`Self::end_state_writes`] removes the swap.
+    /// written), for the runner that holds the lock: durably for a state transition, without
+    /// waiting for the disk for a step the next transition makes durable. Each write is a new
+    /// file renamed over the old one, never an old one written over: a reader that opened
+    /// `state.json` a moment ago reads that state whole.
     pub fn record_state_text(&self, text: &[u8], durable: bool) -> Result<(), StoreError> {
         let path = self.state_path();
-        write_swapped(&path, &self.state_swap_path(), text, durable)
-            .map_err(|e| StoreError::io(&path, e))
+        let written = match durable {
+            true => write_atomic(&path, text),
+            false => write_replace(&path, text),
+        };
+        written.map_err(|e| StoreError::io(&path, e))
     }
 
     /// Writes history files (`(iteration, bytes)`) atomically and durably: a state that names
@@ -169,11 +172,6 @@ impl ExecutionDir {
         Ok(())
     }
 
-    /// Removes the swap file of [`Self::record_state_text`]: the runner's writes are over.
-    pub fn end_state_writes(&self) {
-        let _ = std::fs::remove_file(self.state_swap_path());
-    }
-
     /// `state` encoded whole, history files and all.
     fn encode(&self, state: &WorkflowExecution) -> Result<Encoded, StoreError> {
         StateEncoder::new()
@@ -182,10 +180,6 @@ impl ExecutionDir {
                 path: self.state_path(),
                 source,
             })
-    }
-
-    fn state_swap_path(&self) -> PathBuf {
-        self.root.join(".state.json.swap")
     }
 
     /// `events.ndjson`, opened for appending (created with its folder when missing).
@@ -237,4 +231,28 @@ impl ExecutionDir {
 
 fn read(path: &Path) -> Result<String, StoreError> {
     std::fs::read_to_string(path).map_err(|e| StoreError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_reader_of_the_state_keeps_reading_it_whole_through_the_runners_next_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ExecutionDir::new(tmp.path());
+        dir.record_state_text(b"{\"n\":1}", true).unwrap();
+        // `workflow status`, the live view, `serve`: a reader that opened the file just before
+        // the runner's next writes still reads one whole state, not a newer one written over
+        // its file.
+        let mut reader = std::fs::File::open(dir.state_path()).unwrap();
+        dir.record_state_text(b"{\"n\":2,\"longer\":true}", false)
+            .unwrap();
+        dir.record_state_text(b"{\"n\":3}", true).unwrap();
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, "{\"n\":1}");
+        assert_eq!(std::fs::read(dir.state_path()).unwrap(), b"{\"n\":3}");
+    }
 }

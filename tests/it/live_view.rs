@@ -121,23 +121,64 @@ pub async fn until(
     what: &str,
     check: impl FnMut() -> bool,
 ) {
-    assert!(wait_for(wake, check).await, "never happened: {what}");
+    assert!(
+        wait_for(wake, check).await,
+        "never happened: {what}\n{}",
+        threads_of_ours()
+    );
 }
 
-/// Like [`until`], on what `tmux` shows; a failure prints the last screen seen.
+/// Like [`until`], on what `tmux` shows; returns the screen that showed it. A failure prints
+/// the last screen seen.
 pub async fn until_screen(
     tmux: &Tmux,
     wake: &mut mpsc::UnboundedReceiver<()>,
     what: &str,
     shows: impl Fn(&str) -> bool,
-) {
+) -> String {
     let mut last = String::new();
     let seen = wait_for(wake, || {
         last = tmux.screen();
         shows(&last)
     })
     .await;
-    assert!(seen, "never happened: {what}; the last screen:\n{last}");
+    assert!(
+        seen,
+        "never happened: {what}; the last screen:\n{last}\n{}",
+        threads_of_ours()
+    );
+    last
+}
+
+/// Where each thread of each running process of this binary waits: for a view that hangs.
+fn threads_of_ours() -> String {
+    let bin = env!("CARGO_BIN_EXE_autowrkers");
+    let mut out = String::new();
+    for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = proc_dir.path();
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        if !cmdline.starts_with(bin.as_bytes()) {
+            continue;
+        }
+        let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        out.push_str(&format!("process {}: {args}\n", path.display()));
+        for task in std::fs::read_dir(path.join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+            out.push_str(&format!(
+                "  {} {} wchan={} syscall={}\n{}",
+                task.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan"),
+                read("syscall").trim(),
+                read("stack")
+            ));
+        }
+    }
+    out
 }
 
 /// True once `check` holds, checked at each wake (false after 120 s, or when the wakes end
@@ -190,23 +231,22 @@ async fn live_view_shows_the_rows_pauses_on_p_and_detaches_on_q() {
         .await
         .expect("analyzer called")
         .expect("model");
-    until(&mut wake, "the view shows the analysis running", || {
-        tmux.screen().contains("🔄 Phase 1/6: phase-analysis")
-    })
-    .await;
-    let screen = tmux.screen();
-    for expected in [
+    // A whole frame: a screen taken mid-redraw shows its upper rows only.
+    let expected = [
+        "🔄 Phase 1/6: phase-analysis",
         "WORKFLOW: Add a --verbose flag",
         "Template: test pipeline",
         "Phase 6/6: phase-verify",
         "Iteration: 1/3",
         "[Press 'q' to detach",
-    ] {
-        assert!(
-            screen.contains(expected),
-            "missing {expected:?} in:\n{screen}"
-        );
-    }
+    ];
+    until_screen(
+        &tmux,
+        &mut wake,
+        "the view shows the analysis running, with every row",
+        |screen| expected.iter().all(|e| screen.contains(e)),
+    )
+    .await;
 
     tmux.keys("p");
     let exec_dir = p.path().join(".autowrkers/executions");
@@ -358,11 +398,10 @@ async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
     )
     .await;
     tmux.keys("s");
-    until_screen(&tmux, &mut wake, "the view asks which phase", |screen| {
+    let screen = until_screen(&tmux, &mut wake, "the view asks which phase", |screen| {
         screen.contains("Skip which phase?")
     })
     .await;
-    let screen = tmux.screen();
     let line = screen
         .lines()
         .find(|l| l.contains("Skip which phase?"))
@@ -383,17 +422,13 @@ async fn s_with_two_reviewers_running_asks_which_and_skips_only_that_one() {
     .await;
     // The step settles when its last phase ends: let the functional review answer.
     server.release_holds();
+    // The whole state (`state.json` holds the current iteration only): the run may be in its
+    // second iteration by now.
     let run_status = |p: &Project, id: &str| {
-        std::fs::read_to_string(p.execution().join("state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|s| {
-                s["phase_executions"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["id"] == id)
-                    .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
-            })
+        p.state()["phase_executions"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["id"] == id))
+            .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
             .unwrap_or_default()
     };
     until(&mut state_changed, "the step settles", || {
