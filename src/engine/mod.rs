@@ -93,11 +93,13 @@ impl Reconcile<'_> {
     /// Applies `trigger` and saves the state; the index is told only when the status changed.
     fn set_status(&mut self, trigger: Trigger) -> Result<(), EngineError> {
         let changed = self.apply(trigger)?;
-        // Entering `running` records nothing a power cut could cost: without it the state
-        // shows what it showed before (pending, paused, interrupted), from which a resume does
-        // the same. It waits for no disk; the next phase's end does.
+        // A status records no work of its own: what decides it (each phase's end, the
+        // requests in `execution.yaml`, the budget) is on disk already, synced where it cost
+        // money. Lost to a power cut, the state shows the step before, from which a resume
+        // decides the same status again (a completed run completes with no model call), so
+        // no status waits for the disk.
         let running = self.state.status == WorkflowStatus::Running;
-        self.write_state(!running)?;
+        self.write_state(false)?;
         if !running {
             // A status that stops the pass is on disk before its event says so: whoever
             // follows the events reads the state next.
