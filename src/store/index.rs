@@ -318,3 +318,47 @@ impl KvTree {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, created_at: &str) -> ExecutionSummary {
+        ExecutionSummary {
+            id: id.into(),
+            dir: format!("/p/.autowrkers/executions/{id}"),
+            project: "/p".into(),
+            status: "completed".into(),
+            task: "t".into(),
+            template: "default".into(),
+            created_at: created_at.into(),
+            cost_usd: 0.0,
+            budget_limit: None,
+            stamp: String::new(),
+        }
+    }
+
+    #[test]
+    fn newest_first_orders_by_time_then_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open_in(&super::super::Home::at(tmp.path())).unwrap();
+        let all = [
+            summary("b", "2026-01-01T00:00:00.000Z"),
+            summary("a", "2026-01-01T00:00:00.000Z"),
+            summary("c", "2026-01-01T00:00:00.500Z"),
+            summary("d", "2026-01-02T00:00:00.000Z"),
+            summary("e", "2025-12-31T23:59:59.999Z"),
+        ];
+        index.put_all(&all).unwrap();
+        // Moved in time: its old key goes.
+        index
+            .put(&summary("e", "2026-01-03T00:00:00.000Z"))
+            .unwrap();
+        let ids: Vec<String> = index.newest_first().map(|s| s.id).collect();
+        assert_eq!(ids, ["e", "d", "c", "b", "a"]);
+        assert_eq!(
+            index.with_prefix("c")[0].created_at,
+            "2026-01-01T00:00:00.500Z"
+        );
+    }
+}
