@@ -341,12 +341,18 @@ mod tests {
         dir
     }
 
+    /// A watch started on a new execution in `tmp`, and a receiver of its requests.
+    fn started(tmp: &Path) -> (ExecutionDir, ControlWatch, watch::Receiver<ControlRequests>) {
+        let dir = execution(tmp);
+        let control = ControlWatch::start(&dir, ControlRequests::default());
+        let rx = control.subscribe();
+        (dir, control, rx)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_watch_starts_after_its_delay_and_reads_what_was_written_before() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = execution(tmp.path());
-        let control = ControlWatch::start(&dir, ControlRequests::default());
-        let mut rx = control.subscribe();
+        let (dir, control, mut rx) = started(tmp.path());
         assert!(!control.is_watching(), "no inotify watch before the delay");
         dir.edit_request(|r| r.control.pause = true).unwrap();
         tokio::time::sleep(WATCH_DELAY).await;
@@ -365,9 +371,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_watch_dropped_before_its_delay_never_starts() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = execution(tmp.path());
-        let control = ControlWatch::start(&dir, ControlRequests::default());
-        let mut rx = control.subscribe();
+        let (_dir, control, mut rx) = started(tmp.path());
         let watching = control.watching.clone();
         drop(control);
         tokio::time::sleep(WATCH_DELAY * 2).await;

@@ -104,30 +104,13 @@ impl Project {
         all.remove(0)
     }
 
-    /// state.json of the only execution.
-    /// The execution's state as `read_state` gives it: `state.json`, with the phase runs and
-    /// artifacts of the iterations in `history/` put back in front.
+    /// The only execution's state as the runner's own reader gives it (`read_state`:
+    /// `state.json` with the phase runs and artifacts of `history/` put back in front).
     pub fn state(&self) -> serde_json::Value {
-        let dir = self.execution();
-        let read = |name: &str| -> serde_json::Value {
-            let text = std::fs::read_to_string(dir.join(name)).expect(name);
-            serde_json::from_str(&text).expect("json")
-        };
-        let mut state = read("state.json");
-        let through = state["history_through"].as_u64().unwrap_or(0);
-        for key in ["phase_executions", "artifacts"] {
-            let mut all: Vec<serde_json::Value> = (1..=through)
-                .flat_map(|n| {
-                    read(&format!("history/{n}.json"))[key]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect();
-            all.extend(state[key].as_array().cloned().unwrap_or_default());
-            state[key] = serde_json::Value::Array(all);
-        }
-        state
+        let state = autowrkers::store::ExecutionDir::new(self.execution())
+            .read_state()
+            .expect("state");
+        serde_json::to_value(state).expect("json")
     }
 }
 
