@@ -102,10 +102,12 @@ fn quiet_on_broken_pipe() {
 pub fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if cli.command.serves_many() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -146,7 +148,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             WorkflowCommand::Approve(a) => run::control(a, home, Control::Approve).await,
             WorkflowCommand::Reject(a) => run::control(a, home, Control::Reject).await,
         },
-        Command::Template(t) => template::run(t, home),
+        Command::Template(t) => template::run(t, home).await,
         Command::Provider(p) => provider::run(p, home).await,
         Command::Budget(b) => budget::run(b, home),
         Command::Schema(a) => template::schema(a),

@@ -9,7 +9,7 @@ use autowrkers::store::Home;
 use autowrkers::templates;
 
 /// `template …`.
-pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
+pub async fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
     match cmd {
         TemplateCommand::Validate { files, path } => {
             let engine = Engine::new(home)?;
@@ -80,7 +80,7 @@ pub fn run(cmd: TemplateCommand, home: Home) -> Result<u8> {
             script,
             path,
             task,
-        } => super::template_test::run(&file, &script, &path, &task),
+        } => super::template_test::run(&file, &script, &path, &task).await,
         other => super::template_manage::run(other, home),
     }
 }

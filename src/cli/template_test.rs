@@ -44,7 +44,7 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
 }
 
 /// Runs the test and prints the path.
-pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8> {
+pub async fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8> {
     let mut template = spec::load::load_template(file)?;
     let script = script
         .canonicalize()
@@ -87,8 +87,7 @@ pub fn run(file: &Path, script: &Path, project: &Path, task: &str) -> Result<u8>
     })?;
     let bus = EventBus::new(&dir);
     let mut rx = bus.subscribe();
-    let runtime = tokio::runtime::Handle::current();
-    let status = tokio::task::block_in_place(|| runtime.block_on(engine.reconcile(&dir, &bus)))?;
+    let status = engine.reconcile(&dir, &bus).await?;
     bus.close();
     println!("path taken ({} with scripted replies, $0):", file.display());
     while let Ok(event) = rx.try_recv() {
