@@ -1,43 +1,96 @@
 //! The runner's writes of `state.json`, made by a thread of their own in the order they were
-//! asked for, so that a synced write's wait on the disk (two flushes: the file, then its
-//! folder) overlaps what the runner does next (the next step's prompts, its sandbox, its
-//! worktree reset) instead of preceding it. The phase commits on the execution's ref are handed
-//! on to the commit thread ([`crate::git::Committer`]) once the state they record is written.
+//! asked for, so that the runner does not wait on the disk: a write's own work overlaps what
+//! the runner does next (the next step's prompts, its sandbox, its worktree reset), and a state
+//! transition's sync (two flushes: the file, then its folder) overlaps the next step itself.
+//! The phase commits on the execution's ref are handed on to the commit thread
+//! ([`crate::git::Committer`]) once the state they record is written.
 //!
 //! Order is what keeps a kill at any instant harmless: each write is an atomic replace (a new
 //! file renamed over the old one), a state asked for later never lands before an earlier one, and a
 //! state is on disk before the commit that records it. Of several states queued in a row only
 //! the newest is written (synced if any of them asked to be): the ones it replaces would be
 //! overwritten at once. A kill loses at most the writes still queued, and the runner lets none
-//! stay queued across a model call: it waits for them ([`Recorder::flush`]) before a phase
-//! calls a model or starts a command, so a phase that completed is never called again. It also
-//! waits where someone else may look next: a status change that ends, pauses or interrupts the
-//! pass (a follower reads the state when its event arrives), a commit of the whole folder, and
-//! the end of the pass.
+//! stay queued across a model call: it waits until they are in place ([`Recorder::flush`])
+//! before a phase calls a model or starts a command, so a phase that completed is never called
+//! again. It also waits where someone else may look next: a status change that ends, pauses or
+//! interrupts the pass (a follower reads the state when its event arrives), a commit of the
+//! whole folder, and the end of the pass — which also waits for every sync.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use super::EngineError;
 use crate::git::{CommitJob, Committer};
 use crate::spec::WorkflowExecution;
-use crate::store::{ExecutionDir, StateEncoder, StoreError};
+use crate::store::{ExecutionDir, StateEncoder, StoreError, Unsynced};
 
 /// One write for the thread.
 #[derive(Debug)]
 enum Job {
-    /// `state.json`'s new bytes; `durable` waits for the disk.
-    State { bytes: Vec<u8>, durable: bool },
+    /// `state.json`'s new bytes and their number (1, 2, … in the order asked); `durable`
+    /// syncs them once they are in place.
+    State {
+        bytes: Vec<u8>,
+        durable: bool,
+        number: u64,
+    },
     /// History files (`(iteration, bytes)`), written durably before the state naming them.
     History(Vec<(u32, Vec<u8>)>),
     /// A phase's commit on the execution's ref.
     Commit(CommitJob),
-    /// Answered once every state queued before it is written.
-    Barrier(Sender<()>),
 }
 
 type Worker = (Sender<Job>, JoinHandle<Result<(), EngineError>>);
+
+/// How far the thread has got, for [`Recorder::flush`]: the number of the newest state in
+/// place, and whether the thread has stopped (at its end or at a failure).
+#[derive(Debug, Default)]
+struct Progress {
+    placed: u64,
+    stopped: bool,
+}
+
+/// [`Progress`], shared with the thread, and the signal of its every change.
+#[derive(Debug, Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    moved: Condvar,
+}
+
+impl Shared {
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.progress.lock().unwrap_or_else(PoisonError::into_inner));
+        self.moved.notify_all();
+    }
+
+    /// Waits until state `number` is in place (true) or the thread has stopped short of it.
+    fn wait_for(&self, number: u64) -> bool {
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if progress.placed >= number {
+                return true;
+            }
+            if progress.stopped {
+                return false;
+            }
+            progress = self
+                .moved
+                .wait(progress)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Marks the thread stopped when it ends, however it ends: no flush waits for it then.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.update(|p| p.stopped = true);
+    }
+}
 
 /// The state thread of one reconcile pass: started at the first write, stopped by
 /// [`Recorder::finish`] (or when dropped) after the writes and commits queued before.
@@ -45,6 +98,9 @@ type Worker = (Sender<Job>, JoinHandle<Result<(), EngineError>>);
 pub struct Recorder {
     dir: ExecutionDir,
     worker: Mutex<Option<Worker>>,
+    /// The number of the newest state asked for (given out under `worker`'s lock).
+    asked: AtomicU64,
+    shared: Arc<Shared>,
 }
 
 impl Recorder {
@@ -53,6 +109,8 @@ impl Recorder {
         Self {
             dir: dir.clone(),
             worker: Mutex::new(None),
+            asked: AtomicU64::new(0),
+            shared: Arc::default(),
         }
     }
 
@@ -78,7 +136,11 @@ impl Recorder {
 
     /// Queues `bytes` as the next `state.json`; synced to the disk when `durable`.
     fn state(&self, bytes: Vec<u8>, durable: bool) -> Result<(), EngineError> {
-        self.send(Job::State { bytes, durable })
+        self.send(Job::State {
+            bytes,
+            durable,
+            number: 0,
+        })
     }
 
     /// Queues a commit on the execution's ref: made by the commit thread once the states
@@ -87,24 +149,21 @@ impl Recorder {
         self.send(Job::Commit(job))
     }
 
-    /// Waits until every state queued so far is written (the commits may still be on their
-    /// way); the first failure, if any (the thread stops at it, and nothing queued after it is
-    /// written).
+    /// Waits until every state queued so far is in place — what a reader or a kill finds from
+    /// then on — without waiting for its sync or for the commits; the first failure, if any
+    /// (the thread stops at it, and nothing queued after it is written).
     pub fn flush(&self) -> Result<(), EngineError> {
-        let (tx, rx) = channel();
-        let sent = match self.lock().as_ref() {
-            Some((jobs, _)) => jobs.send(Job::Barrier(tx)).is_ok(),
-            None => return Ok(()),
-        };
-        if sent && rx.recv().is_ok() {
+        let asked = self.asked.load(Ordering::SeqCst);
+        let running = self.lock().is_some();
+        if !running || self.shared.wait_for(asked) {
             return Ok(());
         }
         // The thread stopped at a failure: that failure is the answer.
         self.finish()
     }
 
-    /// Waits until everything queued is written and committed and stops the threads; the
-    /// first failure, if any. A later write starts a new thread.
+    /// Waits until everything queued is written, synced and committed and stops the threads;
+    /// the first failure, if any. A later write starts a new thread.
     pub fn finish(&self) -> Result<(), EngineError> {
         let Some((jobs, handle)) = self.lock().take() else {
             return Ok(());
@@ -113,23 +172,28 @@ impl Recorder {
         handle.join().unwrap_or(Err(EngineError::RecordThread))
     }
 
-    /// Hands `job` to the thread (started if need be). Where no thread can be started, writes
-    /// here and now.
-    fn send(&self, job: Job) -> Result<(), EngineError> {
+    /// Hands `job` to the thread (started if need be), a state with its number. Where no
+    /// thread can be started, writes here and now.
+    fn send(&self, mut job: Job) -> Result<(), EngineError> {
         let mut worker = self.lock();
+        if let Job::State { number, .. } = &mut job {
+            *number = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        }
         if worker.is_none() {
             let (tx, rx) = channel::<Job>();
             let dir = self.dir.clone();
+            let shared = Arc::clone(&self.shared);
+            shared.update(|p| p.stopped = false);
             let spawned = std::thread::Builder::new()
                 .name("autowrkers-record".into())
-                .spawn(move || work(&rx, &dir));
+                .spawn(move || work(&rx, &dir, &shared));
             match spawned {
                 Ok(handle) => *worker = Some((tx, handle)),
-                Err(_) => return run_here(job, &self.dir),
+                Err(_) => return run_here(job, &self.dir, &self.shared),
             }
         }
         let Some((tx, _)) = worker.as_ref() else {
-            return run_here(job, &self.dir);
+            return run_here(job, &self.dir, &self.shared);
         };
         if tx.send(job).is_ok() {
             return Ok(());
@@ -153,9 +217,10 @@ impl Drop for Recorder {
 
 /// The thread: each job in turn, a run of queued states written once as the newest of them;
 /// then the commits it handed on, waited for.
-fn work(jobs: &Receiver<Job>, dir: &ExecutionDir) -> Result<(), EngineError> {
+fn work(jobs: &Receiver<Job>, dir: &ExecutionDir, shared: &Shared) -> Result<(), EngineError> {
+    let _stop = StopOnDrop(shared);
     let committer = Committer::new();
-    let written = write_states(jobs, dir, &committer);
+    let written = write_states(jobs, dir, shared, &committer);
     let committed = committer.finish();
     written?;
     Ok(committed?)
@@ -164,6 +229,7 @@ fn work(jobs: &Receiver<Job>, dir: &ExecutionDir) -> Result<(), EngineError> {
 fn write_states(
     jobs: &Receiver<Job>,
     dir: &ExecutionDir,
+    shared: &Shared,
     committer: &Committer,
 ) -> Result<(), EngineError> {
     // A crash test counts the state writes a run makes: each is an instant it stops at.
@@ -174,27 +240,27 @@ fn write_states(
             Job::State {
                 mut bytes,
                 mut durable,
+                mut number,
             } => {
                 while merge && next.is_none() {
                     match jobs.try_recv() {
                         Ok(Job::State {
                             bytes: newer,
                             durable: sync,
+                            number: newer_number,
                         }) => {
                             bytes = newer;
                             durable |= sync;
+                            number = newer_number;
                         }
                         Ok(other) => next = Some(other),
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                dir.record_state_text(&bytes, durable)?;
+                place_state(dir, shared, &bytes, durable, number)?;
             }
             Job::History(files) => dir.write_history(&files)?,
             Job::Commit(commit) => committer.commit(commit)?,
-            Job::Barrier(done) => {
-                let _ = done.send(());
-            }
         }
         if next.is_none() {
             next = jobs.recv().ok();
@@ -203,15 +269,37 @@ fn write_states(
     Ok(())
 }
 
+/// Writes state `number`, lets the flushes waiting for it go, then syncs it if `durable`.
+fn place_state(
+    dir: &ExecutionDir,
+    shared: &Shared,
+    bytes: &[u8],
+    durable: bool,
+    number: u64,
+) -> Result<(), EngineError> {
+    let owed = dir.record_state_text(bytes, durable)?;
+    shared.update(|p| p.placed = p.placed.max(number));
+    if let Some(owed) = owed {
+        sync(dir, owed)?;
+    }
+    Ok(())
+}
+
+fn sync(dir: &ExecutionDir, owed: Unsynced) -> Result<(), StoreError> {
+    owed.sync()
+        .map_err(|e| StoreError::io(&dir.state_path(), e))
+}
+
 /// A job done in the caller's thread, where no thread could be started.
-fn run_here(job: Job, dir: &ExecutionDir) -> Result<(), EngineError> {
+fn run_here(job: Job, dir: &ExecutionDir, shared: &Shared) -> Result<(), EngineError> {
     match job {
-        Job::State { bytes, durable } => dir.record_state_text(&bytes, durable)?,
+        Job::State {
+            bytes,
+            durable,
+            number,
+        } => place_state(dir, shared, &bytes, durable, number)?,
         Job::History(files) => dir.write_history(&files)?,
         Job::Commit(commit) => commit.run()?,
-        Job::Barrier(done) => {
-            let _ = done.send(());
-        }
     }
     Ok(())
 }

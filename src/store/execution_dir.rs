@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{write_atomic, write_replace};
+use super::atomic::{Unsynced, write_atomic, write_replace, write_then_sync};
 use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
@@ -141,15 +141,20 @@ impl ExecutionDir {
     }
 
     /// Writes `state.json`, already encoded by a [`super::StateEncoder`] (its history files
-    /// written), for the runner that holds the lock: durably for a state transition, without
-    /// waiting for the disk for a step the next transition makes durable. Each write is a new
-    /// file renamed over the old one, never an old one written over: a reader that opened
-    /// `state.json` a moment ago reads that state whole.
-    pub fn record_state_text(&self, text: &[u8], durable: bool) -> Result<(), StoreError> {
+    /// written), for the runner that holds the lock. Each write is a new file renamed over the
+    /// old one, never an old one written over: a reader that opened `state.json` a moment ago
+    /// reads that state whole, and a kill leaves the old state or this one. A state transition
+    /// (`durable`) comes back with its sync still owed ([`Unsynced::sync`]): the caller lets
+    /// the pass go on once the state is in place and waits for the disk off its path.
+    pub fn record_state_text(
+        &self,
+        text: &[u8],
+        durable: bool,
+    ) -> Result<Option<Unsynced>, StoreError> {
         let path = self.state_path();
         let written = match durable {
-            true => write_atomic(&path, text),
-            false => write_replace(&path, text),
+            true => write_then_sync(&path, text).map(Some),
+            false => write_replace(&path, text).map(|()| None),
         };
         written.map_err(|e| StoreError::io(&path, e))
     }
@@ -242,17 +247,20 @@ mod tests {
     fn a_reader_of_the_state_keeps_reading_it_whole_through_the_runners_next_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ExecutionDir::new(tmp.path());
-        dir.record_state_text(b"{\"n\":1}", true).unwrap();
+        let owed = dir.record_state_text(b"{\"n\":1}", true).unwrap();
+        owed.expect("a transition owes its sync").sync().unwrap();
         // `workflow status`, the live view, `serve`: a reader that opened the file just before
         // the runner's next writes still reads one whole state, not a newer one written over
         // its file.
         let mut reader = std::fs::File::open(dir.state_path()).unwrap();
         dir.record_state_text(b"{\"n\":2,\"longer\":true}", false)
             .unwrap();
-        dir.record_state_text(b"{\"n\":3}", true).unwrap();
+        let owed = dir.record_state_text(b"{\"n\":3}", true).unwrap();
         let mut seen = String::new();
         reader.read_to_string(&mut seen).unwrap();
         assert_eq!(seen, "{\"n\":1}");
+        // In place for readers (and a kill) before its sync.
         assert_eq!(std::fs::read(dir.state_path()).unwrap(), b"{\"n\":3}");
+        owed.expect("a transition owes its sync").sync().unwrap();
     }
 }
