@@ -76,7 +76,7 @@ async fn run_inner(
     };
     // Nothing costs money or touches the worktree while a completed phase's state is still
     // queued: a kill from here on never makes a completed phase run again.
-    if let Err(e) = env.recorder.flush() {
+    if let Err(e) = env.recorder.flush_work() {
         return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string());
     }
     if let Some(s) = &sandbox {

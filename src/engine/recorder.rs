@@ -9,12 +9,14 @@
 //! file renamed over the old one), a state asked for later never lands before an earlier one, and a
 //! state is on disk before the commit that records it. Of several states queued in a row only
 //! the newest is written (synced if any of them asked to be): the ones it replaces would be
-//! overwritten at once. A kill loses at most the writes still queued, and the runner lets none
-//! stay queued across a model call: it waits until they are in place ([`Recorder::flush`])
-//! before a phase calls a model or starts a command, so a phase that completed is never called
-//! again. It also waits where someone else may look next: a status change that ends, pauses or
-//! interrupts the pass (a follower reads the state when its event arrives), a commit of the
-//! whole folder, and the end of the pass — which also waits for every sync.
+//! overwritten at once. A kill loses at most the writes still queued, and the runner lets no
+//! record of work done stay queued across a model call: it waits until those are in place
+//! ([`Recorder::flush_work`]) before a phase calls a model or starts a command, so a phase
+//! that completed is never called again; their sync, and the states queued after them, go on
+//! during the call. It waits for every state ([`Recorder::flush`]) where someone else may look
+//! next: a status change that ends, pauses or interrupts the pass (a follower reads the state
+//! when its event arrives), a commit of the whole folder; and the end of the pass also waits
+//! for every sync.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
@@ -100,6 +102,8 @@ pub struct Recorder {
     worker: Mutex<Option<Worker>>,
     /// The number of the newest state asked for (given out under `worker`'s lock).
     asked: AtomicU64,
+    /// The number of the newest state asked for `durable`: one that records work done.
+    asked_durable: AtomicU64,
     shared: Arc<Shared>,
 }
 
@@ -110,6 +114,7 @@ impl Recorder {
             dir: dir.clone(),
             worker: Mutex::new(None),
             asked: AtomicU64::new(0),
+            asked_durable: AtomicU64::new(0),
             shared: Arc::default(),
         }
     }
@@ -153,7 +158,18 @@ impl Recorder {
     /// then on — without waiting for its sync or for the commits; the first failure, if any
     /// (the thread stops at it, and nothing queued after it is written).
     pub fn flush(&self) -> Result<(), EngineError> {
-        let asked = self.asked.load(Ordering::SeqCst);
+        self.wait_until_placed(self.asked.load(Ordering::SeqCst))
+    }
+
+    /// Waits until every state queued `durable` so far — each records work done — is in
+    /// place, and no longer: the states queued after it (a phase just started) and the sync
+    /// the thread makes next may still be on their way. What a phase waits for before it
+    /// spends money.
+    pub fn flush_work(&self) -> Result<(), EngineError> {
+        self.wait_until_placed(self.asked_durable.load(Ordering::SeqCst))
+    }
+
+    fn wait_until_placed(&self, asked: u64) -> Result<(), EngineError> {
         let running = self.lock().is_some();
         if !running || self.shared.wait_for(asked) {
             return Ok(());
@@ -176,8 +192,14 @@ impl Recorder {
     /// thread can be started, writes here and now.
     fn send(&self, mut job: Job) -> Result<(), EngineError> {
         let mut worker = self.lock();
-        if let Job::State { number, .. } = &mut job {
+        if let Job::State {
+            number, durable, ..
+        } = &mut job
+        {
             *number = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+            if *durable {
+                self.asked_durable.store(*number, Ordering::SeqCst);
+            }
         }
         if worker.is_none() {
             let (tx, rx) = channel::<Job>();
@@ -347,6 +369,27 @@ mod tests {
         recorder.state(b"{\"n\":200}".to_vec(), true).unwrap();
         drop(recorder);
         assert_eq!(std::fs::read(exec.state_path()).unwrap(), b"{\"n\":200}");
+    }
+
+    #[test]
+    fn a_flush_for_work_done_returns_once_the_newest_record_of_work_is_in_place() {
+        let dir = repo();
+        let (recorder, exec) = recorder(dir.path(), "e6");
+        // Nothing recorded yet: nothing to wait for.
+        recorder.state(b"{\"n\":0}".to_vec(), false).unwrap();
+        recorder.flush_work().unwrap();
+        recorder.state(b"{\"n\":1}".to_vec(), true).unwrap();
+        recorder.state(b"{\"n\":2}".to_vec(), false).unwrap();
+        recorder.flush_work().unwrap();
+        // The phase's end, or the start after it (written together when queued in a row).
+        let now = std::fs::read(exec.state_path()).unwrap();
+        assert!(
+            now == b"{\"n\":1}" || now == b"{\"n\":2}",
+            "{}",
+            String::from_utf8_lossy(&now)
+        );
+        recorder.finish().unwrap();
+        assert_eq!(std::fs::read(exec.state_path()).unwrap(), b"{\"n\":2}");
     }
 
     #[test]
