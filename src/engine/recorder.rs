@@ -1,7 +1,10 @@
 //! The runner's writes of `state.json`, made by a thread of their own in the order they were
 //! asked for, so that the runner does not wait on the disk: a write's own work overlaps what
 //! the runner does next (the next step's prompts, its sandbox, its worktree reset), and a state
-//! transition's sync (two flushes: the file, then its folder) overlaps the next step itself.
+//! transition's sync (two flushes: the file, then its folder) overlaps the next step itself:
+//! the thread syncs `state.json` — the newest, which holds every earlier state — once nothing
+//! else is queued, so neither the states nor the commits queued behind a sync wait for it. Its
+//! first sync also syncs what creating the execution left unsynced (`execution.yaml`).
 //! The phase commits on the execution's ref are handed on to the commit thread
 //! ([`crate::git::Committer`]) once the state they record is written.
 //!
@@ -26,13 +29,13 @@ use std::thread::JoinHandle;
 use super::EngineError;
 use crate::git::{CommitJob, Committer};
 use crate::spec::WorkflowExecution;
-use crate::store::{ExecutionDir, StateEncoder, StoreError, Unsynced};
+use crate::store::{ExecutionDir, StateEncoder, StoreError};
 
 /// One write for the thread.
 #[derive(Debug)]
 enum Job {
     /// `state.json`'s new bytes and their number (1, 2, … in the order asked); `durable`
-    /// syncs them once they are in place.
+    /// (work done) owes a sync once they are in place.
     State {
         bytes: Vec<u8>,
         durable: bool,
@@ -256,6 +259,7 @@ fn write_states(
 ) -> Result<(), EngineError> {
     // A crash test counts the state writes a run makes: each is an instant it stops at.
     let merge = !crate::store::crash_points_armed();
+    let mut syncs = Syncs::default();
     let mut next = jobs.recv().ok();
     while let Some(job) = next.take() {
         match job {
@@ -279,37 +283,56 @@ fn write_states(
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                place_state(dir, shared, &bytes, durable, number)?;
+                place_state(dir, shared, &bytes, number)?;
+                syncs.owed |= durable;
             }
             Job::History(files) => dir.write_history(&files)?,
             Job::Commit(commit) => committer.commit(commit)?,
         }
         if next.is_none() {
-            next = jobs.recv().ok();
+            // The sync owed waits for a moment with nothing else to do: what was queued behind
+            // it (a phase's start, a commit) is not held up by the disk.
+            next = match jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => {
+                    syncs.settle(dir)?;
+                    jobs.recv().ok()
+                }
+            };
         }
     }
     Ok(())
 }
 
-/// Writes state `number`, lets the flushes waiting for it go, then syncs it if `durable`.
+/// The syncs a record thread owes: `state.json` once a state recording work done is in place;
+/// with the first, what a new execution's creation left unsynced.
+#[derive(Debug, Default)]
+struct Syncs {
+    owed: bool,
+    made: bool,
+}
+
+impl Syncs {
+    fn settle(&mut self, dir: &ExecutionDir) -> Result<(), StoreError> {
+        if self.owed {
+            dir.sync_state(!self.made)?;
+            self.owed = false;
+            self.made = true;
+        }
+        Ok(())
+    }
+}
+
+/// Writes state `number` and lets the flushes waiting for it go.
 fn place_state(
     dir: &ExecutionDir,
     shared: &Shared,
     bytes: &[u8],
-    durable: bool,
     number: u64,
 ) -> Result<(), EngineError> {
-    let owed = dir.record_state_text(bytes, durable)?;
+    dir.record_state_text(bytes)?;
     shared.update(|p| p.placed = p.placed.max(number));
-    if let Some(owed) = owed {
-        sync(dir, owed)?;
-    }
     Ok(())
-}
-
-fn sync(dir: &ExecutionDir, owed: Unsynced) -> Result<(), StoreError> {
-    owed.sync()
-        .map_err(|e| StoreError::io(&dir.state_path(), e))
 }
 
 /// A job done in the caller's thread, where no thread could be started.
@@ -319,7 +342,12 @@ fn run_here(job: Job, dir: &ExecutionDir, shared: &Shared) -> Result<(), EngineE
             bytes,
             durable,
             number,
-        } => place_state(dir, shared, &bytes, durable, number)?,
+        } => {
+            place_state(dir, shared, &bytes, number)?;
+            if durable {
+                dir.sync_state(true)?;
+            }
+        }
         Job::History(files) => dir.write_history(&files)?,
         Job::Commit(commit) => commit.run()?,
     }

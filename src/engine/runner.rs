@@ -235,7 +235,7 @@ impl Engine {
             control: ControlRequests::default(),
             github: opts.github,
         };
-        dir.write_request(&request)?;
+        dir.create_request(&request)?;
         store::register_project(&self.home, &project)?;
         Ok(dir)
     }

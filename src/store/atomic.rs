@@ -25,49 +25,8 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     replace(path, bytes, false, 0o666)
 }
 
-/// Writes `bytes` to `path` like [`write_replace`] — in place for readers and for a kill once
-/// this returns — and hands back the sync still owed, for a caller that must not wait for the
-/// disk now but must before it is done (the runner's record thread: a phase's end is visible
-/// before the next model call, and synced while that call runs).
-pub fn write_then_sync(path: &Path, bytes: &[u8]) -> std::io::Result<Unsynced> {
-    let file = replace_file(path, bytes, false, 0o666)?;
-    Ok(Unsynced {
-        file,
-        dir: folder_of(path).to_path_buf(),
-    })
-}
-
-/// A file renamed into place whose content and name are not yet known to be on the disk.
-#[derive(Debug)]
-#[must_use = "the write is durable only once synced"]
-pub struct Unsynced {
-    file: File,
-    dir: std::path::PathBuf,
-}
-
-impl Unsynced {
-    /// Flushes the file's content, then its folder (the rename), to the disk.
-    pub fn sync(self) -> std::io::Result<()> {
-        self.file.sync_all()?;
-        // As in `write_atomic`: a folder its file system will not sync is no failure.
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-fn folder_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
-}
-
 fn replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Result<()> {
-    replace_file(path, bytes, durable, mode).map(drop)
-}
-
-/// The temp file, written (synced when `durable`), renamed over `path`; the file stays open.
-fn replace_file(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io::Result<File> {
-    let dir = folder_of(path);
+    let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -82,10 +41,12 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io:
         fs::create_dir_all(dir)?;
         create()
     });
-    let mut file = created?;
-    file.write_all(bytes)?;
-    if durable {
-        file.sync_all()?;
+    {
+        let mut file = created?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     crash_point(&format!("temp:{name}"));
     fs::rename(&tmp, path)?;
@@ -93,7 +54,19 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> std::io:
     if durable && let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(file)
+    Ok(())
+}
+
+/// Flushes `path`'s content to the disk, then its folder (its name): what [`write_atomic`]
+/// does at once, made later for a file written by [`write_replace`] — by whoever must not wait
+/// for the disk now. A folder its file system will not sync is no failure (as in
+/// [`write_atomic`]).
+pub fn sync_written(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()?;
+    if let Ok(d) = File::open(path.parent().unwrap_or(Path::new("."))) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Opens `path` — a temp file of ours — for writing (emptied, created with `mode` when

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{Unsynced, write_atomic, write_replace, write_then_sync};
+use super::atomic::{sync_written, write_atomic, write_replace};
 use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
@@ -84,11 +84,20 @@ impl ExecutionDir {
         Ok(spec::from_yaml(&text, &path)?)
     }
 
-    /// Writes `execution.yaml` atomically.
+    /// Writes `execution.yaml` atomically and durably.
     pub fn write_request(&self, request: &ExecutionRequest) -> Result<(), StoreError> {
         let path = self.request_path();
         let text = spec::to_yaml(request)?;
         write_atomic(&path, text.as_bytes()).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Writes a new execution's `execution.yaml` atomically, without waiting for the disk:
+    /// the runner's first synced state syncs it ([`Self::sync_state`]), before which the
+    /// execution has spent nothing a power cut could lose.
+    pub fn create_request(&self, request: &ExecutionRequest) -> Result<(), StoreError> {
+        let path = self.request_path();
+        let text = spec::to_yaml(request)?;
+        write_replace(&path, text.as_bytes()).map_err(|e| StoreError::io(&path, e))
     }
 
     /// Reads `execution.yaml`, applies `edit`, writes it back: how control requests are made.
@@ -141,22 +150,28 @@ impl ExecutionDir {
     }
 
     /// Writes `state.json`, already encoded by a [`super::StateEncoder`] (its history files
-    /// written), for the runner that holds the lock. Each write is a new file renamed over the
-    /// old one, never an old one written over: a reader that opened `state.json` a moment ago
-    /// reads that state whole, and a kill leaves the old state or this one. A state transition
-    /// (`durable`) comes back with its sync still owed ([`Unsynced::sync`]): the caller lets
-    /// the pass go on once the state is in place and waits for the disk off its path.
-    pub fn record_state_text(
-        &self,
-        text: &[u8],
-        durable: bool,
-    ) -> Result<Option<Unsynced>, StoreError> {
+    /// written), for the runner that holds the lock, without waiting for the disk
+    /// ([`Self::sync_state`] does, when the state records work done). Each write is a new file
+    /// renamed over the old one, never an old one written over: a reader that opened
+    /// `state.json` a moment ago reads that state whole, and a kill leaves the old state or
+    /// this one.
+    pub fn record_state_text(&self, text: &[u8]) -> Result<(), StoreError> {
         let path = self.state_path();
-        let written = match durable {
-            true => write_then_sync(&path, text).map(Some),
-            false => write_replace(&path, text).map(|()| None),
-        };
-        written.map_err(|e| StoreError::io(&path, e))
+        write_replace(&path, text).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Flushes `state.json` as it is now, and its name, to the disk. With `created`, also what
+    /// [`Self::create_request`] left unsynced: `execution.yaml` and the execution folder's own
+    /// name in `executions/`.
+    pub fn sync_state(&self, created: bool) -> Result<(), StoreError> {
+        let sync = |path: &Path| sync_written(path).map_err(|e| StoreError::io(path, e));
+        let request = self.request_path();
+        // A folder without a request (only ever a test's) has none to sync.
+        if created && request.exists() {
+            sync(&request)?;
+            sync(&self.root)?;
+        }
+        sync(&self.state_path())
     }
 
     /// Writes history files (`(iteration, bytes)`) atomically and durably: a state that names
@@ -247,20 +262,17 @@ mod tests {
     fn a_reader_of_the_state_keeps_reading_it_whole_through_the_runners_next_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ExecutionDir::new(tmp.path());
-        let owed = dir.record_state_text(b"{\"n\":1}", true).unwrap();
-        owed.expect("a transition owes its sync").sync().unwrap();
+        dir.record_state_text(b"{\"n\":1}").unwrap();
         // `workflow status`, the live view, `serve`: a reader that opened the file just before
         // the runner's next writes still reads one whole state, not a newer one written over
         // its file.
         let mut reader = std::fs::File::open(dir.state_path()).unwrap();
-        dir.record_state_text(b"{\"n\":2,\"longer\":true}", false)
-            .unwrap();
-        let owed = dir.record_state_text(b"{\"n\":3}", true).unwrap();
+        dir.record_state_text(b"{\"n\":2,\"longer\":true}").unwrap();
+        dir.record_state_text(b"{\"n\":3}").unwrap();
+        dir.sync_state(false).unwrap();
         let mut seen = String::new();
         reader.read_to_string(&mut seen).unwrap();
         assert_eq!(seen, "{\"n\":1}");
-        // In place for readers (and a kill) before its sync.
         assert_eq!(std::fs::read(dir.state_path()).unwrap(), b"{\"n\":3}");
-        owed.expect("a transition owes its sync").sync().unwrap();
     }
 }

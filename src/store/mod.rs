@@ -13,8 +13,8 @@ mod state_encoder;
 mod tail;
 
 pub use atomic::{
-    Unsynced, append_line, clean_temp_files, crash_point, crash_points_armed, write_atomic,
-    write_line, write_private, write_replace, write_then_sync,
+    append_line, clean_temp_files, crash_point, crash_points_armed, sync_written, write_atomic,
+    write_line, write_private, write_replace,
 };
 pub use catalog::{Catalog, DAMAGED, note_changed, summarize};
 pub use execution_dir::ExecutionDir;
