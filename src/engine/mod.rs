@@ -30,6 +30,7 @@ mod requests;
 mod runner;
 mod sandboxing;
 mod step;
+mod syncer;
 pub mod transitions;
 
 pub use cleanup::Removed;

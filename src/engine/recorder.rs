@@ -1,10 +1,9 @@
 //! The runner's writes of `state.json`, made by a thread of their own in the order they were
 //! asked for, so that the runner does not wait on the disk: a write's own work overlaps what
 //! the runner does next (the next step's prompts, its sandbox, its worktree reset), and a state
-//! transition's sync (two flushes: the file, then its folder) overlaps the next step itself:
-//! the thread syncs `state.json` — the newest, which holds every earlier state — once nothing
-//! else is queued, so neither the states nor the commits queued behind a sync wait for it. Its
-//! first sync also syncs what creating the execution left unsynced (`execution.yaml`).
+//! transition's sync (two flushes: the file, then its folder) overlaps the next step itself,
+//! made by the sync thread ([`super::syncer`]) while this one writes on. The first sync also
+//! syncs what creating the execution left unsynced (`execution.yaml`).
 //! The phase commits on the execution's ref are handed on to the commit thread
 //! ([`crate::git::Committer`]) once the state they record is written.
 //!
@@ -27,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use super::EngineError;
+use super::syncer::Syncer;
 use crate::git::{CommitJob, Committer};
 use crate::spec::WorkflowExecution;
 use crate::store::{ExecutionDir, StateEncoder, StoreError};
@@ -245,9 +245,12 @@ impl Drop for Recorder {
 fn work(jobs: &Receiver<Job>, dir: &ExecutionDir, shared: &Shared) -> Result<(), EngineError> {
     let _stop = StopOnDrop(shared);
     let committer = Committer::new();
-    let written = write_states(jobs, dir, shared, &committer);
+    let mut syncer = Syncer::new(dir);
+    let written = write_states(jobs, dir, shared, &committer, &mut syncer);
+    let synced = syncer.finish();
     let committed = committer.finish();
     written?;
+    synced?;
     Ok(committed?)
 }
 
@@ -256,10 +259,10 @@ fn write_states(
     dir: &ExecutionDir,
     shared: &Shared,
     committer: &Committer,
+    syncer: &mut Syncer,
 ) -> Result<(), EngineError> {
     // A crash test counts the state writes a run makes: each is an instant it stops at.
     let merge = !crate::store::crash_points_armed();
-    let mut syncs = Syncs::default();
     let mut next = jobs.recv().ok();
     while let Some(job) = next.take() {
         match job {
@@ -284,43 +287,18 @@ fn write_states(
                     }
                 }
                 place_state(dir, shared, &bytes, number)?;
-                syncs.owed |= durable;
+                if durable {
+                    syncer.ask()?;
+                }
             }
             Job::History(files) => dir.write_history(&files)?,
             Job::Commit(commit) => committer.commit(commit)?,
         }
         if next.is_none() {
-            // The sync owed waits for a moment with nothing else to do: what was queued behind
-            // it (a phase's start, a commit) is not held up by the disk.
-            next = match jobs.try_recv() {
-                Ok(job) => Some(job),
-                Err(_) => {
-                    syncs.settle(dir)?;
-                    jobs.recv().ok()
-                }
-            };
+            next = jobs.recv().ok();
         }
     }
     Ok(())
-}
-
-/// The syncs a record thread owes: `state.json` once a state recording work done is in place;
-/// with the first, what a new execution's creation left unsynced.
-#[derive(Debug, Default)]
-struct Syncs {
-    owed: bool,
-    made: bool,
-}
-
-impl Syncs {
-    fn settle(&mut self, dir: &ExecutionDir) -> Result<(), StoreError> {
-        if self.owed {
-            dir.sync_state(!self.made)?;
-            self.owed = false;
-            self.made = true;
-        }
-        Ok(())
-    }
 }
 
 /// Writes state `number` and lets the flushes waiting for it go.
