@@ -181,11 +181,19 @@ impl Ledger {
         files
     }
 
-    /// Every sum, from the index brought up to date (or from the files when the index is busy).
+    /// Every sum, from the ledger's own index brought up to date (or from the files when the
+    /// index is busy). The runner's budget guard reads it there: runners never open the main
+    /// index.
     pub fn totals(&self) -> Totals {
         KvTree::open(&self.index, "ledger")
             .and_then(|tree| self.totals_indexed(&tree))
             .unwrap_or_else(|_| self.scan())
+    }
+
+    /// Every sum, kept in `sums` (a tree of an index the caller has open already) and brought
+    /// up to date; from the files when it cannot be read.
+    pub fn totals_in(&self, sums: &KvTree) -> Totals {
+        self.totals_indexed(sums).unwrap_or_else(|_| self.scan())
     }
 
     /// Sums every file from the start, without the index.

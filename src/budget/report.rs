@@ -131,24 +131,37 @@ pub fn reserved(home: &Home) -> f64 {
 /// The executions of `project` with a budget of their own or still going. From the index;
 /// from the files when it cannot be opened.
 fn live_executions(
-    home: &Home,
+    catalog: Option<&store::Catalog>,
     project: &Path,
-) -> Result<Vec<store::ExecutionSummary>, StoreError> {
-    Ok(match store::Catalog::open(home, Some(project))? {
+) -> Vec<store::ExecutionSummary> {
+    match catalog {
         Some(catalog) => catalog.live_of(project),
         None => store::executions_of(project)
             .iter()
             .map(store::summarize)
             .filter(store::ExecutionSummary::is_live)
             .collect(),
-    })
+    }
 }
+
+/// The index tree `budget status` keeps the ledger's sums in, beside the summaries it reads.
+const LEDGER_SUMS: &str = "ledger_sums";
 
 /// Every scope's status: the global month, then (given a project) the project's month and
 /// its live executions.
 pub fn status(home: &Home, project: Option<&Path>) -> Result<Vec<ScopeStatus>, BudgetError> {
     let budgets = Budgets::load(home)?;
-    let totals = Ledger::new(home).totals();
+    // With a project, its live executions come from the index: the ledger's sums are kept
+    // there too, so one index is opened (each sled open zeroes and syncs its free space).
+    let catalog = match project {
+        Some(p) => store::Catalog::open(home, Some(p))?,
+        None => None,
+    };
+    let ledger = Ledger::new(home);
+    let totals = match catalog.as_ref().map(|c| c.tree(LEDGER_SUMS)) {
+        Some(Ok(sums)) => ledger.totals_in(&sums),
+        _ => ledger.totals(),
+    };
     let month = this_month();
     let held = reserved(home);
     let g = totals.get(&global_key(&month));
@@ -176,7 +189,7 @@ pub fn status(home: &Home, project: Option<&Path>) -> Result<Vec<ScopeStatus>, B
         (p, limit.counted(&month, p.usd)),
         held,
     ));
-    for e in live_executions(home, project)? {
+    for e in live_executions(catalog.as_ref(), project) {
         let sum = totals.get(&execution_key(&e.id));
         let limit = Limit {
             limit: e.budget_limit,

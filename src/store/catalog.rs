@@ -200,6 +200,11 @@ impl Catalog {
             .filter_map(|s| self.fresh(s))
     }
 
+    /// Tree `name` of the index the catalog reads ([`Index::tree`]).
+    pub fn tree(&self, name: &str) -> Result<super::KvTree, StoreError> {
+        self.index.tree(name)
+    }
+
     /// The executions of `project` that are [`ExecutionSummary::is_live`], checked against
     /// their files. Only the index's live ones are read: an ended execution that comes back
     /// (resumed, reopened, given a budget) is noted by whoever changes it.

@@ -70,6 +70,15 @@ const FORMAT_KEY: &str = "meta:format";
 const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 impl Index {
+    /// Tree `name` of this index's database, for a cache another module keeps beside the
+    /// summaries (the ledger's sums, for `budget status`), so a command needs one open.
+    pub fn tree(&self, name: &str) -> Result<KvTree, StoreError> {
+        Ok(KvTree {
+            tree: self.db.open_tree(name)?,
+            db: self.db.clone(),
+        })
+    }
+
     /// Opens the main index of `home` (`index/main`; the ledger sums live in `index/ledger`),
     /// waiting a moment when another process has it open, and starting afresh when the files
     /// are damaged (the index is rebuilt from the executions' files).
