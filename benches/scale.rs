@@ -334,21 +334,23 @@ fn fifty_iterations_once(base: &Path) -> f64 {
         .expect("one")
         .path();
     let events = std::fs::read_to_string(exec.join("events.ndjson")).expect("events");
-    // Time from each iteration's first phase start to the next one's.
-    let mut starts: Vec<chrono::DateTime<chrono::FixedOffset>> = Vec::new();
+    // Each iteration's first phase start and last phase end.
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
     for line in events.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("event");
-        if v["type"] == "workflow:phase_started" && v["phase_id"] == "c" {
-            starts.push(
-                chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().expect("ts")).expect("ts"),
-            );
+        let ts =
+            || chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().expect("ts")).expect("ts");
+        match (v["type"].as_str(), v["phase_id"].as_str()) {
+            (Some("workflow:phase_started"), Some("c")) => starts.push(ts()),
+            (Some("workflow:phase_completed"), Some("d")) => ends.push(ts()),
+            _ => {}
         }
     }
-    assert_eq!(starts.len(), 50, "fifty iterations");
-    // The span of iterations 41–50 against 1–10 (the events' clock counts milliseconds, so
-    // whole spans, not single iterations).
-    (starts[49] - starts[40]).num_microseconds().expect("us") as f64
-        / (starts[9] - starts[0]).num_microseconds().expect("us") as f64
+    assert_eq!((starts.len(), ends.len()), (50, 50), "fifty iterations");
+    // Iterations 41–50 against 1–10, ten whole iterations each (the events' clock counts
+    // microseconds; an iteration here takes one or two milliseconds).
+    (ends[49] - starts[40]).num_microseconds().expect("us") as f64
+        / (ends[9] - starts[0]).num_microseconds().expect("us") as f64
 }
 
 /// The median ratio of nine 50-iteration runs (this machine's noise moves one run's ratio by a

@@ -269,7 +269,9 @@ impl EventBus {
     /// Records and broadcasts one event.
     pub fn emit(&self, kind: EventKind) {
         let event = Event {
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            // Microseconds: a fast phase lasts about a millisecond, and the span between two
+            // events is how its cost is read (the scale bench's 50-iteration row).
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             execution_id: self.execution_id.clone(),
             kind,
         };
