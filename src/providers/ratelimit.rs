@@ -6,9 +6,12 @@
 //! reviewers and several executions on one key slow down together instead of running into 429s.
 //! Files are named by a hash of the key and server, never the key.
 
-use std::io::{Read, Seek, Write};
+use std::collections::HashMap;
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
@@ -74,44 +77,60 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The rate-limit files of one home.
+/// The rate-limit files of one home. Each account's file is opened once per process and kept
+/// open: a call reads and rewrites it twice (take a request, learn from the answer), and an
+/// open, a truncation and a close each time cost more than the call's own bookkeeping.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     dir: PathBuf,
+    open: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<File>>>>>,
 }
 
-/// A file held under an exclusive `flock` until dropped.
-struct Locked(std::fs::File);
+/// An account's file, held under the process's lock of it and an exclusive `flock` (which
+/// keeps other runners out) until dropped.
+struct Locked<'a>(MutexGuard<'a, File>);
 
-impl Locked {
-    fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        // SAFETY: flock on a descriptor this struct owns; released when it is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+impl<'a> Locked<'a> {
+    fn lock(file: &'a Mutex<File>) -> std::io::Result<Self> {
+        // flock excludes other open files only, so the threads of this process that share
+        // the one file take turns through the mutex first.
+        let guard = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // SAFETY: flock on a descriptor the guarded file owns; unlocked in `drop`.
+        if unsafe { libc::flock(guard.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Self(file))
+        Ok(Self(guard))
     }
 
-    fn read(&mut self) -> Window {
-        let mut text = String::new();
-        let _ = self.0.read_to_string(&mut text);
-        serde_json::from_str(&text).unwrap_or_default()
+    /// The window, and the file's length (what a shorter write pads to).
+    fn read(&mut self) -> (Window, usize) {
+        let mut bytes = Vec::new();
+        let mut piece = [0u8; 512];
+        while let Ok(n @ 1..) = self.0.read_at(&mut piece, bytes.len() as u64) {
+            bytes.extend_from_slice(&piece[..n]);
+        }
+        let window = serde_json::from_slice(&bytes).unwrap_or_default();
+        (window, bytes.len())
     }
 
-    fn write(&mut self, w: &Window) {
-        let text = serde_json::to_string(w).unwrap_or_default();
-        let _ = self.0.set_len(0);
-        let _ = self.0.rewind();
-        let _ = self.0.write_all(text.as_bytes());
+    /// Writes `w` over the file from its start, padded with spaces to `len` (JSON allows
+    /// trailing white space): the file is never truncated, which would free its block only
+    /// for the write to take one again.
+    fn write(&mut self, w: &Window, len: usize) {
+        let mut text = serde_json::to_vec(w).unwrap_or_default();
+        if text.len() < len {
+            text.resize(len, b' ');
+        }
+        let _ = self.0.write_all_at(&text, 0);
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `lock`; the file stays open for the next call.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -151,7 +170,33 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl RateLimits {
     /// The limits kept under `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            open: Arc::default(),
+        }
+    }
+
+    /// The account's file, opened (and its folder made) at its first use in this process.
+    fn file(&self, account: &Path) -> std::io::Result<Arc<Mutex<File>>> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(file) = open.get(account) {
+            return Ok(file.clone());
+        }
+        if let Some(dir) = account.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(account)?;
+        let file = Arc::new(Mutex::new(file));
+        open.insert(account.to_path_buf(), file.clone());
+        Ok(file)
     }
 
     /// The file of the account `secret` opens at the server of `url`.
@@ -166,14 +211,17 @@ impl RateLimits {
     /// is left.
     pub async fn acquire(&self, account: &Path) {
         loop {
+            let Ok(file) = self.file(account) else {
+                return;
+            };
             let wait = {
-                let Ok(mut file) = Locked::open(account) else {
+                let Ok(mut locked) = Locked::lock(&file) else {
                     return;
                 };
-                let mut w = file.read();
+                let (mut w, len) = locked.read();
                 let wait = w.take(now_ms());
                 if wait.is_none() {
-                    file.write(&w);
+                    locked.write(&w, len);
                 }
                 wait
             };
@@ -207,21 +255,21 @@ impl RateLimits {
             .flatten()
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(Duration::from_secs_f64);
+        let Ok(file) = self.file(account) else {
+            return;
+        };
+        let Ok(mut locked) = Locked::lock(&file) else {
+            return;
+        };
+        let (mut w, len) = locked.read();
         if remaining.is_none() && retry_after.is_none() {
             // No news (most local servers send none): one request sent blind has come back.
-            if let Ok(mut file) = Locked::open(account) {
-                let mut w = file.read();
-                if w.blind > 0 {
-                    w.blind -= 1;
-                    file.write(&w);
-                }
+            if w.blind > 0 {
+                w.blind -= 1;
+                locked.write(&w, len);
             }
             return;
         }
-        let Ok(mut file) = Locked::open(account) else {
-            return;
-        };
-        let mut w = file.read();
         let blind = std::mem::take(&mut w.blind);
         if let Some(after) = retry_after {
             w.remaining = Some(0);
@@ -245,7 +293,7 @@ impl RateLimits {
             w.limit = limit.or(w.limit);
             w.window_ms = w.window_ms.max(reset.as_millis() as u64);
         }
-        file.write(&w);
+        locked.write(&w, len);
     }
 }
 
@@ -284,6 +332,30 @@ mod tests {
             "the other request still on its way is counted"
         );
         assert_eq!(w.blind, 0);
+    }
+
+    #[tokio::test]
+    async fn runners_with_their_own_open_files_count_in_one_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, two) = (
+            RateLimits::new(tmp.path().to_path_buf()),
+            RateLimits::new(tmp.path().to_path_buf()),
+        );
+        let account = one.account("http://127.0.0.1:1/v1", Some("k"));
+        // A long window (big numbers) first, then one whose text is shorter.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", "1000000".parse().unwrap());
+        headers.insert("x-ratelimit-remaining-requests", "999999".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "1h".parse().unwrap());
+        one.learn(&account, 200, &headers);
+        headers.insert("x-ratelimit-remaining-requests", "7".parse().unwrap());
+        two.learn(&account, 200, &headers);
+        assert_eq!(window_of(&account).remaining, Some(7));
+        // Each takes one through its own open file; each sees the other's.
+        one.acquire(&account).await;
+        two.acquire(&account).await;
+        one.acquire(&account).await;
+        assert_eq!(window_of(&account).remaining, Some(4));
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub fn known_projects(home: &Home) -> Result<Vec<PathBuf>, StoreError> {
 
 /// Adds a project to the registry (no-op when known).
 pub fn register_project(home: &Home, project: &Path) -> Result<(), StoreError> {
+    // Most runs are in a known project: a read answers without the lock.
+    if known_projects(home).is_ok_and(|known| known.iter().any(|p| p == project)) {
+        return Ok(());
+    }
     // Runs starting together in several projects each read, add and write: one at a time.
     let io = |path: &Path| {
         let path = path.to_path_buf();
