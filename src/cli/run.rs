@@ -37,6 +37,17 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         );
         return Ok(2);
     };
+    // The user's uncommitted files are looked for (a status of their whole checkout, which
+    // takes a while in a large one) while the run is set up; the warning comes before it starts.
+    let warn_dirty = !(args.include_uncommitted || args.in_place || args.dry_run || args.analyze);
+    let dirty = warn_dirty.then(|| {
+        let project = project.clone();
+        std::thread::spawn(move || {
+            autowrkers::git::ProjectRepo::open(&project)
+                .map(|repo| repo.uncommitted())
+                .unwrap_or_default()
+        })
+    });
     let engine = Engine::new(home.clone())?;
     let config = engine.project_config(&project)?;
     let mut github = None;
@@ -84,19 +95,6 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
     if args.analyze {
         return super::scan::run(&engine, &args, &project, found).await;
     }
-    if !args.include_uncommitted
-        && !args.in_place
-        && let Some(repo) = autowrkers::git::ProjectRepo::open(&project)
-    {
-        let dirty = repo.uncommitted();
-        if let Some(first) = dirty.first() {
-            eprintln!(
-                "warning: {} uncommitted file(s) ({first}{}) are not where the implementer starts; pass --include-uncommitted to include them",
-                dirty.len(),
-                if dirty.len() > 1 { ", …" } else { "" }
-            );
-        }
-    }
     let dir = engine.create(StartOptions {
         trigger,
         project,
@@ -111,6 +109,16 @@ pub async fn start(args: StartArgs, home: Home) -> Result<u8> {
         interactive: args.interactive,
         github: github.clone(),
     })?;
+    let dirty = dirty
+        .and_then(|status| status.join().ok())
+        .unwrap_or_default();
+    if let Some(first) = dirty.first() {
+        eprintln!(
+            "warning: {} uncommitted file(s) ({first}{}) are not where the implementer starts; pass --include-uncommitted to include them",
+            dirty.len(),
+            if dirty.len() > 1 { ", …" } else { "" }
+        );
+    }
     if !args.output.json {
         eprintln!("execution {} ({})", dir.id(), dir.root().display());
     }
