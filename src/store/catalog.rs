@@ -162,29 +162,73 @@ impl Catalog {
     }
 
     /// Every execution, newest first, checked against its files: for a whole listing, where
-    /// the `stat`s are most of the time, so they are spread over the machine's cores.
+    /// the `stat`s are most of the time. They are spread over the machine's cores and start
+    /// while the index is still being read: each batch of summaries goes to the workers as
+    /// soon as it is decoded.
     pub fn all(&self) -> Vec<ExecutionSummary> {
-        let all: Vec<ExecutionSummary> = self.index.newest_first().collect();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let chunk = all.len().div_ceil(threads).max(1);
+        const BATCH: usize = 512;
+        type Batch = std::sync::Arc<Vec<ExecutionSummary>>;
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let stamp_all = |part: &[ExecutionSummary]| -> Vec<Option<String>> {
             part.iter()
                 .map(|s| files_stamp(&ExecutionDir::new(&s.dir)))
                 .collect()
         };
-        let stamps: Vec<Option<String>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = all
-                .chunks(chunk)
-                .map(|part| (part, scope.spawn(move || stamp_all(part))))
-                .collect();
-            workers
-                .into_iter()
-                // A worker that died is redone here: every summary gets its own stamp.
-                .flat_map(|(part, w)| w.join().unwrap_or_else(|_| stamp_all(part)))
-                .collect()
+        let (to_workers, jobs) = std::sync::mpsc::channel::<(usize, Batch)>();
+        let jobs = std::sync::Mutex::new(jobs);
+        let (to_main, done) = std::sync::mpsc::channel::<(usize, Vec<Option<String>>)>();
+        let (batches, stamps) = std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (jobs, to_main) = (&jobs, to_main.clone());
+                scope.spawn(move || {
+                    loop {
+                        let job = jobs
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok((n, batch)) = job else { break };
+                        if to_main.send((n, stamp_all(&batch))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(to_main);
+            let mut batches: Vec<Batch> = Vec::new();
+            let mut next = Vec::with_capacity(BATCH);
+            let hand_over = |next: &mut Vec<ExecutionSummary>, batches: &mut Vec<Batch>| {
+                let batch = std::mem::replace(next, Vec::with_capacity(BATCH));
+                let batch: Batch = std::sync::Arc::new(batch);
+                // A batch no worker takes is stamped below, here.
+                let _ = to_workers.send((batches.len(), batch.clone()));
+                batches.push(batch);
+            };
+            for summary in self.index.newest_first() {
+                next.push(summary);
+                if next.len() == BATCH {
+                    hand_over(&mut next, &mut batches);
+                }
+            }
+            if !next.is_empty() {
+                hand_over(&mut next, &mut batches);
+            }
+            drop(to_workers);
+            let mut stamps: Vec<Option<Vec<Option<String>>>> = vec![None; batches.len()];
+            for (n, batch_stamps) in done {
+                stamps[n] = Some(batch_stamps);
+            }
+            (batches, stamps)
         });
-        all.into_iter()
+        batches
+            .into_iter()
             .zip(stamps)
+            // A batch whose worker died is stamped here: every summary gets its own stamp.
+            .flat_map(|(batch, stamps)| {
+                let stamps = stamps.unwrap_or_else(|| stamp_all(&batch));
+                // The workers are done: the batch is this thread's alone.
+                let batch = std::sync::Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+                batch.into_iter().zip(stamps)
+            })
             .filter_map(|(summary, stamp)| self.settle(summary, stamp))
             .collect()
     }
@@ -348,6 +392,41 @@ mod tests {
         let ids: Vec<String> = catalog.newest_first().map(|s| s.id).collect();
         assert_eq!(ids, ["aaa1"]);
         assert!(matches!(catalog.find("bbb"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_whole_listing_is_newest_first_and_checks_every_row_across_batches() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = Home::at(tmp.path().join("home"));
+        let project = tmp.path().join("p");
+        // Three batches for the stat workers, the last one short.
+        let dirs: Vec<ExecutionDir> = (0..1100)
+            .map(|i| {
+                let created = format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
+                execution(&project, &format!("e{i:04}"), &created)
+            })
+            .collect();
+        let catalog = Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index");
+        // One row in the middle batch goes, one in the last is damaged by hand.
+        std::fs::remove_dir_all(dirs[600].root()).expect("rm");
+        std::fs::write(dirs[5].state_path(), "{ not json").expect("write");
+        let all = catalog.all();
+        let ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+        let want: Vec<String> = (0..1100)
+            .rev()
+            .filter(|i| *i != 600)
+            .map(|i| format!("e{i:04}"))
+            .collect();
+        assert_eq!(ids, want, "newest first, the removed one gone");
+        let damaged = all.iter().find(|s| s.id == "e0005").expect("row");
+        assert_eq!(damaged.status, DAMAGED, "the edited row is read again");
+        assert!(
+            all.iter()
+                .filter(|s| s.id != "e0005")
+                .all(|s| s.status == "pending")
+        );
     }
 
     #[test]
