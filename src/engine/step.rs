@@ -79,7 +79,9 @@ impl Reconcile<'_> {
         Ok(jobs)
     }
 
-    /// Records each job as running (one durable write for the step) and announces it.
+    /// Records each job as running (one write for the step, which its calls do not wait for:
+    /// a kill before it lands finds the phase not started, as good for a restart) and
+    /// announces it.
     fn start_runs(&mut self, jobs: &[Job<'_>], iteration: u32) -> Result<(), EngineError> {
         for (phase, prepared) in jobs {
             let run = PhaseExecution {

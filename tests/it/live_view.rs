@@ -128,6 +128,19 @@ pub async fn until(
     );
 }
 
+/// Waits until the state of `p`'s only execution records a run of `phase_id`. A phase's
+/// start is written beside its first call (the runner waits only for the records of work
+/// done before it calls): what reads the state just as the call arrives may not see it yet.
+pub async fn until_recorded(p: &crate::support::Project, phase_id: &str) {
+    let (_watcher, mut wake) = watch(&p.path().join(".autowrkers/executions"));
+    until(&mut wake, &format!("{phase_id} recorded running"), || {
+        p.state()["phase_executions"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["phase_id"] == phase_id))
+    })
+    .await;
+}
+
 /// Like [`until`], on what `tmux` shows; returns the screen that showed it. A failure prints
 /// the last screen seen.
 pub async fn until_screen(

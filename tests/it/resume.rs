@@ -32,6 +32,11 @@ async fn sigkill_mid_implementer_then_resume_repeats_no_completed_phase() {
         .expect("implementer call arrived")
         .expect("model");
     assert_eq!(model, "implementer");
+    // The state that records the implementer running is written beside its call (the runner
+    // waits only for the records of work done before calling): wait for it, so the kill finds
+    // a phase recorded running — the interrupted one DESIGN §4.4 restarts. (A kill in between
+    // finds the planner's end as the last record, and resume starts the implementer anew.)
+    crate::live_view::until_recorded(&p, "phase-implement").await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 

@@ -103,6 +103,9 @@ async fn skip_pause_resume_reject_and_cancel_over_http_reach_the_runner() {
     held.recv().await.expect("the analyzer is called");
     let mut events = s.events(&id, 0).await;
     events.until("workflow:phase_started").await;
+    // A skip without a phase names the phases the state records running; that record is
+    // written beside the call (the runner waits only for records of work done): wait for it.
+    crate::live_view::until_recorded(&p, "phase-analysis").await;
 
     // Skip what runs now: the live runner stops the held phase at once.
     let (code, body) = s
