@@ -3,10 +3,14 @@
 //! its index entry — and, when asked, its result branch. A live run is never removed.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::runner::{Engine, EngineError};
 use crate::git::ProjectRepo;
 use crate::store::{ExecutionDir, ExecutionLock, Index, StoreError};
+
+/// How long a removal waits for the runner of an execution that has ended to let it go.
+const FINISHING: Duration = Duration::from_secs(5);
 
 /// What removing one execution did.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,9 +29,14 @@ impl Engine {
         dir: &ExecutionDir,
         branch: bool,
     ) -> Result<Removed, EngineError> {
-        let lock = ExecutionLock::acquire(&dir.lock_path()).map_err(StoreError::from)?;
-        let id = dir.id();
         let state = dir.read_state().ok();
+        // An ended execution's runner may still hold it for the milliseconds of its last
+        // commit and its worktree's removal: wait for that, not for a live run.
+        let ended = state.as_ref().is_some_and(|s| s.status.is_terminal());
+        let within = if ended { FINISHING } else { Duration::ZERO };
+        let lock =
+            ExecutionLock::acquire_within(&dir.lock_path(), within).map_err(StoreError::from)?;
+        let id = dir.id();
         let workspace = state.as_ref().and_then(|s| s.workspace.clone());
         let project = dir.project().map(Path::to_path_buf);
         let mut deleted_branch = None;

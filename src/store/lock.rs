@@ -64,6 +64,21 @@ impl ExecutionLock {
         Ok(Self { _file: file })
     }
 
+    /// Takes the lock at `path`, trying again for up to `within` while another process holds
+    /// it: for an execution that has ended, whose runner may still be writing its last commit
+    /// and removing its worktree for a few milliseconds after its `completed` event.
+    pub fn acquire_within(path: &Path, within: std::time::Duration) -> Result<Self, LockError> {
+        let until = std::time::Instant::now() + within;
+        loop {
+            match Self::acquire(path) {
+                Err(LockError::Held { .. }) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                taken => return taken,
+            }
+        }
+    }
+
     /// True when some live process (this one included) holds the lock at `path`: asked of
     /// the kernel, without taking the lock — a probe that took it for an instant could make a
     /// runner starting at that very moment find its execution taken.
@@ -181,6 +196,31 @@ mod tests {
         drop(child.stdin.take());
         let _ = child.wait();
         assert!(!ExecutionLock::is_held(&path), "gone with the child");
+    }
+
+    #[test]
+    fn a_lock_waited_for_is_taken_once_its_holder_lets_go() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("lock");
+        let mut child = holder(&path);
+        let refused = ExecutionLock::acquire_within(&path, std::time::Duration::ZERO);
+        assert!(
+            matches!(refused, Err(super::LockError::Held { .. })),
+            "{refused:?}"
+        );
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                ExecutionLock::acquire_within(&path, std::time::Duration::from_secs(60))
+            })
+        };
+        // The holder exits while the lock is (or is about to be) waited for.
+        drop(child.stdin.take());
+        let _ = child.wait();
+        assert!(
+            waiter.join().expect("waiter").is_ok(),
+            "taken after the holder"
+        );
     }
 
     /// A child process (python3) holding an OFD write lock on `path` until its stdin closes.
