@@ -325,7 +325,12 @@ async fn delete(
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let dir = state.find(&id)?;
-    let removed = state.engine.delete_execution(&dir, q.branch)?;
+    // Off the async workers: a run that has just ended is waited for while its runner
+    // writes its last commit (`Engine::delete_execution`).
+    let removed =
+        tokio::task::spawn_blocking(move || state.engine.delete_execution(&dir, q.branch))
+            .await
+            .map_err(|e| ApiError::internal(format!("removing the execution stopped: {e}")))??;
     Ok(Json(
         json!({"deleted": removed.id, "branch": removed.branch}),
     ))
