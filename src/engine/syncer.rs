@@ -40,8 +40,8 @@ pub(super) struct Syncer {
     dir: ExecutionDir,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    /// Whether a sync has been made here already (the first also syncs what the execution's
-    /// creation left unsynced).
+    /// Whether the first sync (which also syncs what the execution's creation left unsynced)
+    /// has been made, or handed to the thread.
     synced_once: bool,
 }
 
@@ -60,17 +60,15 @@ impl Syncer {
     /// any. Where no thread can be started, syncs here and now.
     pub fn ask(&mut self) -> Result<(), StoreError> {
         if self.thread.is_none() {
+            // Whoever makes the first sync also syncs what the creation left unsynced.
+            let created = !std::mem::replace(&mut self.synced_once, true);
             let (dir, shared) = (self.dir.clone(), Arc::clone(&self.shared));
             match std::thread::Builder::new()
                 .name("autowrkers-sync".into())
-                .spawn(move || run(&dir, &shared))
+                .spawn(move || run(&dir, &shared, created))
             {
                 Ok(handle) => self.thread = Some(handle),
-                Err(_) => {
-                    let created = !self.synced_once;
-                    self.synced_once = true;
-                    return self.dir.sync_state(created);
-                }
+                Err(_) => return self.dir.sync_state(created),
             }
         }
         let mut owed = self.shared.lock();
@@ -98,9 +96,9 @@ impl Syncer {
     }
 }
 
-/// The thread: waits for asks and answers all those made before each sync with that sync.
-fn run(dir: &ExecutionDir, shared: &Shared) {
-    let mut created = true;
+/// The thread: waits for asks and answers all those made before each sync with that sync;
+/// `created`: its first sync also syncs what the execution's creation left unsynced.
+fn run(dir: &ExecutionDir, shared: &Shared, mut created: bool) {
     loop {
         let mut owed = shared.lock();
         while owed.asked == owed.done && !owed.closing {
