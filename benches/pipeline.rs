@@ -93,7 +93,7 @@ fn orchestration() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut per_phase = Vec::new();
     for _ in 0..15 {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = project::scratch();
         let root = dir.path().canonicalize().expect("canonical");
         scripted_project(&root);
         let home = Home::at(root.join(".home"));
@@ -131,7 +131,7 @@ fn orchestration() {
 }
 
 fn peak_rss() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = project::scratch();
     let root = dir.path().canonicalize().expect("canonical");
     scripted_project(&root);
     let status = Command::new(env!("CARGO_BIN_EXE_autowrkers"))
@@ -186,7 +186,7 @@ fn streaming_overhead() {
     let server = runtime.block_on(fake_openai::start());
     let mut gaps = Vec::new();
     for _ in 0..30 {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = project::scratch();
         let root = dir.path().canonicalize().expect("canonical");
         let yaml = format!(
             "name: s\nphases:\n  - id: a\n    name: a\n    role: analyzer\n    provider_config: {{provider_type: openai_compatible, model_name: analysis, api_url: \"{}\"}}\n    prompt_template: analyzer_prompt\n    output_artifact_type: task_list\n    success_pattern: /done\n",
@@ -241,7 +241,7 @@ fn streaming_overhead() {
 
 /// `budget status` and `budget history` over a 100 000-line ledger, index warm.
 fn budget_commands() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = project::scratch();
     let home = dir.path().join("home");
     let ledger = home.join("ledger");
     std::fs::create_dir_all(&ledger).expect("mkdir");

@@ -16,7 +16,7 @@ mod fake_openai;
 #[path = "support/project.rs"]
 mod project;
 
-use project::{copy_executions, median, project};
+use project::{copy_executions, file_cost, median, project, scratch, scratch_base};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -112,7 +112,7 @@ fn one_phase(url: &str) -> String {
 /// Returns the home and the first run's project.
 fn six_phase_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) -> (PathBuf, PathBuf) {
     let server = rt.block_on(fake_openai::start());
-    let keep = tempfile::tempdir().expect("tmp").keep();
+    let keep = scratch().keep();
     let mut walls = Vec::new();
     let mut overheads = Vec::new();
     let mut singles = Vec::new();
@@ -168,7 +168,7 @@ fn six_phase_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) -> (PathBuf,
 /// The lookups with 10 000 executions in one known project; `source` (a project with one real
 /// execution, known to `home`) is the other.
 fn ten_thousand(home: &Path, source: &Path, rows: &mut Vec<Row>) {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = scratch();
     // AUTOWRKERS_BENCH_KEEP=1 keeps the fixture for profiling (its paths are printed).
     let tmp_path = if std::env::var_os("AUTOWRKERS_BENCH_KEEP").is_some() {
         let kept = tmp.keep();
@@ -354,13 +354,13 @@ fn fifty_iterations_once(base: &Path) -> f64 {
 }
 
 /// The median ratio of nine 50-iteration runs (this machine's noise moves one run's ratio by a
-/// third), on the
-/// temp folder's disk and, where there is one, on a RAM disk: ext4's inode allocator slows
-/// down as files are replaced (each atomic write retires an inode), which the RAM disk
+/// third), on the disk (in the bench's folders) and, where there is one, on a RAM disk: on an
+/// ext4 without a journal each file a run replaces (an atomic write retires an inode) makes
+/// the next new files of its block group dearer for a minute or more, which the RAM disk
 /// separates from our own code's growth.
 fn fifty_iterations(rows: &mut Vec<Row>) {
     let shm = Path::new("/dev/shm");
-    let mut places = vec![("temp folder", std::env::temp_dir())];
+    let mut places = vec![("disk", scratch_base().to_path_buf())];
     if shm.is_dir() {
         places.push(("RAM disk", shm.to_path_buf()));
     }
@@ -383,7 +383,7 @@ fn fifty_iterations(rows: &mut Vec<Row>) {
 /// Peak RSS of a one-phase run whose reply streams `mb` megabytes.
 fn streaming_rss(rt: &tokio::runtime::Runtime, mb: usize) -> f64 {
     let server = rt.block_on(fake_openai::start());
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = scratch();
     let root = tmp.path().canonicalize().expect("canonical");
     let t = format!(
         "name: big\nphases:\n{}",
@@ -456,6 +456,11 @@ fn main() {
             goal: "≤ 40 MB, flat in reply size",
         });
     }
+    println!(
+        "\n(making a 200-byte file: {:.0} µs in the bench's folders, {:.0} µs in a new folder of the temp folder itself)",
+        file_cost(scratch_base()),
+        file_cost(&std::env::temp_dir())
+    );
     println!("\n| measure | original | ours | goal |\n|---|---|---|---|");
     for r in rows {
         println!("| {} | {} | {} | {} |", r.what, r.original, r.ours, r.goal);
