@@ -274,10 +274,17 @@ impl Catalog {
 /// Notes that `dir`'s status or budget changed, for the next command that opens the index to
 /// record: how runners write through without opening sled (whose open costs milliseconds and
 /// which one process at a time may hold). One small file per execution under
-/// `index/changed/`; failures are ignored, as a stale entry is repaired when read.
+/// `index/changed/`; failures are ignored, as a stale entry is repaired when read. A note
+/// still waiting is left as it is: the command that takes it removes it before it reads the
+/// files, so it reads this change too (a run notes its creation and its end, and replacing
+/// the note made ext4 write it out at once).
 pub fn note_changed(home: &Home, dir: &ExecutionDir) {
     let note = noted_folder(home).join(dir.id());
-    let _ = super::write_replace(&note, dir.root().to_string_lossy().as_bytes());
+    let folder = dir.root().to_string_lossy();
+    if std::fs::read(&note).is_ok_and(|waiting| waiting == folder.as_bytes()) {
+        return;
+    }
+    let _ = super::write_replace(&note, folder.as_bytes());
 }
 
 fn noted_folder(home: &Home) -> PathBuf {
@@ -486,10 +493,18 @@ mod tests {
         let yaml = std::fs::read_to_string(dir.request_path()).expect("read");
         std::fs::write(dir.request_path(), format!("{yaml}budget_limit: 2.5\n")).expect("write");
         note_changed(&home, &dir);
+        // A second change before the note is taken leaves the waiting note as it is.
+        let note = noted_folder(&home).join("aaa1");
+        let inode =
+            || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&note).expect("note"));
+        let first = inode();
+        std::fs::write(dir.request_path(), format!("{yaml}budget_limit: 3.5\n")).expect("write");
+        note_changed(&home, &dir);
+        assert_eq!(inode(), first, "the waiting note is not rewritten");
         drop(Catalog::open(&home, None).expect("open").expect("index"));
         let index = Index::open_in(&home).expect("index");
         let entry = index.get("aaa1").expect("entry");
-        assert_eq!(entry.budget_limit, Some(2.5), "{entry:?}");
+        assert_eq!(entry.budget_limit, Some(3.5), "{entry:?}");
         assert_eq!(
             std::fs::read_dir(noted_folder(&home))
                 .expect("folder")
