@@ -77,11 +77,20 @@ impl ExecutionDir {
         self.logs_dir().join(format!("{phase_id}.{iteration}.log"))
     }
 
-    /// Reads `execution.yaml`.
+    /// Reads `execution.yaml` (parsed again only when its bytes changed, see
+    /// [`super::parsed`]).
     pub fn read_request(&self) -> Result<ExecutionRequest, StoreError> {
         let path = self.request_path();
-        let text = read(&path)?;
-        Ok(spec::from_yaml(&text, &path)?)
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        super::parsed::request(&path, bytes, |bytes| {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                StoreError::io(
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })?;
+            spec::from_yaml(text, &path).map_err(StoreError::from)
+        })
     }
 
     /// Writes `execution.yaml` atomically and durably.

@@ -7,6 +7,7 @@ mod catalog;
 mod execution_dir;
 mod index;
 mod lock;
+mod parsed;
 mod paths;
 mod stamp;
 mod state_encoder;
