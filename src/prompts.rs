@@ -2,8 +2,9 @@
 //! `{{ artifact:task_list }}`. Built-in prompts from `prompts/` are compiled in; files of the
 //! same name in `<project>/.autowrkers/prompts` and `~/.autowrkers/prompts` override them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
@@ -90,12 +91,47 @@ pub struct PromptContext {
 pub struct PromptLibrary {
     /// Override folders, most specific first.
     dirs: Vec<PathBuf>,
+    /// The prompts compiled so far, shared by the library's clones.
+    compiled: Arc<Mutex<Compiled>>,
+}
+
+/// Compiled prompts by label (a prompt's name; an inline prompt's hash), with the source each
+/// was compiled from: a run checks every prompt of its template at the start and renders two
+/// per phase, and compiling the same source again each time was most of that work.
+#[derive(Debug)]
+struct Compiled {
+    env: Environment<'static>,
+    sources: HashMap<String, String>,
 }
 
 impl PromptLibrary {
     /// A library looking in `dirs` (most specific first) before the built-in prompts.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        Self { dirs }
+        Self {
+            dirs,
+            compiled: Arc::new(Mutex::new(Compiled {
+                env: environment(),
+                sources: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Calls `use_it` with the compiled prompt `source` (translated) under `label`, compiled
+    /// now unless the same source was compiled under it before.
+    fn with_compiled<R>(
+        &self,
+        label: &str,
+        source: String,
+        use_it: impl FnOnce(&minijinja::Template<'_, '_>) -> R,
+    ) -> Result<R, minijinja::Error> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        let Compiled { env, sources } = &mut *compiled;
+        if sources.get(label) != Some(&source) {
+            sources.remove(label);
+            env.add_template_owned(label.to_owned(), source.clone())?;
+            sources.insert(label.to_owned(), source);
+        }
+        Ok(use_it(&env.get_template(label)?))
     }
 
     /// The Jinja source for a prompt name, or the text itself when it is an inline prompt.
@@ -142,16 +178,16 @@ impl PromptLibrary {
             name.to_owned()
         };
         let source = translate(&self.source(name)?);
-        let env = environment();
         let invalid = |message: String| PromptError::Invalid {
             name: label.clone(),
             message,
         };
-        let template = env
-            .template_from_str(&source)
+        let variables = self
+            .with_compiled(&compiled_label(name), source, |t| {
+                t.undeclared_variables(true)
+            })
             .map_err(|e| invalid(e.to_string()))?;
-        let mut unknown: Vec<String> = template
-            .undeclared_variables(true)
+        let mut unknown: Vec<String> = variables
             .into_iter()
             .filter(|v| match v.strip_prefix("artifacts.") {
                 Some(kind) => {
@@ -185,14 +221,10 @@ impl PromptLibrary {
     /// Renders a prompt with `ctx`; an undefined value is an error, never an empty string.
     pub fn render(&self, name_or_inline: &str, ctx: &PromptContext) -> Result<String, PromptError> {
         let source = translate(&self.source(name_or_inline)?);
-        let env = environment();
         let invalid = |message: String| PromptError::Invalid {
             name: name_or_inline.chars().take(40).collect(),
             message,
         };
-        let template = env
-            .template_from_str(&source)
-            .map_err(|e| invalid(e.to_string()))?;
         let mut artifacts: BTreeMap<&str, String> = ArtifactType::ALL
             .iter()
             .map(|t| (t.as_str(), "(none yet)".to_owned()))
@@ -200,7 +232,9 @@ impl PromptLibrary {
         artifacts.extend(ctx.artifacts.iter().map(|(k, v)| (*k, v.clone())));
         let mut vars: BTreeMap<&str, minijinja::Value> = ctx.vars.clone();
         vars.insert("artifacts", minijinja::Value::from_serialize(&artifacts));
-        template.render(vars).map_err(|e| invalid(e.to_string()))
+        self.with_compiled(&compiled_label(name_or_inline), source, |t| t.render(vars))
+            .and_then(|rendered| rendered)
+            .map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -210,6 +244,18 @@ fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
     env
+}
+
+/// The label a prompt is compiled under: its name, or for an inline prompt a hash of its text
+/// (so two inline prompts of one template do not take turns being compiled).
+fn compiled_label(name_or_inline: &str) -> String {
+    if !is_inline(name_or_inline) {
+        return name_or_inline.to_owned();
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    name_or_inline.hash(&mut hasher);
+    format!("(inline {:016x})", hasher.finish())
 }
 
 /// A prompt name is one word; anything with spaces, newlines or Jinja is an inline prompt.
@@ -289,5 +335,38 @@ mod tests {
         for (name, _) in BUILT_IN {
             lib.check_one(name).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    #[test]
+    fn a_prompt_compiled_once_is_rendered_again_and_an_edited_one_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = PromptLibrary::new(vec![dir.path().to_path_buf()]);
+        let copy = lib.clone();
+        let ctx = |task: &str| PromptContext {
+            vars: BTreeMap::from([("task_description", minijinja::Value::from(task))]),
+            artifacts: BTreeMap::new(),
+        };
+        let file = dir.path().join("mine.md.j2");
+        std::fs::write(&file, "Do {{ task_description }}.").unwrap();
+        assert_eq!(lib.render("mine", &ctx("a")).unwrap(), "Do a.");
+        // A clone shares the compiled prompt, and renders its own values.
+        assert_eq!(copy.render("mine", &ctx("b")).unwrap(), "Do b.");
+        // The file edited between two renders (the same length, in place): rendered anew.
+        std::fs::write(&file, "Go {{ task_description }}.").unwrap();
+        assert_eq!(lib.render("mine", &ctx("c")).unwrap(), "Go c.");
+        // Two inline prompts do not stand for each other.
+        assert_eq!(
+            lib.render("One {{ task_description }}", &ctx("x")).unwrap(),
+            "One x"
+        );
+        assert_eq!(
+            lib.render("Two {{ task_description }}", &ctx("x")).unwrap(),
+            "Two x"
+        );
+        // A broken edit is an error, and the fixed file renders again.
+        std::fs::write(&file, "Do {{ task_description ").unwrap();
+        assert!(lib.render("mine", &ctx("d")).is_err());
+        std::fs::write(&file, "Do {{ task_description }}!").unwrap();
+        assert_eq!(lib.render("mine", &ctx("e")).unwrap(), "Do e!");
     }
 }
