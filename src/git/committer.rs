@@ -1,17 +1,25 @@
 //! A runner's phase commits made in a thread of their own, in order: committing a phase's
 //! artifacts (hashing them, writing the trees, the commit and the ref) costs about a
 //! millisecond, and it need not hold up the next phase. What each commit takes is fixed when
-//! it is asked for ([`Recorded`]), so a late commit is still its phase's snapshot. A commit
-//! lost to a kill is made again by the resume, as one lost between saving the state and
-//! committing always was (DESIGN §2).
+//! it is asked for ([`Recorded`]), so a late commit is still its phase's snapshot. The thread
+//! moves the execution's ref once for the commits it makes within [`REF_DELAY`] of each
+//! other (and at its end), not once per commit. A commit lost to a kill — or a ref not yet
+//! moved — is made again by the resume, as one lost between saving the state and committing
+//! always was (DESIGN §2).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::GitError;
-use super::snapshot::{Recorded, commit_folder, commit_recorded};
+use super::snapshot::{Recorded, Ref, commit, publish_held};
+
+/// How long the commit thread may keep a commit off its ref: what `git log` of a running
+/// execution's ref may lag behind its phases.
+pub const REF_DELAY: Duration = Duration::from_millis(250);
 
 /// One commit to make on the ref of execution `id`.
 #[derive(Debug)]
@@ -30,14 +38,45 @@ pub struct CommitJob {
 }
 
 impl CommitJob {
-    /// Makes the commit here and now.
+    /// Makes the commit here and now, its ref moved with it.
     pub fn run(&self) -> Result<(), GitError> {
+        self.make(Ref::Now)
+    }
+
+    fn make(&self, when: Ref) -> Result<(), GitError> {
         let (project, id, root, message) = (&self.project, &self.id, &self.root, &self.message);
-        match &self.recorded {
-            Some(recorded) => commit_recorded(project, id, root, message, recorded),
-            None => commit_folder(project, id, root, message),
+        commit(project, id, root, message, self.recorded.as_ref(), when).map(drop)
+    }
+}
+
+/// The commit thread: each job in turn, its ref moved once no commit has come for
+/// [`REF_DELAY`] since the first one held, and at the end (after a failure too, for the
+/// commits made before it).
+fn work(jobs: &Receiver<CommitJob>) -> Result<(), GitError> {
+    let mut held_since: Option<Instant> = None;
+    // The executions whose refs this thread holds back.
+    let mut holding: HashSet<(PathBuf, String)> = HashSet::new();
+    loop {
+        let next = match held_since {
+            None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => jobs.recv_timeout(REF_DELAY.saturating_sub(since.elapsed())),
+        };
+        match next {
+            Ok(job) => {
+                if let Err(e) = job.make(Ref::Held) {
+                    let _ = publish_held(&holding);
+                    return Err(e);
+                }
+                holding.insert((job.project, job.id));
+                held_since.get_or_insert_with(Instant::now);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                publish_held(&holding)?;
+                holding.clear();
+                held_since = None;
+            }
+            Err(RecvTimeoutError::Disconnected) => return publish_held(&holding),
         }
-        .map(drop)
     }
 }
 
@@ -65,7 +104,7 @@ impl Committer {
             let (tx, rx) = channel::<CommitJob>();
             let spawned = std::thread::Builder::new()
                 .name("autowrkers-commit".into())
-                .spawn(move || rx.iter().try_for_each(|job| job.run()));
+                .spawn(move || work(&rx));
             match spawned {
                 Ok(handle) => *worker = Some((tx, handle)),
                 Err(_) => return job.run(),
@@ -164,6 +203,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{job, messages, repo};
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn queued_commits_land_in_order_on_the_ref() {
@@ -174,6 +214,57 @@ mod tests {
         }
         committer.finish().unwrap();
         assert_eq!(messages(dir.path(), "e1"), ["three", "two", "one"]);
+    }
+
+    #[test]
+    fn a_held_ref_is_moved_once_the_thread_is_idle_without_a_finish() {
+        let dir = repo();
+        let committer = Committer::new();
+        for m in ["one", "two"] {
+            committer.commit(job(dir.path(), "e4", m)).unwrap();
+        }
+        // Nothing more comes: the ref moves within REF_DELAY while the thread still runs.
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while repo
+            .find_reference("refs/autowrkers/executions/e4")
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the held ref was never moved");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(messages(dir.path(), "e4"), ["two", "one"]);
+        // A later commit goes on from the moved ref.
+        committer.commit(job(dir.path(), "e4", "three")).unwrap();
+        committer.finish().unwrap();
+        assert_eq!(messages(dir.path(), "e4"), ["three", "two", "one"]);
+    }
+
+    #[test]
+    fn a_ref_moved_by_another_writer_meanwhile_is_not_overwritten() {
+        let dir = repo();
+        job(dir.path(), "e5", "one").run().unwrap();
+        job(dir.path(), "e5", "two").make(Ref::Held).unwrap();
+        // Another process commits on the ref before the held commit's ref is moved.
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        let one = repo
+            .find_reference("refs/autowrkers/executions/e5")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        let sig = git2::Signature::now("x", "x@x").unwrap();
+        repo.commit(
+            Some("refs/autowrkers/executions/e5"),
+            &sig,
+            &sig,
+            "other",
+            &one.tree().unwrap(),
+            &[&one],
+        )
+        .unwrap();
+        let mine = [(dir.path().to_path_buf(), "e5".to_owned())];
+        assert!(publish_held(&mine).is_err(), "the held move is refused");
+        assert_eq!(messages(dir.path(), "e5"), ["other", "one"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod snapshot;
 #[cfg(test)]
 pub(crate) use committer::test_support;
 pub use committer::{CommitJob, Committer};
-pub use snapshot::{Recorded, commit_folder, commit_recorded};
+pub use snapshot::{Recorded, commit_folder};
 
 use std::path::Path;
 

@@ -31,10 +31,28 @@ type BuiltTree = (Option<Stamp>, Vec<(String, Oid)>, Oid);
 /// Files up to this size are committed from one read into memory.
 const SMALL_BLOB: u64 = 1 << 20;
 
-/// The repositories this process opened (`None`: not a git project), and what it committed.
+/// The repositories this process opened (`None`: not a git project), what it committed, and
+/// the commits it made whose refs it has not moved yet ([`Ref::Held`]).
 struct Cache {
     repos: HashMap<PathBuf, Option<ProjectRepo>>,
     known: HashMap<String, Known>,
+    /// (project, ref) → the newest commit made on it, not yet on the ref, and what the ref
+    /// held when the first of them was made (it is moved only from there).
+    held: HashMap<(PathBuf, String), (Oid, Option<Oid>)>,
+}
+
+/// When a commit moves its execution's ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ref {
+    /// At once, with the commit.
+    Now,
+    /// Later, by [`publish_held`]: a run's commit thread makes several commits in a row, and
+    /// each ref update is a lock file renamed over the ref, which ext4 writes out at once
+    /// (the new file's blocks) and whose old file it frees. Until then the commit's objects are
+    /// on disk and the next commit on the ref takes it as its parent; a kill in between loses
+    /// the ref's move, and the resume commits what the folder holds, as for a commit the kill
+    /// kept from being made.
+    Held,
 }
 
 fn cache() -> &'static Mutex<Cache> {
@@ -47,6 +65,7 @@ fn cache() -> &'static Mutex<Cache> {
         Mutex::new(Cache {
             repos: HashMap::new(),
             known: HashMap::new(),
+            held: HashMap::new(),
         })
     })
 }
@@ -61,7 +80,7 @@ pub fn commit_folder(
     root: &Path,
     message: &str,
 ) -> Result<Option<String>, GitError> {
-    commit(project, id, root, message, None)
+    commit(project, id, root, message, None, Ref::Now)
 }
 
 /// What a runner recorded at one instant: `state.json` as it was saved and the files that
@@ -76,42 +95,93 @@ pub struct Recorded {
     pub files: Vec<String>,
 }
 
-/// [`commit_folder`] of what was `recorded`: its state and the files it names only.
-pub fn commit_recorded(
-    project: &Path,
-    id: &str,
-    root: &Path,
-    message: &str,
-    recorded: &Recorded,
-) -> Result<Option<String>, GitError> {
-    commit(project, id, root, message, Some(recorded))
+/// Moves the refs of these executions (`(project, id)`) whose commits were made
+/// [`Ref::Held`] to their newest commit; the first failure, after trying them all.
+pub(super) fn publish_held<'a>(
+    executions: impl IntoIterator<Item = &'a (PathBuf, String)>,
+) -> Result<(), GitError> {
+    let mut guard = cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Cache { repos, held, .. } = &mut *guard;
+    let mut failed = Ok(());
+    for (project, id) in executions {
+        let key = (project.clone(), execution_ref(id));
+        let Some((oid, base)) = held.remove(&key) else {
+            continue;
+        };
+        if let Some(Some(repo)) = repos.get(project)
+            && let Err(e) = move_ref(&repo.repo, &key.1, oid, base, "autowrkers: commit")
+        {
+            failed = failed.and(Err(e));
+        }
+    }
+    failed
 }
 
-fn commit(
+/// Moves `refname` to `oid` if it still holds `base` (is still missing, for `None`): another
+/// process's commit on it meanwhile is an error, never overwritten.
+fn move_ref(
+    repo: &Repository,
+    refname: &str,
+    oid: Oid,
+    base: Option<Oid>,
+    message: &str,
+) -> Result<(), GitError> {
+    match base {
+        Some(base) => repo.reference_matching(refname, oid, true, base, message),
+        None => repo.reference(refname, oid, false, message),
+    }
+    .map(drop)
+    .ctx("move the execution's ref")
+}
+
+/// [`commit_folder`], or (with `recorded`) a commit of what a runner recorded: its state and
+/// the files it names only; its ref moved `when`.
+pub(super) fn commit(
     project: &Path,
     id: &str,
     root: &Path,
     message: &str,
     recorded: Option<&Recorded>,
+    when: Ref,
 ) -> Result<Option<String>, GitError> {
     let mut guard = cache()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Cache { repos, known } = &mut *guard;
+    let Cache { repos, known, held } = &mut *guard;
     let repo = repos
         .entry(project.to_path_buf())
         .or_insert_with(|| ProjectRepo::open(project));
     let Some(repo) = repo else {
         return Ok(None);
     };
+    let refname = execution_ref(id);
+    if !git2::Reference::is_valid_name(&refname) {
+        // Refused before anything is written: the ref could never be moved to the commit.
+        return Err(GitError {
+            action: "commit artifacts".into(),
+            source: git2::Error::from_str(&format!("`{refname}` is not a valid ref name")),
+        });
+    }
     let known = known.entry(id.to_owned()).or_default();
     let tree = folder_tree(&repo.repo, root, known, recorded)?;
-    let refname = execution_ref(id);
-    let parent = repo
-        .repo
-        .find_reference(&refname)
-        .ok()
-        .and_then(|r| r.peel_to_commit().ok());
+    let key = (project.to_path_buf(), refname);
+    let (parent, base) = match held.get(&key) {
+        Some((oid, base)) => (
+            Some(repo.repo.find_commit(*oid).ctx("find the held commit")?),
+            *base,
+        ),
+        None => {
+            let tip = repo
+                .repo
+                .find_reference(&key.1)
+                .ok()
+                .and_then(|r| r.peel_to_commit().ok());
+            let base = tip.as_ref().map(git2::Commit::id);
+            (tip, base)
+        }
+    };
     if let Some(p) = &parent
         && p.tree_id() == tree
     {
@@ -123,8 +193,17 @@ fn commit(
     let parents: Vec<&git2::Commit> = parent.iter().collect();
     let oid = repo
         .repo
-        .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
+        .commit(None, &sig, &sig, message, &tree, &parents)
         .ctx("commit artifacts")?;
+    match when {
+        Ref::Held => {
+            held.insert(key, (oid, base));
+        }
+        Ref::Now => {
+            held.remove(&key);
+            move_ref(&repo.repo, &key.1, oid, base, message)?;
+        }
+    }
     Ok(Some(oid.to_string()))
 }
 
