@@ -422,6 +422,21 @@ fn streaming_rss(rt: &tokio::runtime::Runtime, mb: usize) -> f64 {
     kb / 1024.0
 }
 
+/// The median wall time of 30 `--version` processes: the machine's speed at the moment, for
+/// the reader to weigh the rows with (a virtual machine's drifts by half within minutes).
+fn process_cost() -> Duration {
+    median(
+        (0..30)
+            .map(|_| {
+                let started = Instant::now();
+                let out = Command::new(BIN).arg("--version").output().expect("run");
+                assert!(out.status.success());
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn main() {
     // `cargo test --benches` runs this binary with --bench absent; measure only under cargo bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -457,7 +472,8 @@ fn main() {
         });
     }
     println!(
-        "\n(making a 200-byte file: {:.0} µs in the bench's folders, {:.0} µs in a new folder of the temp folder itself)",
+        "\n(this machine now: `autowrkers --version` {:.2?} a process; making a 200-byte file {:.0} µs in the bench's folders, {:.0} µs in a new folder of the temp folder itself)",
+        process_cost(),
         file_cost(scratch_base()),
         file_cost(&std::env::temp_dir())
     );
