@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
@@ -91,47 +91,49 @@ pub struct PromptContext {
 pub struct PromptLibrary {
     /// Override folders, most specific first.
     dirs: Vec<PathBuf>,
-    /// The prompts compiled so far, shared by the library's clones.
-    compiled: Arc<Mutex<Compiled>>,
 }
 
-/// Compiled prompts by label (a prompt's name; an inline prompt's hash), with the source each
-/// was compiled from: a run checks every prompt of its template at the start and renders two
-/// per phase, and compiling the same source again each time was most of that work.
-#[derive(Debug)]
+/// The prompts this process compiled, by label (a prompt's name; an inline prompt's hash),
+/// with the source each was compiled from. A run checks every prompt of its template before
+/// it starts (the preflight), prices them (the estimate) and renders two per phase, each
+/// through a library of its own: compiling the same source again each time was most of that
+/// work. Kept for the process, not a library, and by source, so libraries of projects whose
+/// overrides differ stay correct (they compile in turn).
 struct Compiled {
     env: Environment<'static>,
     sources: HashMap<String, String>,
 }
 
+/// Calls `use_it` with the prompt `source` (translated) compiled under `label`: compiled now
+/// unless the same source was compiled under it before.
+fn with_compiled<R>(
+    label: &str,
+    source: String,
+    use_it: impl FnOnce(&minijinja::Template<'_, '_>) -> R,
+) -> Result<R, minijinja::Error> {
+    static COMPILED: OnceLock<Mutex<Compiled>> = OnceLock::new();
+    let mut compiled = COMPILED
+        .get_or_init(|| {
+            Mutex::new(Compiled {
+                env: environment(),
+                sources: HashMap::new(),
+            })
+        })
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let Compiled { env, sources } = &mut *compiled;
+    if sources.get(label) != Some(&source) {
+        sources.remove(label);
+        env.add_template_owned(label.to_owned(), source.clone())?;
+        sources.insert(label.to_owned(), source);
+    }
+    Ok(use_it(&env.get_template(label)?))
+}
+
 impl PromptLibrary {
     /// A library looking in `dirs` (most specific first) before the built-in prompts.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        Self {
-            dirs,
-            compiled: Arc::new(Mutex::new(Compiled {
-                env: environment(),
-                sources: HashMap::new(),
-            })),
-        }
-    }
-
-    /// Calls `use_it` with the compiled prompt `source` (translated) under `label`, compiled
-    /// now unless the same source was compiled under it before.
-    fn with_compiled<R>(
-        &self,
-        label: &str,
-        source: String,
-        use_it: impl FnOnce(&minijinja::Template<'_, '_>) -> R,
-    ) -> Result<R, minijinja::Error> {
-        let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        let Compiled { env, sources } = &mut *compiled;
-        if sources.get(label) != Some(&source) {
-            sources.remove(label);
-            env.add_template_owned(label.to_owned(), source.clone())?;
-            sources.insert(label.to_owned(), source);
-        }
-        Ok(use_it(&env.get_template(label)?))
+        Self { dirs }
     }
 
     /// The Jinja source for a prompt name, or the text itself when it is an inline prompt.
@@ -182,11 +184,10 @@ impl PromptLibrary {
             name: label.clone(),
             message,
         };
-        let variables = self
-            .with_compiled(&compiled_label(name), source, |t| {
-                t.undeclared_variables(true)
-            })
-            .map_err(|e| invalid(e.to_string()))?;
+        let variables = with_compiled(&compiled_label(name), source, |t| {
+            t.undeclared_variables(true)
+        })
+        .map_err(|e| invalid(e.to_string()))?;
         let mut unknown: Vec<String> = variables
             .into_iter()
             .filter(|v| match v.strip_prefix("artifacts.") {
@@ -232,7 +233,7 @@ impl PromptLibrary {
         artifacts.extend(ctx.artifacts.iter().map(|(k, v)| (*k, v.clone())));
         let mut vars: BTreeMap<&str, minijinja::Value> = ctx.vars.clone();
         vars.insert("artifacts", minijinja::Value::from_serialize(&artifacts));
-        self.with_compiled(&compiled_label(name_or_inline), source, |t| t.render(vars))
+        with_compiled(&compiled_label(name_or_inline), source, |t| t.render(vars))
             .and_then(|rendered| rendered)
             .map_err(|e| invalid(e.to_string()))
     }
@@ -341,7 +342,14 @@ mod tests {
     fn a_prompt_compiled_once_is_rendered_again_and_an_edited_one_anew() {
         let dir = tempfile::tempdir().unwrap();
         let lib = PromptLibrary::new(vec![dir.path().to_path_buf()]);
-        let copy = lib.clone();
+        // Another project's library, whose override of the same name says something else.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = PromptLibrary::new(vec![other_dir.path().to_path_buf()]);
+        std::fs::write(
+            other_dir.path().join("mine.md.j2"),
+            "Else {{ task_description }}",
+        )
+        .unwrap();
         let ctx = |task: &str| PromptContext {
             vars: BTreeMap::from([("task_description", minijinja::Value::from(task))]),
             artifacts: BTreeMap::new(),
@@ -349,8 +357,12 @@ mod tests {
         let file = dir.path().join("mine.md.j2");
         std::fs::write(&file, "Do {{ task_description }}.").unwrap();
         assert_eq!(lib.render("mine", &ctx("a")).unwrap(), "Do a.");
-        // A clone shares the compiled prompt, and renders its own values.
-        assert_eq!(copy.render("mine", &ctx("b")).unwrap(), "Do b.");
+        // A library made anew takes the compiled prompt and renders its own values; another
+        // project's override of the name is its own prompt, before and after.
+        let again = PromptLibrary::new(vec![dir.path().to_path_buf()]);
+        assert_eq!(again.render("mine", &ctx("b")).unwrap(), "Do b.");
+        assert_eq!(other.render("mine", &ctx("b")).unwrap(), "Else b");
+        assert_eq!(lib.render("mine", &ctx("b")).unwrap(), "Do b.");
         // The file edited between two renders (the same length, in place): rendered anew.
         std::fs::write(&file, "Go {{ task_description }}.").unwrap();
         assert_eq!(lib.render("mine", &ctx("c")).unwrap(), "Go c.");
