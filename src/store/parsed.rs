@@ -61,25 +61,12 @@ mod tests {
     fn the_same_bytes_are_parsed_once_and_any_change_again() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = crate::store::ExecutionDir::new(tmp.path().join("e1"));
-        let request = crate::spec::ExecutionRequest {
-            id: "e1".into(),
-            trigger_mode: crate::spec::TriggerMode::ManualTask,
-            project_path: "/p".into(),
-            task_description: "first task".into(),
-            iteration_behavior: crate::spec::IterationBehavior::default(),
-            template: crate::spec::default_template().unwrap(),
-            template_source: String::new(),
-            budget_limit: None,
-            interactive_mode: false,
-            in_place: false,
-            no_verify: false,
-            include_uncommitted: false,
-            sandbox: None,
-            created_at: "2026-01-01T00:00:00Z".into(),
-            control: crate::spec::ControlRequests::default(),
-            github: None,
-        };
-        let yaml = crate::spec::to_yaml(&request).unwrap();
+        let yaml = concat!(
+            "id: e1\ntrigger_mode: manual_task\nproject_path: /p\n",
+            "task_description: first task\ntemplate: {name: t, phases: []}\n",
+            "iteration_behavior: auto_iterate\ncreated_at: '2026-01-01T00:00:00Z'\n",
+        )
+        .to_owned();
         let path = dir.request_path();
         let parses = Cell::new(0);
         assert_eq!(parsed(&path, &yaml, &parses).task_description, "first task");
