@@ -308,8 +308,10 @@ fn place_state(
     bytes: &[u8],
     number: u64,
 ) -> Result<(), EngineError> {
-    dir.record_state_text(bytes)?;
+    let replaced = dir.record_state_text(bytes)?;
     shared.update(|p| p.placed = p.placed.max(number));
+    // Freed once the runner waiting for this state is on its way.
+    replaced.remove();
     Ok(())
 }
 

@@ -132,7 +132,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ExecutionDir::new(tmp.path().join("e1"));
         std::fs::create_dir_all(dir.root()).unwrap();
-        dir.record_state_text(b"{}").unwrap();
+        dir.record_state_text(b"{}").unwrap().remove();
         let mut syncer = Syncer::new(&dir);
         for _ in 0..20 {
             syncer.ask().unwrap();

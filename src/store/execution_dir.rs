@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-use super::atomic::{sync_written, write_atomic, write_replace};
+use super::atomic::{Retired, sync_written, write_atomic, write_replace, write_replace_retiring};
 use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
@@ -164,9 +164,12 @@ impl ExecutionDir {
     /// renamed over the old one, never an old one written over: a reader that opened
     /// `state.json` a moment ago reads that state whole, and a kill leaves the old state or
     /// this one.
-    pub fn record_state_text(&self, text: &[u8]) -> Result<(), StoreError> {
+    ///
+    /// The state it replaces is returned still on disk under a temp name: freeing a file is
+    /// the slow part of a rename, and the caller removes it once nobody waits on this write.
+    pub fn record_state_text(&self, text: &[u8]) -> Result<Retired, StoreError> {
         let path = self.state_path();
-        write_replace(&path, text).map_err(|e| StoreError::io(&path, e))
+        write_replace_retiring(&path, text).map_err(|e| StoreError::io(&path, e))
     }
 
     /// Flushes `state.json` as it is now, and its name, to the disk. With `created`, also what
@@ -319,17 +322,21 @@ mod tests {
     fn a_reader_of_the_state_keeps_reading_it_whole_through_the_runners_next_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ExecutionDir::new(tmp.path());
-        dir.record_state_text(b"{\"n\":1}").unwrap();
+        dir.record_state_text(b"{\"n\":1}").unwrap().remove();
         // `workflow status`, the live view, `serve`: a reader that opened the file just before
         // the runner's next writes still reads one whole state, not a newer one written over
         // its file.
         let mut reader = std::fs::File::open(dir.state_path()).unwrap();
-        dir.record_state_text(b"{\"n\":2,\"longer\":true}").unwrap();
-        dir.record_state_text(b"{\"n\":3}").unwrap();
+        dir.record_state_text(b"{\"n\":2,\"longer\":true}")
+            .unwrap()
+            .remove();
+        dir.record_state_text(b"{\"n\":3}").unwrap().remove();
         dir.sync_state(false).unwrap();
         let mut seen = String::new();
         reader.read_to_string(&mut seen).unwrap();
         assert_eq!(seen, "{\"n\":1}");
         assert_eq!(std::fs::read(dir.state_path()).unwrap(), b"{\"n\":3}");
+        // The replaced states were freed: only `state.json` is left.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 }
