@@ -208,7 +208,7 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
             .as_deref()
             .is_none_or(|s| s == status || (s == "running" && status == "interrupted"))
     };
-    let rows: Box<dyn Iterator<Item = ExecutionSummary>> = match &catalog {
+    let mut rows: Box<dyn Iterator<Item = ExecutionSummary>> = match &catalog {
         Some(c) if args.all => Box::new(c.all().into_iter()),
         Some(c) => Box::new(c.newest_first()),
         None => {
@@ -225,7 +225,7 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     let mut more = false;
     // One buffered writer: ten thousand rows are a few writes, not one each.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for summary in rows {
+    for summary in rows.by_ref() {
         let status = store::shown_status(&summary.status, &ExecutionDir::new(&summary.dir));
         if !wanted(&status) {
             continue;
@@ -244,6 +244,11 @@ pub fn list(args: ListArgs, home: Home) -> Result<u8> {
     }
     if more && !args.json {
         eprintln!("… and older ones (`--all` lists every execution, `--limit N` more)");
+    }
+    // The rows borrow the catalog; this command opens the index no more.
+    drop(rows);
+    if let Some(catalog) = catalog {
+        catalog.leave();
     }
     Ok(0)
 }

@@ -129,6 +129,12 @@ impl Catalog {
         }
     }
 
+    /// Lets go of the index at the end of a command that does not open it again before it
+    /// exits ([`Index::leave`]: without sled's closing sync when nothing was written).
+    pub fn leave(self) {
+        self.index.leave();
+    }
+
     /// The execution `prefix` names (an id or its unique beginning, like git): in the current
     /// project first, then in every known project.
     pub fn find(&self, prefix: &str) -> Result<ExecutionDir, StoreError> {
