@@ -360,10 +360,12 @@ impl Engine {
             // The ref's tip always tells how the execution stands: committed in the commit
             // thread while the worktree is removed, and waited for before the lock is let go.
             pass.commit_last(format!("autowrkers: {}", s.as_str()))?;
-            if s.is_terminal() {
-                release_branch(&pass)?;
+            let releasing = s.is_terminal().then(|| release_branch(&pass));
+            let written = pass.wait_for_writes();
+            if let Some(released) = releasing {
+                released.wait()?;
             }
-            pass.wait_for_writes()?;
+            written?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))
@@ -414,18 +416,57 @@ impl Engine {
 
 /// An execution that ended gives its branch back: its worktree (everything is committed on the
 /// branch) is removed, so `git checkout <branch>` and `git branch -D` work at once. A reopened
-/// execution gets its worktree again from the branch.
-fn release_branch(pass: &Reconcile<'_>) -> Result<(), EngineError> {
+/// execution gets its worktree again from the branch. The removal (a file freed per file of
+/// the project, and libgit2's records) runs in a thread of its own while the pass waits for
+/// its last commit and sync; the pass waits for both before it lets go of the execution.
+fn release_branch(pass: &Reconcile<'_>) -> Releasing {
     let Some(ws) = &pass.state.workspace else {
-        return Ok(());
+        return Releasing::Done;
     };
-    if ws.branch.is_none() {
-        return Ok(());
+    if ws.branch.is_none() || pass.repo.is_none() {
+        return Releasing::Done;
     }
-    if let Some(repo) = &pass.repo {
-        repo.remove_worktree(Path::new(&ws.dir))?;
+    let project = PathBuf::from(&pass.request.project_path);
+    let dir = PathBuf::from(&ws.dir);
+    let remove = move || match ProjectRepo::open(&project) {
+        Some(repo) => repo.remove_worktree(&dir),
+        None => Ok(()),
+    };
+    let spawned = std::thread::Builder::new()
+        .name("autowrkers-release".into())
+        .spawn(remove);
+    match spawned {
+        Ok(thread) => Releasing::Thread(thread),
+        // No thread to be had: the repository the pass holds does it here.
+        Err(_) => Releasing::Over(
+            pass.repo
+                .as_ref()
+                .map_or(Ok(()), |repo| repo.remove_worktree(Path::new(&ws.dir))),
+        ),
     }
-    Ok(())
+}
+
+/// A worktree's removal by [`release_branch`]: none to make, under way, or over.
+enum Releasing {
+    Done,
+    Thread(std::thread::JoinHandle<Result<(), crate::git::GitError>>),
+    Over(Result<(), crate::git::GitError>),
+}
+
+impl Releasing {
+    /// Waits for the removal; its failure, if any.
+    fn wait(self) -> Result<(), EngineError> {
+        match self {
+            Self::Done => Ok(()),
+            Self::Over(result) => Ok(result?),
+            Self::Thread(thread) => match thread.join() {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(EngineError::Project(
+                    "the thread removing the worktree stopped".into(),
+                )),
+            },
+        }
+    }
 }
 
 /// Refuses, before anything is written or spent, a bare repository (no files to change) and a

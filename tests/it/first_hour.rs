@@ -358,6 +358,12 @@ async fn the_result_branch_is_free_to_check_out_when_the_run_ends() {
         ],
     );
     assert!(stat.contains("a.txt"), "{stat}");
+    // The worktree was removed before the process ended, folder and records.
+    let worktree = p.state()["workspace"]["dir"]
+        .as_str()
+        .expect("worktree")
+        .to_owned();
+    assert!(!std::path::Path::new(&worktree).exists(), "{worktree}");
     crate::support::git(&p.path(), &["checkout", "-q", &branch]);
     assert_eq!(
         std::fs::read_to_string(p.path().join("a.txt")).expect("a"),
