@@ -26,6 +26,7 @@ pub use stamp::Stamp;
 pub use state_encoder::{Encoded, History, StateEncoder};
 pub use tail::{EventTail, runner_alive, shown_status};
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::spec::SpecError;
@@ -238,10 +239,12 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
     let matches: Vec<(String, ExecutionDir)> = std::fs::read_dir(&folder)
         .ok()?
         .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            name.starts_with(prefix) && folder.join(name).join("execution.yaml").exists()
-        })
+        .map(|e| e.file_name())
+        // Compared as bytes: a project's thousands of names are not each made a `String` to
+        // find the one or two the prefix names.
+        .filter(|name| name.as_bytes().starts_with(prefix.as_bytes()))
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| folder.join(name).join("execution.yaml").exists())
         .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
         .collect();
     (!matches.is_empty()).then(|| pick_one(prefix, matches))
