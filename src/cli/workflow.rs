@@ -358,6 +358,11 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     );
     loop {
+        // Asked before the files are read: a runner lets go of its execution only after its
+        // last event and state are written, so when it was already gone here, what is read
+        // next is all there will be. Asked after, a runner that ended between the reads and the
+        // question would leave its last event unread and its run taken for a dead one.
+        let alive = autowrkers::store::runner_alive(dir);
         let fresh = tail.read_new()?;
         for (_, line) in &fresh {
             let Ok(event) = serde_json::from_str::<autowrkers::engine::Event>(line) else {
@@ -372,7 +377,7 @@ fn follow(dir: &ExecutionDir) -> Result<u8> {
             state.status,
             WorkflowStatus::Running | WorkflowStatus::Pending
         );
-        if stopped || (!autowrkers::store::runner_alive(dir) && fresh.is_empty()) {
+        if stopped || (!alive && fresh.is_empty()) {
             eprintln!(
                 "execution {} is {}",
                 short(&state.id),
