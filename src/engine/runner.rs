@@ -429,8 +429,12 @@ fn release_branch(pass: &Reconcile<'_>) -> Releasing {
     let project = PathBuf::from(&pass.request.project_path);
     let dir = PathBuf::from(&ws.dir);
     let remove = move || match ProjectRepo::open(&project) {
-        Some(repo) => repo.remove_worktree(&dir),
-        None => Ok(()),
+        Some(repo) => Ok(repo.remove_worktree(&dir)?),
+        None => Err(EngineError::Project(format!(
+            "cannot open the repository of {} again to remove the worktree {}",
+            project.display(),
+            dir.display()
+        ))),
     };
     let spawned = std::thread::Builder::new()
         .name("autowrkers-release".into())
@@ -441,7 +445,7 @@ fn release_branch(pass: &Reconcile<'_>) -> Releasing {
         Err(_) => Releasing::Over(
             pass.repo
                 .as_ref()
-                .map_or(Ok(()), |repo| repo.remove_worktree(Path::new(&ws.dir))),
+                .map_or(Ok(()), |repo| Ok(repo.remove_worktree(Path::new(&ws.dir))?)),
         ),
     }
 }
@@ -449,8 +453,8 @@ fn release_branch(pass: &Reconcile<'_>) -> Releasing {
 /// A worktree's removal by [`release_branch`]: none to make, under way, or over.
 enum Releasing {
     Done,
-    Thread(std::thread::JoinHandle<Result<(), crate::git::GitError>>),
-    Over(Result<(), crate::git::GitError>),
+    Thread(std::thread::JoinHandle<Result<(), EngineError>>),
+    Over(Result<(), EngineError>),
 }
 
 impl Releasing {
@@ -458,9 +462,9 @@ impl Releasing {
     fn wait(self) -> Result<(), EngineError> {
         match self {
             Self::Done => Ok(()),
-            Self::Over(result) => Ok(result?),
+            Self::Over(result) => result,
             Self::Thread(thread) => match thread.join() {
-                Ok(result) => Ok(result?),
+                Ok(result) => result,
                 Err(_) => Err(EngineError::Project(
                     "the thread removing the worktree stopped".into(),
                 )),
