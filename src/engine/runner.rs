@@ -420,11 +420,11 @@ impl Engine {
 /// the project, and libgit2's records) runs in a thread of its own while the pass waits for
 /// its last commit and sync; the pass waits for both before it lets go of the execution.
 fn release_branch(pass: &Reconcile<'_>) -> Releasing {
-    let Some(ws) = &pass.state.workspace else {
-        return Releasing::Done;
+    let (Some(ws), Some(repo)) = (&pass.state.workspace, &pass.repo) else {
+        return Releasing::Over(Ok(()));
     };
-    if ws.branch.is_none() || pass.repo.is_none() {
-        return Releasing::Done;
+    if ws.branch.is_none() {
+        return Releasing::Over(Ok(()));
     }
     let project = PathBuf::from(&pass.request.project_path);
     let dir = PathBuf::from(&ws.dir);
@@ -443,16 +443,14 @@ fn release_branch(pass: &Reconcile<'_>) -> Releasing {
         Ok(thread) => Releasing::Thread(thread),
         // No thread to be had: the repository the pass holds does it here.
         Err(_) => Releasing::Over(
-            pass.repo
-                .as_ref()
-                .map_or(Ok(()), |repo| Ok(repo.remove_worktree(Path::new(&ws.dir))?)),
+            repo.remove_worktree(Path::new(&ws.dir))
+                .map_err(EngineError::from),
         ),
     }
 }
 
-/// A worktree's removal by [`release_branch`]: none to make, under way, or over.
+/// A worktree's removal by [`release_branch`]: under way, or over (or none to make).
 enum Releasing {
-    Done,
     Thread(std::thread::JoinHandle<Result<(), EngineError>>),
     Over(Result<(), EngineError>),
 }
@@ -461,14 +459,12 @@ impl Releasing {
     /// Waits for the removal; its failure, if any.
     fn wait(self) -> Result<(), EngineError> {
         match self {
-            Self::Done => Ok(()),
             Self::Over(result) => result,
-            Self::Thread(thread) => match thread.join() {
-                Ok(result) => result,
-                Err(_) => Err(EngineError::Project(
+            Self::Thread(thread) => thread.join().unwrap_or_else(|_| {
+                Err(EngineError::Project(
                     "the thread removing the worktree stopped".into(),
-                )),
-            },
+                ))
+            }),
         }
     }
 }

@@ -81,16 +81,8 @@ impl ExecutionDir {
     /// [`super::parsed`]).
     pub fn read_request(&self) -> Result<ExecutionRequest, StoreError> {
         let path = self.request_path();
-        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        super::parsed::request(&path, bytes, |bytes| {
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                StoreError::io(
-                    &path,
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                )
-            })?;
-            spec::from_yaml(text, &path).map_err(StoreError::from)
-        })
+        let text = read(&path)?;
+        super::parsed::request(&path, text, |text| Ok(spec::from_yaml(text, &path)?))
     }
 
     /// Writes `execution.yaml` atomically and durably.
