@@ -218,7 +218,19 @@ mod tests {
 
     #[test]
     fn a_held_ref_is_moved_once_the_thread_is_idle_without_a_finish() {
+        use notify::Watcher;
         let dir = repo();
+        // Woken by the ref's files appearing in their folder, watched before anything is made.
+        let refs = dir.path().join(".git/refs/autowrkers/executions");
+        std::fs::create_dir_all(&refs).unwrap();
+        let (tx, changed) = std::sync::mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |_| {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        watcher
+            .watch(&refs, notify::RecursiveMode::NonRecursive)
+            .unwrap();
         let committer = Committer::new();
         for m in ["one", "two"] {
             committer.commit(job(dir.path(), "e4", m)).unwrap();
@@ -230,8 +242,11 @@ mod tests {
             .find_reference("refs/autowrkers/executions/e4")
             .is_err()
         {
-            assert!(Instant::now() < deadline, "the held ref was never moved");
-            std::thread::sleep(Duration::from_millis(2));
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                changed.recv_timeout(left).is_ok(),
+                "the held ref was never moved"
+            );
         }
         assert_eq!(messages(dir.path(), "e4"), ["two", "one"]);
         // A later commit goes on from the moved ref.
