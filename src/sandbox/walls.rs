@@ -5,10 +5,13 @@
 //! system calls only: it runs between `fork` and `exec` of the runner (a multi-threaded process,
 //! whose child may not allocate or take a lock), or in the `__sandbox` helper.
 //!
-//! The order is fixed: new user and mount namespaces (and a network namespace without network),
-//! the id maps, the mount tree made private, the worktree's `.git` and the runner's folder made
-//! unwritable, `no_new_privs`, and last the Landlock ruleset. A failed step stops the command
-//! before it starts: the sandbox fails closed.
+//! The order is fixed: new user and mount namespaces, the id maps, the mount tree made private,
+//! the worktree's `.git` and the runner's folder made unwritable, `no_new_privs`, the Landlock
+//! ruleset, and last — without network — the seccomp filter that makes `socket(2)` refuse every
+//! family but `AF_UNIX` ([`Filter`]). Where Landlock cannot scope abstract UNIX sockets (before
+//! ABI 6) or no filter is written for the architecture, a network namespace of the command's
+//! own keeps it off the network instead. A failed step stops the command before it starts: the
+//! sandbox fails closed.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,9 +20,10 @@ use std::path::Path;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, path_beneath_rules,
+    RulesetCreatedAttr, Scope, path_beneath_rules,
 };
 
+use super::seccomp::Filter;
 use super::{Policy, SandboxMode};
 
 /// Devices any command may read and write.
@@ -51,6 +55,7 @@ pub(crate) struct Walls {
     gid_map: Vec<u8>,
     mounts: Vec<Mount>,
     ruleset: OwnedFd,
+    filter: Option<Filter>,
 }
 
 /// The step of [`Walls::raise`] that failed, and the system's error number.
@@ -73,13 +78,30 @@ impl Walls {
     /// The walls of `policy`; `None` for `full-access`. Fails when the kernel cannot enforce
     /// Landlock ABI 4 (file system and TCP rules) or a path cannot be named to the kernel.
     pub fn plan(policy: &Policy) -> Result<Option<Self>, String> {
+        Self::plan_as(policy, Filter::network_off)
+    }
+
+    /// [`Self::plan`], with the network filter (when the network is off) from `filter`: a
+    /// filter-less plan is how the namespace route is tested on a kernel that needs none.
+    fn plan_as(policy: &Policy, filter: fn() -> Option<Filter>) -> Result<Option<Self>, String> {
         if policy.mode == SandboxMode::FullAccess {
             return Ok(None);
         }
         let mut namespaces = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
-        if !policy.network && policy.connect_ports.is_empty() {
-            namespaces |= libc::CLONE_NEWNET;
-        }
+        let closed = !policy.network && policy.connect_ports.is_empty();
+        let scoped = closed
+            .then(filter)
+            .flatten()
+            .and_then(|f| Some((ruleset(policy, true).ok()?, f)));
+        let (ruleset, filter) = match scoped {
+            Some((ruleset, filter)) => (ruleset, Some(filter)),
+            None => {
+                if closed {
+                    namespaces |= libc::CLONE_NEWNET;
+                }
+                (ruleset(policy, false)?, None)
+            }
+        };
         // SAFETY: getuid/getgid only read the process's credentials.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         // Nothing mounted in the sandbox may reach the runner's namespace.
@@ -99,7 +121,8 @@ impl Walls {
             uid_map: format!("{uid} {uid} 1").into_bytes(),
             gid_map: format!("{gid} {gid} 1").into_bytes(),
             mounts,
-            ruleset: ruleset(policy)?,
+            ruleset,
+            filter,
         }))
     }
 
@@ -149,6 +172,12 @@ impl Walls {
         };
         if rc != 0 {
             return Err(fail("apply the Landlock rules"));
+        }
+        if let Some(filter) = &self.filter {
+            filter.install().map_err(|errno| Breach {
+                step: "install the network filter",
+                errno,
+            })?;
         }
         Ok(())
     }
@@ -249,8 +278,11 @@ fn inherited_flags(path: &Path) -> libc::c_ulong {
 /// The Landlock ruleset of `policy`, built but not applied: read and execute on the readable
 /// roots, read (and in `workspace-write`, write) on the worktree, everything on the private
 /// scratch folder and the harmless devices; TCP bind and connect refused without network but
-/// for the policy's ports. Anything the kernel cannot enforce in full is an error.
-fn ruleset(policy: &Policy) -> Result<OwnedFd, String> {
+/// for the policy's ports; no signal to a process outside the sandbox where the kernel can
+/// refuse it (ABI 6). `scoped` also refuses abstract UNIX sockets made outside, which only
+/// ABI 6 can: the network filter's half of keeping a command off the network. Anything else
+/// the kernel cannot enforce in full is an error.
+fn ruleset(policy: &Policy, scoped: bool) -> Result<OwnedFd, String> {
     let abi = ABI::V4;
     let err = |e: landlock::RulesetError| {
         format!("this kernel cannot enforce Landlock ABI 4 (filesystem and TCP rules): {e}")
@@ -259,6 +291,15 @@ fn ruleset(policy: &Policy) -> Result<OwnedFd, String> {
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(abi))
         .map_err(err)?;
+    ruleset = if scoped {
+        ruleset.scope(Scope::from_all(ABI::V6)).map_err(err)?
+    } else {
+        ruleset
+            .set_compatibility(CompatLevel::BestEffort)
+            .scope(Scope::Signal)
+            .map_err(err)?
+            .set_compatibility(CompatLevel::HardRequirement)
+    };
     if !policy.network {
         ruleset = ruleset
             .handle_access(AccessNet::from_all(abi))
@@ -307,6 +348,7 @@ fn ruleset(policy: &Policy) -> Result<OwnedFd, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::linux::net::SocketAddrExt;
     use std::os::unix::process::CommandExt;
 
     fn policy(workdir: &Path, scratch: &Path) -> Policy {
@@ -325,6 +367,11 @@ mod tests {
 
     /// Runs `script` in `workdir` behind `walls`; the spawn's error when they fail.
     fn run(walls: Walls, workdir: &Path, script: &str) -> std::io::Result<bool> {
+        exit_code(walls, workdir, script).map(|c| c == Some(0))
+    }
+
+    /// Runs `script` in `workdir` behind `walls`; its exit code.
+    fn exit_code(walls: Walls, workdir: &Path, script: &str) -> std::io::Result<Option<i32>> {
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", script]).current_dir(workdir);
         // SAFETY: `raise` makes system calls only.
@@ -335,7 +382,7 @@ mod tests {
                     .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
             });
         }
-        cmd.status().map(|s| s.success())
+        cmd.status().map(|s| s.code())
     }
 
     #[test]
@@ -380,5 +427,101 @@ mod tests {
         let spawned = run(walls, &work, "echo ran > ran.txt");
         assert!(spawned.is_err(), "the spawn failed: {spawned:?}");
         assert!(!work.join("ran.txt").exists(), "the command ran");
+    }
+
+    /// A perl one-liner that exits 3 when it cannot make a socket of `family`/`kind`, 4 when it
+    /// cannot send on it to `to`, 5 when it cannot connect there, 0 when it got through.
+    fn perl_socket(family: &str, kind: &str, to: &str, verb: &str) -> String {
+        format!(
+            "perl -MSocket -e 'socket(S, {family}, {kind}, 0) or exit 3; \
+             {verb} or exit({}); exit 0'",
+            if verb.starts_with("send") { 4 } else { 5 }
+        )
+        .replace("TO", to)
+    }
+
+    /// The three ways out a network namespace used to close, tried behind `walls()`: a UDP
+    /// datagram to a socket of this test, a connection to an abstract UNIX socket of this test,
+    /// and a signal to this test's process. Returns the three exit codes.
+    fn try_the_ways_out(walls: impl Fn() -> Walls, work: &Path) -> [Option<i32>; 3] {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let name = format!("autowrkers-walls-{}", std::process::id());
+        let addr =
+            <std::os::unix::net::SocketAddr as SocketAddrExt>::from_abstract_name(name.as_bytes())
+                .unwrap();
+        let unix = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        unix.set_nonblocking(true).unwrap();
+        let send = perl_socket(
+            "PF_INET",
+            "SOCK_DGRAM",
+            &format!("pack_sockaddr_in({port}, inet_aton(\"127.0.0.1\"))"),
+            "send(S, \"x\", 0, TO)",
+        );
+        let connect = perl_socket(
+            "PF_UNIX",
+            "SOCK_STREAM",
+            &format!("pack_sockaddr_un(\"\\0{name}\")"),
+            "connect(S, TO)",
+        );
+        let codes = [
+            exit_code(walls(), work, &send).unwrap(),
+            exit_code(walls(), work, &connect).unwrap(),
+            exit_code(walls(), work, &format!("kill -0 {}", std::process::id())).unwrap(),
+        ];
+        // A datagram sent or a connection made would be waiting here by now.
+        let mut buf = [0u8; 8];
+        let got_datagram = udp.recv(&mut buf).is_ok();
+        let got_connection = unix.accept().is_ok();
+        assert_eq!(
+            (got_datagram, got_connection),
+            (codes[0] == Some(0), codes[1] == Some(0)),
+            "what arrived matches what the commands said: {codes:?}"
+        );
+        codes
+    }
+
+    #[test]
+    fn without_network_no_socket_reaches_outside_and_no_signal_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(&scratch).unwrap();
+        let closed = policy(&work, &scratch);
+        // This kernel (Landlock ABI 7) takes the filter's route, without a network namespace.
+        let walls = Walls::plan(&closed).unwrap().unwrap();
+        assert!(walls.filter.is_some(), "the network filter is planned");
+        assert_eq!(
+            walls.namespaces & libc::CLONE_NEWNET,
+            0,
+            "no network namespace"
+        );
+        let [udp, unix, signal] =
+            try_the_ways_out(|| Walls::plan(&closed).unwrap().unwrap(), &work);
+        assert_eq!(udp, Some(3), "a UDP socket could be made");
+        assert_eq!(unix, Some(5), "an abstract socket outside was reached");
+        assert_ne!(signal, Some(0), "a signal reached a process outside");
+        // Inside, a command still signals its own processes and makes its own UNIX sockets.
+        assert!(run(Walls::plan(&closed).unwrap().unwrap(), &work, "kill -0 $$").unwrap());
+        let pair = "perl -MSocket -e 'socketpair(A, B, AF_UNIX, SOCK_STREAM, 0) or exit 3'";
+        assert!(run(Walls::plan(&closed).unwrap().unwrap(), &work, pair).unwrap());
+
+        // The namespace route (older kernels) closes the same ways out.
+        let namespaced = || Walls::plan_as(&closed, || None).unwrap().unwrap();
+        assert_ne!(namespaced().namespaces & libc::CLONE_NEWNET, 0);
+        let [udp, unix, _] = try_the_ways_out(namespaced, &work);
+        assert!(matches!(udp, Some(3 | 4)), "a datagram left: {udp:?}");
+        assert_eq!(unix, Some(5), "an abstract socket outside was reached");
+
+        // With the network on, all of it gets through: the probes above can succeed.
+        let open = Policy {
+            network: true,
+            ..closed.clone()
+        };
+        let open_walls = || Walls::plan(&open).unwrap().unwrap();
+        assert!(open_walls().filter.is_none());
+        let [udp, unix, _] = try_the_ways_out(open_walls, &work);
+        assert_eq!((udp, unix), (Some(0), Some(0)));
     }
 }
