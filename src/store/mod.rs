@@ -236,6 +236,15 @@ fn pick_one(
 /// an error when several do (and none is exactly `prefix`).
 fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, StoreError>> {
     let folder = ProjectDir::new(project).executions();
+    // A whole id (what `--json`, the REST API and scripts pass) is looked up by its name: the
+    // folder's thousands of names are listed only for a prefix.
+    let exact = folder.join(prefix);
+    if !prefix.is_empty()
+        && !prefix.contains(['/', '.'])
+        && exact.join("execution.yaml").exists()
+    {
+        return Some(Ok(ExecutionDir::new(exact)));
+    }
     let matches: Vec<(String, ExecutionDir)> = std::fs::read_dir(&folder)
         .ok()?
         .filter_map(Result::ok)
