@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::execution_dir::{REQUEST_FILE, STATE_FILE};
 use super::{
     ExecutionDir, ExecutionSummary, Home, Index, ProjectDir, Stamp, StoreError, known_projects,
 };
@@ -176,8 +177,22 @@ impl Catalog {
         type Batch = std::sync::Arc<Vec<ExecutionSummary>>;
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let stamp_all = |part: &[ExecutionSummary]| -> Vec<Option<String>> {
+            // Each `stat` walks from the executions folder, opened once per batch and project.
+            let mut folder: Option<(&Path, Option<std::fs::File>)> = None;
             part.iter()
-                .map(|s| files_stamp(&ExecutionDir::new(&s.dir)))
+                .map(|s| {
+                    let dir = Path::new(&s.dir);
+                    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+                        return files_stamp(&ExecutionDir::new(dir));
+                    };
+                    if folder.as_ref().is_none_or(|(p, _)| *p != parent) {
+                        folder = Some((parent, open_folder(parent)));
+                    }
+                    match folder.as_ref().and_then(|(_, f)| f.as_ref()) {
+                        Some(f) => files_stamp_at(f, Path::new(name)),
+                        None => files_stamp(&ExecutionDir::new(dir)),
+                    }
+                })
                 .collect()
         };
         let (to_workers, jobs) = std::sync::mpsc::channel::<(usize, Batch)>();
@@ -348,11 +363,34 @@ pub const DAMAGED: &str = "damaged";
 /// into one short string; `None` when `execution.yaml` is gone. A whole listing computes ten
 /// thousand of these, so they are numbers hashed, not text formatted.
 fn files_stamp(dir: &ExecutionDir) -> Option<String> {
-    use std::hash::{Hash, Hasher};
     let request = Stamp::of(&dir.request_path())?;
+    Some(stamp_text(request, Stamp::of(&dir.state_path())))
+}
+
+/// [`files_stamp`] of the execution folder `name` in the folder open as `executions`.
+fn files_stamp_at(executions: &std::fs::File, name: &Path) -> Option<String> {
+    let request = Stamp::at(executions, &name.join(REQUEST_FILE))?;
+    Some(stamp_text(
+        request,
+        Stamp::at(executions, &name.join(STATE_FILE)),
+    ))
+}
+
+fn stamp_text(request: Stamp, state: Option<Stamp>) -> String {
+    use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (request, Stamp::of(&dir.state_path())).hash(&mut h);
-    Some(format!("{:016x}", h.finish()))
+    (request, state).hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// `folder` opened for `stat`s relative to it (`O_PATH`: nothing of it is read).
+fn open_folder(folder: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(folder)
+        .ok()
 }
 
 fn folder_stamp(folder: &Path) -> Option<String> {
@@ -440,6 +478,12 @@ mod tests {
                 .filter(|s| s.id != "e0005")
                 .all(|s| s.status == "pending")
         );
+        // The workers' stamps, taken relative to the executions folder, are the stamps the
+        // index keeps: an unchanged row is not read again.
+        let folder = open_folder(dirs[7].root().parent().expect("parent")).expect("folder");
+        let name = Path::new(dirs[7].root().file_name().expect("name"));
+        assert_eq!(files_stamp_at(&folder, name), files_stamp(&dirs[7]));
+        assert!(files_stamp_at(&folder, Path::new("e0600")).is_none());
     }
 
     #[test]

@@ -9,6 +9,11 @@ use super::atomic::{Retired, sync_written, write_atomic, write_replace, write_re
 use super::state_encoder::{Encoded, History, StateEncoder};
 use crate::spec::{self, ExecutionRequest, WorkflowExecution};
 
+/// The name of an execution's request file in its folder.
+pub const REQUEST_FILE: &str = "execution.yaml";
+/// The name of an execution's state file in its folder.
+pub const STATE_FILE: &str = "state.json";
+
 /// Handle on `<project>/.autowrkers/executions/<id>/`.
 #[derive(Debug, Clone)]
 pub struct ExecutionDir {
@@ -38,11 +43,11 @@ impl ExecutionDir {
     }
     /// `execution.yaml`.
     pub fn request_path(&self) -> PathBuf {
-        self.root.join("execution.yaml")
+        self.root.join(REQUEST_FILE)
     }
     /// `state.json`.
     pub fn state_path(&self) -> PathBuf {
-        self.root.join("state.json")
+        self.root.join(STATE_FILE)
     }
     /// `history/<iteration>.json`: the phase runs and artifacts of an iteration that is over.
     pub fn history_path(&self, iteration: u32) -> PathBuf {

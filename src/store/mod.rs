@@ -239,10 +239,7 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
     // A whole id (what `--json`, the REST API and scripts pass) is looked up by its name: the
     // folder's thousands of names are listed only for a prefix.
     let exact = folder.join(prefix);
-    if !prefix.is_empty()
-        && !prefix.contains(['/', '.'])
-        && exact.join("execution.yaml").exists()
-    {
+    if !prefix.is_empty() && !prefix.contains(['/', '.']) && exact.join("execution.yaml").exists() {
         return Some(Ok(ExecutionDir::new(exact)));
     }
     let matches: Vec<(String, ExecutionDir)> = std::fs::read_dir(&folder)
