@@ -7,6 +7,7 @@ mod catalog;
 mod execution_dir;
 mod index;
 mod lock;
+mod names;
 mod parsed;
 mod paths;
 mod stamp;
@@ -26,7 +27,6 @@ pub use stamp::Stamp;
 pub use state_encoder::{Encoded, History, StateEncoder};
 pub use tail::{EventTail, runner_alive, shown_status};
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::spec::SpecError;
@@ -242,13 +242,11 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
     if !prefix.is_empty() && !prefix.contains(['/', '.']) && exact.join("execution.yaml").exists() {
         return Some(Ok(ExecutionDir::new(exact)));
     }
-    let matches: Vec<(String, ExecutionDir)> = std::fs::read_dir(&folder)
+    // Compared as bytes as `readdir` hands them out: a project's thousands of names are not
+    // each copied to find the one or two the prefix names.
+    let matches: Vec<(String, ExecutionDir)> = names::with_prefix(&folder, prefix.as_bytes())
         .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        // Compared as bytes: a project's thousands of names are not each made a `String` to
-        // find the one or two the prefix names.
-        .filter(|name| name.as_bytes().starts_with(prefix.as_bytes()))
+        .into_iter()
         .map(|name| name.to_string_lossy().into_owned())
         .filter(|name| folder.join(name).join("execution.yaml").exists())
         .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
