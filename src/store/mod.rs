@@ -30,6 +30,7 @@ pub use tail::{EventTail, runner_alive, shown_status};
 use std::path::{Path, PathBuf};
 
 use crate::spec::SpecError;
+use execution_dir::REQUEST_FILE;
 
 /// Why a stored file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +240,7 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
     // A whole id (what `--json`, the REST API and scripts pass) is looked up by its name: the
     // folder's thousands of names are listed only for a prefix.
     let exact = folder.join(prefix);
-    if !prefix.is_empty() && !prefix.contains(['/', '.']) && exact.join("execution.yaml").exists() {
+    if !prefix.is_empty() && !prefix.contains(['/', '.']) && exact.join(REQUEST_FILE).exists() {
         return Some(Ok(ExecutionDir::new(exact)));
     }
     // Compared as bytes as `readdir` hands them out: a project's thousands of names are not
@@ -248,7 +249,7 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
         .ok()?
         .into_iter()
         .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| folder.join(name).join("execution.yaml").exists())
+        .filter(|name| folder.join(name).join(REQUEST_FILE).exists())
         .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
         .collect();
     (!matches.is_empty()).then(|| pick_one(prefix, matches))

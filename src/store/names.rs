@@ -17,11 +17,20 @@ pub fn with_prefix(folder: &Path, prefix: &[u8]) -> std::io::Result<Vec<OsString
         return Err(std::io::Error::last_os_error());
     }
     let mut found = Vec::new();
+    let mut failed = None;
     loop {
         // SAFETY: `dir` is an open stream used by this thread only; the entry it returns
         // stays valid until the next call on the stream, and is copied out before that.
-        let entry = unsafe { libc::readdir(dir) };
+        // `errno` is cleared first: a null entry is the end, or an error when `errno` is set.
+        let entry = unsafe {
+            *libc::__errno_location() = 0;
+            libc::readdir(dir)
+        };
         if entry.is_null() {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(0) {
+                failed = Some(error);
+            }
             break;
         }
         // SAFETY: `d_name` of a returned entry is a NUL-terminated name.
@@ -32,7 +41,7 @@ pub fn with_prefix(folder: &Path, prefix: &[u8]) -> std::io::Result<Vec<OsString
     }
     // SAFETY: `dir` came from opendir and is closed once.
     unsafe { libc::closedir(dir) };
-    Ok(found)
+    failed.map_or(Ok(found), Err)
 }
 
 #[cfg(test)]
