@@ -1,7 +1,8 @@
 //! `cargo bench`: the targets of the `run` issue, measured (not asserted).
 //! - orchestration overhead per phase (state write + event + git commit), 6-phase scripted run;
 //! - peak RSS of a whole `autowrkers run` process;
-//! - latency of `autowrkers --help`.
+//! - latency of `autowrkers --help`;
+//! - start of one sandboxed command (`sh -c true`), with and without network.
 
 // A test or benchmark that cannot go on fails on the spot: unwrap, expect and panic are its
 // way of saying so (the library and binary deny them, see Cargo.toml).
@@ -180,6 +181,56 @@ fn help_latency() {
     println!("`autowrkers --help`: median {:.2?}", median(times));
 }
 
+/// One sandboxed `sh -c true` from the runner's side (sandbox walls raised between `fork` and
+/// `exec`, the shell run, its exit seen), `workspace-write`, without network (the seccomp
+/// filter, or the network namespace on kernels before Landlock ABI 6) and with it, taken in
+/// turn so that the ratio holds through the machine's swings.
+fn sandboxed_command() {
+    use autowrkers::sandbox::{Sandbox, SandboxMode, SandboxSpec};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let work = tempfile::tempdir().expect("work");
+    let sandbox = |network| {
+        Sandbox::new(&SandboxSpec {
+            mode: SandboxMode::WorkspaceWrite,
+            workdir: work.path().to_path_buf(),
+            network,
+            pass_env: vec![],
+            read_paths: vec![],
+            protected: vec![],
+        })
+        .expect("sandbox")
+    };
+    let (off, on) = (sandbox(false), sandbox(true));
+    let time = |sandbox: &Sandbox| {
+        let started = Instant::now();
+        let out = rt
+            .block_on(autowrkers::process::run_shell(
+                "true",
+                sandbox,
+                std::time::Duration::from_secs(10),
+                100,
+            ))
+            .expect("spawn");
+        assert_eq!(out.exit_code, Some(0));
+        started.elapsed()
+    };
+    let pairs: Vec<_> = (0..80).map(|_| (time(&off), time(&on))).collect();
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "sandboxed `sh -c true`: network off median {:.2?}, on {:.2?}; off ÷ on, pair by pair: {:.2}×",
+        median(pairs.iter().map(|p| p.0).collect()),
+        median(pairs.iter().map(|p| p.1).collect()),
+        ratios[ratios.len() / 2]
+    );
+}
+
 fn streaming_overhead() {
     use autowrkers::engine::EventKind;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -315,6 +366,7 @@ fn main() {
     };
     peak_rss();
     help_latency();
+    sandboxed_command();
     orchestration();
     streaming_overhead();
     budget_commands();
