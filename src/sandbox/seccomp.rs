@@ -61,7 +61,7 @@ struct Program {
 }
 
 /// Where a conditional jump goes.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Target {
     Allow,
     RefuseSocket,

@@ -365,6 +365,15 @@ mod tests {
         }
     }
 
+    /// A temp folder holding a worktree (`work`) and a scratch folder, both made.
+    fn folders() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(&scratch).unwrap();
+        (tmp, work, scratch)
+    }
+
     /// Runs `script` in `workdir` behind `walls`; the spawn's error when they fail.
     fn run(walls: Walls, workdir: &Path, script: &str) -> std::io::Result<bool> {
         exit_code(walls, workdir, script).map(|c| c == Some(0))
@@ -387,15 +396,9 @@ mod tests {
 
     #[test]
     fn a_child_behind_the_walls_writes_only_its_worktree() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (work, scratch, outside) = (
-            tmp.path().join("work"),
-            tmp.path().join("scratch"),
-            tmp.path().join("outside"),
-        );
-        for d in [&work, &scratch, &outside] {
-            std::fs::create_dir(d).unwrap();
-        }
+        let (tmp, work, scratch) = folders();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
         std::fs::create_dir(work.join(".git")).unwrap();
         let walls = || Walls::plan(&policy(&work, &scratch)).unwrap().unwrap();
         assert!(run(walls(), &work, "echo ok > inside.txt").unwrap());
@@ -412,10 +415,7 @@ mod tests {
 
     #[test]
     fn a_wall_that_cannot_be_raised_stops_the_command_before_it_starts() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
-        std::fs::create_dir(&work).unwrap();
-        std::fs::create_dir(&scratch).unwrap();
+        let (tmp, work, scratch) = folders();
         let mut walls = Walls::plan(&policy(&work, &scratch)).unwrap().unwrap();
         walls.mounts.push(Mount {
             source: None,
@@ -491,10 +491,7 @@ mod tests {
 
     #[test]
     fn without_network_no_socket_reaches_outside_and_no_signal_leaves() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
-        std::fs::create_dir(&work).unwrap();
-        std::fs::create_dir(&scratch).unwrap();
+        let (_tmp, work, scratch) = folders();
         let closed = policy(&work, &scratch);
         // This kernel (Landlock ABI 7) takes the filter's route, without a network namespace.
         let walls = Walls::plan(&closed).unwrap().unwrap();
