@@ -176,25 +176,6 @@ impl Catalog {
         const BATCH: usize = 512;
         type Batch = std::sync::Arc<Vec<ExecutionSummary>>;
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
-        let stamp_all = |part: &[ExecutionSummary]| -> Vec<Option<String>> {
-            // Each `stat` walks from the executions folder, opened once per batch and project.
-            let mut folder: Option<(&Path, Option<std::fs::File>)> = None;
-            part.iter()
-                .map(|s| {
-                    let dir = Path::new(&s.dir);
-                    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-                        return files_stamp(&ExecutionDir::new(dir));
-                    };
-                    if folder.as_ref().is_none_or(|(p, _)| *p != parent) {
-                        folder = Some((parent, open_folder(parent)));
-                    }
-                    match folder.as_ref().and_then(|(_, f)| f.as_ref()) {
-                        Some(f) => files_stamp_at(f, Path::new(name)),
-                        None => files_stamp(&ExecutionDir::new(dir)),
-                    }
-                })
-                .collect()
-        };
         let (to_workers, jobs) = std::sync::mpsc::channel::<(usize, Batch)>();
         let jobs = std::sync::Mutex::new(jobs);
         let (to_main, done) = std::sync::mpsc::channel::<(usize, Vec<Option<String>>)>();
@@ -208,7 +189,7 @@ impl Catalog {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .recv();
                         let Ok((n, batch)) = job else { break };
-                        if to_main.send((n, stamp_all(&batch))).is_err() {
+                        if to_main.send((n, stamp_batch(&batch))).is_err() {
                             break;
                         }
                     }
@@ -245,7 +226,7 @@ impl Catalog {
             .zip(stamps)
             // A batch whose worker died is stamped here: every summary gets its own stamp.
             .flat_map(|(batch, stamps)| {
-                let stamps = stamps.unwrap_or_else(|| stamp_all(&batch));
+                let stamps = stamps.unwrap_or_else(|| stamp_batch(&batch));
                 // The workers are done: the batch is this thread's alone.
                 let batch = std::sync::Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
                 batch.into_iter().zip(stamps)
@@ -358,6 +339,27 @@ const COMPACT_AFTER: usize = 500;
 
 /// The status a summary has when its files cannot be read.
 pub const DAMAGED: &str = "damaged";
+
+/// [`files_stamp`] of each summary of a batch: each `stat` walks from the executions folder,
+/// opened once per batch and project, not from `/` (most of a `stat` of a long path).
+fn stamp_batch(part: &[ExecutionSummary]) -> Vec<Option<String>> {
+    let mut folder: Option<(&Path, Option<std::fs::File>)> = None;
+    part.iter()
+        .map(|s| {
+            let dir = Path::new(&s.dir);
+            let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+                return files_stamp(&ExecutionDir::new(dir));
+            };
+            if folder.as_ref().is_none_or(|(p, _)| *p != parent) {
+                folder = Some((parent, open_folder(parent)));
+            }
+            match folder.as_ref().and_then(|(_, f)| f.as_ref()) {
+                Some(f) => files_stamp_at(f, Path::new(name)),
+                None => files_stamp(&ExecutionDir::new(dir)),
+            }
+        })
+        .collect()
+}
 
 /// The stamps of `execution.yaml` and `state.json` (none for a state not written yet), hashed
 /// into one short string; `None` when `execution.yaml` is gone. A whole listing computes ten
