@@ -3,6 +3,7 @@
 //! the user's HEAD, index or working files.
 
 mod committer;
+mod placement;
 mod snapshot;
 
 #[cfg(test)]
@@ -300,6 +301,7 @@ impl ProjectRepo {
                 action: format!("create {}", parent.display()),
                 source: git2::Error::from_str(&e.to_string()),
             })?;
+            placement::spread_subfolders(parent);
         }
         // libgit2 fails when two runs create the repository's first worktree at once: make
         // the shared folder first (create_dir_all tolerates a racing creator).
