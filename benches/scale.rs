@@ -166,14 +166,14 @@ fn six_phase_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) -> (PathBuf,
     (keep.join("home"), keep.join("run0"))
 }
 
-/// A 1-phase run in a project of 5 000 files (100 folders of 50, 20 MB): the cost of making the
+/// A 1-phase run in a project of 5 000 files (100 folders of 50, 4 KB each): the cost of making the
 /// run's worktree and removing it, which grows with the project, not with the phases. Twelve
 /// runs in a row, so that each makes its files where the last one's were just freed.
 fn big_project_run(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     let server = rt.block_on(fake_openai::start());
     let tmp = scratch();
     let root = tmp.path().join("big");
-    let text = "// a line of the project's code, forty bytes\n".repeat(90);
+    let text = "// a line of the project's code\n".repeat(128);
     for d in 0..100 {
         let folder = root.join(format!("src/m{d}"));
         std::fs::create_dir_all(&folder).expect("mkdir");
