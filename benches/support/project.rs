@@ -15,13 +15,13 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// A new temp folder for a benchmark's files, in a folder of the temp folder that ext4 is
-/// told to spread its subfolders from (`chattr +T`, its Orlov allocator's "top directory"
-/// hint): each lands in a block group of its own rather than beside the temp folder's other
-/// contents. On an ext4 without a journal (this machine's) a new file is given no inode freed
-/// in the last 60 to 360 seconds, and finding one costs a look at each such inode of its group:
-/// beside a test suite's or a build's churn, making a file costs 100–900 µs instead of 20, and a
-/// run that makes 90 files measures its neighbours. Elsewhere the hint is ignored, or refused
-/// and skipped.
+/// told to spread its subfolders from (its Orlov allocator's "top directory" hint, the mark
+/// `chattr +T` sets, set with the function autowrkers uses on its worktrees folder): each lands
+/// in a block group of its own rather than beside the temp folder's other contents. On an ext4
+/// without a journal (this machine's) a new file is given no inode freed in the last 60 to 360
+/// seconds, and finding one costs a look at each such inode of its group: beside a test suite's
+/// or a build's churn, making a file costs 100–900 µs instead of 20, and a run that makes 90
+/// files measures its neighbours. Elsewhere the hint is ignored, or refused and skipped.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("autowrkers-bench-")
@@ -35,11 +35,7 @@ pub fn scratch_base() -> &'static Path {
     ROOT.get_or_init(|| {
         let root = std::env::temp_dir().join("autowrkers-bench");
         std::fs::create_dir_all(&root).expect("mkdir");
-        let _ = Command::new("chattr")
-            .arg("+T")
-            .arg(&root)
-            .stderr(std::process::Stdio::null())
-            .status();
+        autowrkers::git::spread_subfolders(&root);
         root
     })
 }

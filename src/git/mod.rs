@@ -9,6 +9,7 @@ mod snapshot;
 #[cfg(test)]
 pub(crate) use committer::test_support;
 pub use committer::{CommitJob, Committer};
+pub use placement::spread_subfolders;
 pub use snapshot::{Recorded, commit_folder};
 
 use std::path::Path;
@@ -301,7 +302,7 @@ impl ProjectRepo {
                 action: format!("create {}", parent.display()),
                 source: git2::Error::from_str(&e.to_string()),
             })?;
-            placement::spread_subfolders(parent);
+            spread_subfolders(parent);
         }
         // libgit2 fails when two runs create the repository's first worktree at once: make
         // the shared folder first (create_dir_all tolerates a racing creator).

@@ -22,35 +22,37 @@ const TOPDIR: libc::c_int = 0x0002_0000;
 /// Marks `folder` (which must exist) so that the file system spreads its sub-folders over the
 /// disk; true when the mark is there afterwards. Best effort: a file system without the flag
 /// leaves the folder as it was.
-pub(super) fn spread_subfolders(folder: &Path) -> bool {
+pub fn spread_subfolders(folder: &Path) -> bool {
     let Ok(dir) = std::fs::File::open(folder) else {
         return false;
     };
-    let fd = dir.as_raw_fd();
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which outlives the call.
-    if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+    let Some(flags) = flags(&dir) else {
         return false;
-    }
+    };
     if flags & TOPDIR != 0 {
         return true;
     }
-    flags |= TOPDIR;
+    let marked = flags | TOPDIR;
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which outlives the call.
-    unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) == 0 }
+    unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_SETFLAGS, &marked) == 0 }
+}
+
+/// The inode flags of the open folder `dir` (what `lsattr -d` shows); None where the file
+/// system has none.
+fn flags(dir: &std::fs::File) -> Option<libc::c_int> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    (rc == 0).then_some(flags)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Reads the folder's flags back, as `lsattr -d` would; None where the file system has none.
-    fn flags(folder: &Path) -> Option<libc::c_int> {
-        let dir = std::fs::File::open(folder).unwrap();
-        let mut flags: libc::c_int = 0;
-        // SAFETY: as above.
-        let ok = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } == 0;
-        ok.then_some(flags)
+    /// Reads the folder's flags back, as `lsattr -d` would.
+    fn flags_of(folder: &Path) -> Option<libc::c_int> {
+        flags(&std::fs::File::open(folder).unwrap())
     }
 
     /// Whether `path` is on an ext2/3/4 file system (they share one magic number).
@@ -64,14 +66,14 @@ mod tests {
     #[test]
     fn the_folder_is_marked_a_top_directory_where_the_file_system_has_the_flag() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(before) = flags(dir.path()) else {
+        let Some(before) = flags_of(dir.path()) else {
             // No inode flags here (tmpfs, overlayfs): the call must be harmless.
             assert!(!spread_subfolders(dir.path()));
             return;
         };
         assert_eq!(before & TOPDIR, 0, "a new folder has no mark");
         let marked = spread_subfolders(dir.path());
-        let after = flags(dir.path()).unwrap();
+        let after = flags_of(dir.path()).unwrap();
         assert_eq!(marked, after & TOPDIR != 0, "it says what it did");
         assert!(
             marked || !on_ext4(dir.path()),
@@ -81,7 +83,7 @@ mod tests {
             // Only the mark was added, and asking again changes nothing.
             assert_eq!(after & !TOPDIR, before);
             assert!(spread_subfolders(dir.path()));
-            assert_eq!(flags(dir.path()), Some(after));
+            assert_eq!(flags_of(dir.path()), Some(after));
         }
     }
 
@@ -111,7 +113,7 @@ mod tests {
             .unwrap();
         assert!(worktrees.join("w/a.txt").exists());
         if on_ext4(&worktrees) {
-            assert_ne!(flags(&worktrees).unwrap() & TOPDIR, 0);
+            assert_ne!(flags_of(&worktrees).unwrap() & TOPDIR, 0);
         }
     }
 }
