@@ -1,6 +1,7 @@
 //! Shell commands in their own process group, inside the phase's sandbox: the verifier's checks
 //! and the implementer's `run_command`. A timeout, a cancel or a dropped future kills the whole
-//! group, so a phase never leaves a child running.
+//! group, so a phase never leaves a child running; in a sandbox, a process that left the group
+//! (`setsid`) is still in the command's PID namespace and ends with it (see `sandbox::pid1`).
 
 use std::ffi::OsStr;
 use std::process::Stdio;

@@ -1,15 +1,16 @@
 //! The sandbox of every command a model causes (DESIGN §12): `run_command`, the verifier's
 //! checks and agent CLIs. A [`Sandbox`] is built per phase run; each command it starts gets a
-//! clean environment (see [`env`]) and, unless the mode is `full-access`, enters new user and
-//! mount namespaces, gets the repository's `.git` hidden, and applies Landlock rules (and
-//! without network a seccomp filter, see [`seccomp`]) between `fork` and `exec` (see
-//! [`walls`]). Whether the kernel can do that at all is probed once through this binary's own
+//! clean environment (see [`env`]) and, unless the mode is `full-access`, enters new user, mount
+//! and PID namespaces (see [`pid1`]: nothing it starts outlives it), gets the repository's
+//! `.git` hidden, and applies Landlock rules (and without network a seccomp filter, see
+//! [`seccomp`]) between `fork` and `exec` (see [`walls`]). Whether the kernel can do that at all is probed once through this binary's own
 //! helper (`autowrkers __sandbox`, see [`helper`]); where it cannot, the phase fails closed
 //! with a message naming `--sandbox full-access`.
 
 mod env;
 pub mod helper;
 mod paths;
+mod pid1;
 mod scratch;
 mod seccomp;
 mod walls;

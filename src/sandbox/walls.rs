@@ -5,8 +5,9 @@
 //! system calls only: it runs between `fork` and `exec` of the runner (a multi-threaded process,
 //! whose child may not allocate or take a lock), or in the `__sandbox` helper.
 //!
-//! The order is fixed: new user and mount namespaces, the id maps, the mount tree made private,
-//! the worktree's `.git` and the runner's folder made unwritable, `no_new_privs`, the Landlock
+//! The order is fixed: new user, mount and PID namespaces, the id maps, the mount tree made
+//! private, the worktree's `.git` and the runner's folder made unwritable, the fork that makes
+//! the command its namespace's first process (see `pid1`), `no_new_privs`, the Landlock
 //! ruleset, and last — without network — the seccomp filter that makes `socket(2)` refuse every
 //! family but `AF_UNIX` ([`Filter`]). Where Landlock cannot scope abstract UNIX sockets (before
 //! ABI 6) or no filter is written for the architecture, a network namespace of the command's
@@ -55,6 +56,8 @@ pub(crate) struct Walls {
     gid_map: Vec<u8>,
     mounts: Vec<Mount>,
     ruleset: OwnedFd,
+    /// The Landlock access of the system's `/proc`, for the namespace's own (see `pid1`).
+    proc_read: Option<u64>,
     filter: Option<Filter>,
 }
 
@@ -87,7 +90,8 @@ impl Walls {
         if policy.mode == SandboxMode::FullAccess {
             return Ok(None);
         }
-        let mut namespaces = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
+        // A PID namespace of its own: no process the command starts outlives it (see `pid1`).
+        let mut namespaces = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID;
         let closed = !policy.network && policy.connect_ports.is_empty();
         let scoped = closed
             .then(filter)
@@ -122,6 +126,8 @@ impl Walls {
             gid_map: format!("{gid} {gid} 1").into_bytes(),
             mounts,
             ruleset,
+            proc_read: readable(policy, Path::new("/proc"))
+                .then(|| AccessFs::from_read(ABI::V4).bits()),
             filter,
         }))
     }
@@ -158,6 +164,11 @@ impl Walls {
                 return Err(fail("mount"));
             }
         }
+        // Landlock forbids mounting once applied: the namespace's own `/proc` comes first.
+        super::pid1::split(self.ruleset.as_raw_fd(), self.proc_read).map_err(|errno| Breach {
+            step: "start the command's process namespace",
+            errno,
+        })?;
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes plain integers and affects this process.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(fail("set no_new_privs"));
@@ -181,6 +192,11 @@ impl Walls {
         }
         Ok(())
     }
+}
+
+/// True when `policy` lets its commands read `path` (a rule on it or a folder above it).
+fn readable(policy: &Policy, path: &Path) -> bool {
+    policy.readable.iter().any(|r| path.starts_with(r))
 }
 
 /// Writes `bytes` to a `/proc/self` file with system calls only.
@@ -505,6 +521,8 @@ mod tests {
             try_the_ways_out(|| Walls::plan(&closed).unwrap().unwrap(), &work);
         assert_eq!(udp, Some(3), "a UDP socket could be made");
         assert_eq!(unix, Some(5), "an abstract socket outside was reached");
+        // Two walls stop it: the command's PID namespace (no process outside has a number
+        // there) and, behind it, Landlock's signal scope.
         assert_ne!(signal, Some(0), "a signal reached a process outside");
         // Inside, a command still signals its own processes and makes its own UNIX sockets.
         assert!(run(Walls::plan(&closed).unwrap().unwrap(), &work, "kill -0 $$").unwrap());

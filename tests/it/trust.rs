@@ -369,3 +369,55 @@ async fn read_only_cannot_write_the_worktree_and_sandbox_network_opens_the_netwo
     listener.set_nonblocking(true).expect("nonblocking");
     assert!(listener.accept().is_ok(), "the allowed connection arrived");
 }
+
+/// Live processes of this machine whose command line is exactly `sleep <seconds>`.
+fn sleeping(seconds: &str) -> Vec<i32> {
+    let wanted = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_a_check_starts_does_not_outlive_the_run() {
+    // A port is a number no other test of this process holds: the daemon's name.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let seconds = format!("7{port}");
+    let (head, last) = seconds.split_at(seconds.len() - 1);
+    // It leaves the check's process group and session, and the check ends once it runs.
+    // Neither the script nor grep's pattern holds the number, so only the daemon matches.
+    let script = format!(
+        "P={port}; setsid sleep \"7$P\" </dev/null >/dev/null 2>&1 & n=0; \
+         until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do n=$((n+1)); [ $n -lt 100000 ] || exit 3; done"
+    );
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            &format!(
+                "verify:\n  test: {}\n",
+                serde_json::to_string(&script).expect("json")
+            ),
+        ),
+    ]);
+    let verifier = VERIFIER.replace("order: 2", "order: 1");
+    let out = p
+        .run_template(&format!("name: x\nphases:\n{verifier}"), &[])
+        .await;
+    let left = sleeping(&seconds);
+    for pid in &left {
+        // SAFETY: kill(2) of a process this test's run started.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "outlived the run: {left:?}");
+    assert_eq!(
+        out.code, 0,
+        "the daemon ran: {}\n{}",
+        out.stdout, out.stderr
+    );
+}
