@@ -182,7 +182,8 @@ impl Sandbox {
 
     /// Like [`Self::command`], with what this one command adds (see [`Extra`]). The walls
     /// are raised in the child between `fork` and `exec` ([`walls::Walls::raise`]); a step
-    /// that fails makes the spawn fail, and the command never starts.
+    /// that fails makes the spawn fail, and the command never starts. In every mode the
+    /// command dies with the runner (see `pid1::end_with`).
     pub fn command_with(
         &self,
         program: &OsStr,
@@ -193,6 +194,11 @@ impl Sandbox {
             .ready()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(program);
+        let runner = std::process::id() as libc::pid_t;
+        // SAFETY: `end_with` makes system calls only.
+        unsafe {
+            cmd.pre_exec(move || pid1::end_with(runner));
+        }
         if ready.policy.mode != SandboxMode::FullAccess {
             let mut policy = ready.policy.clone();
             policy.connect_ports.extend_from_slice(extra.connect_ports);

@@ -53,6 +53,24 @@ pub(super) fn split(ruleset: RawFd, proc_read: Option<u64>) -> Result<(), i32> {
     }
 }
 
+/// Makes the calling process (the child of the runner's spawn, before `exec`) die with
+/// `runner`: a runner killed mid-command (`kill -9`, a crash, the machine's OOM killer) takes
+/// the command with it, so a `resume` never finds the last pass's command still at work in
+/// the worktree it is about to use. The kernel signals the death of the runner's thread that
+/// spawned the command; runners spawn from the one thread of their runtime, which lives as
+/// long as they do. Fails when the runner is already gone.
+pub(super) fn end_with(runner: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and affects this process;
+    // getppid(2) has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != runner {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
 /// `struct landlock_path_beneath_attr` of the kernel's UAPI.
 #[repr(C, packed)]
 struct PathBeneath {

@@ -421,3 +421,82 @@ async fn a_daemon_a_check_starts_does_not_outlive_the_run() {
         out.stdout, out.stderr
     );
 }
+
+/// Waits (at most `secs`) until the process `pid` has ended; false when it still runs.
+fn ends_within(pid: i32, secs: i32) -> bool {
+    // SAFETY: pidfd_open(2) and poll(2) on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if fd < 0 {
+            return true; // already gone
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ready = libc::poll(&mut p, 1, secs * 1000) == 1;
+        libc::close(fd);
+        ready
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_runner_takes_its_running_check_with_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let daemon = format!("7{port}");
+    let (head, last) = daemon.split_at(daemon.len() - 1);
+    // A daemon that left the check's session, then word to the test, then the check waits for
+    // it (`setsid` made the session in place: the daemon is still the shell's child).
+    let script = format!(
+        "P={port}; setsid sleep \"7$P\" </dev/null >/dev/null 2>&1 & \
+         until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do :; done; \
+         bash -c \"echo up > /dev/tcp/127.0.0.1/$P\"; wait"
+    );
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            &format!(
+                "verify:\n  test: {}\n",
+                serde_json::to_string(&script).expect("json")
+            ),
+        ),
+    ]);
+    let verifier = VERIFIER.replace("order: 2", "order: 1\n    sandbox_network: true");
+    p.write("t.yaml", &format!("name: x\nphases:\n{verifier}"));
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let mut runner = tokio::process::Command::from(cmd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        accepted = listener.accept() => { accepted.expect("accept"); }
+        ended = runner.wait() => panic!("the run ended before its check was running: {ended:?}"),
+    }
+    let running = sleeping(&daemon);
+    assert_eq!(running.len(), 1, "the daemon runs: {running:?}");
+    runner.start_kill().expect("kill -9 the runner");
+    runner.wait().await.expect("reaped");
+    let left: Vec<i32> = tokio::task::spawn_blocking(move || {
+        running
+            .into_iter()
+            .filter(|pid| !ends_within(*pid, 30))
+            .collect()
+    })
+    .await
+    .expect("join");
+    for pid in &left {
+        // SAFETY: kill(2) of a process this test's run started.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(
+        left.is_empty(),
+        "still running after the runner was killed: {left:?}"
+    );
+}
