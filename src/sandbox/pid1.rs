@@ -195,6 +195,14 @@ mod tests {
         let pid = std::process::id().to_string();
         let seconds = format!("9{pid}");
         let (head, last) = seconds.split_at(seconds.len() - 1);
+        // A process of the machine, outside: its command line is not the command's to read
+        // (a user's `curl -H 'Authorization: …'` in another terminal).
+        let outside = format!("8{pid}");
+        let (o_head, o_last) = outside.split_at(outside.len() - 1);
+        let mut neighbour = std::process::Command::new("sleep")
+            .arg(&outside)
+            .spawn()
+            .unwrap();
         // The daemon leaves the process group and the session; the command waits until it
         // runs, checks that it is its namespace's PID 1 and sees that namespace in /proc,
         // and ends.
@@ -205,7 +213,8 @@ mod tests {
                n=$((n+1)); [ $n -lt 100000 ] || exit 3
              done
              [ $$ = 1 ] || exit 4
-             grep -q '^1 (sh)' /proc/1/stat || exit 5"
+             grep -q '^1 (sh)' /proc/1/stat || exit 5
+             ! grep -qs '{o_head}[{o_last}]' /proc/[0-9]*/cmdline || exit 6"
         );
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", &script, "sh", &pid]).current_dir(&work);
@@ -218,12 +227,18 @@ mod tests {
             });
         }
         let status = cmd.status().unwrap();
+        neighbour.kill().unwrap();
+        neighbour.wait().unwrap();
         let left = sleeping(&seconds);
         for pid in &left {
             // SAFETY: kill(2) of a process this test started.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
         assert!(left.is_empty(), "outlived the command: {left:?}");
-        assert_eq!(status.code(), Some(0), "the daemon ran, in the namespace");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the daemon ran, in the namespace, which shows no process outside it"
+        );
     }
 }
