@@ -1,37 +1,50 @@
 //! A sandboxed command's processes live in a PID namespace of their own, so that none of them
 //! outlives the command. A process group is not a wall: `setsid` or a double `fork` leaves it,
 //! and such a daemon kept running after its phase, and after its run, with the deleted worktree
-//! as its folder. A namespace cannot be left, and when its first process (PID 1) ends the kernel
-//! kills every process still in it before that exit completes.
+//! as its folder. A namespace cannot be left, and when its first process (PID 1, its init)
+//! ends the kernel kills every process still in it before that exit completes.
 //!
 //! `unshare(CLONE_NEWPID)` puts the caller's next child, not the caller, in the new namespace,
-//! so [`split`] (between `fork` and `exec`, after the walls' `unshare`) forks once more: the
-//! child becomes PID 1 and goes on to `exec` the command with a `/proc` of its namespace; the
-//! parent — the process the runner started, in the runner's process group like its child — holds
-//! no descriptor, waits for PID 1 and exits as it did. Everything here is a system call: safe in
-//! the child of a multi-threaded process.
+//! so [`split`] (between `fork` and `exec`, after the walls' `unshare`) makes three processes of
+//! one: the process the runner started waits, in the runner's namespace, and exits as the
+//! command did; its child is the namespace's init, which mounts the namespace's `/proc`, reaps
+//! every orphan and ends when the command ends; the init's child (PID 2) goes on to `exec` the
+//! command. The command is not PID 1 on purpose: the kernel drops every signal an init sends
+//! itself or gets from inside its namespace without a handler for it, so a `kill $$` or a test
+//! that sends itself `SIGTERM` would not die. Everything here is a system call: safe in the
+//! child of a multi-threaded process. All three share the runner's process group: the runner's
+//! kill of the group reaches each.
 
 use std::os::fd::RawFd;
 
-/// Forks the namespace's first process and returns in it; the calling process becomes the
-/// waiting parent and never returns. `proc_read` is the Landlock access the system's `/proc`
-/// has in `ruleset` (not yet applied), given to the namespace's own `/proc` too: Landlock
-/// follows rules by inode, and a rule on the `/proc` below does not reach one mounted over
-/// it. `Err` carries `errno`.
+/// Makes the namespace's init and the command's process, and returns in the latter; the
+/// calling process becomes the waiting parent and never returns. `proc_read` is the Landlock
+/// access the system's `/proc` has in `ruleset` (not yet applied), given to the namespace's own
+/// `/proc` too: Landlock follows rules by inode, and a rule on the `/proc` below does not reach
+/// one mounted over it. `Err` carries `errno`.
 pub(super) fn split(ruleset: RawFd, proc_read: Option<u64>) -> Result<(), i32> {
-    // SAFETY: fork(2) in a single-threaded process (the child of the runner's spawn).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
+    // The init's word on how the command ended: a wait status, written once.
+    let mut report = [0; 2];
+    // SAFETY: pipe2(2) fills the two-element array.
+    if unsafe { libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(errno());
     }
-    if pid > 0 {
-        wait_as(pid);
+    let [heard, told] = report;
+    // SAFETY: fork(2) in a single-threaded process (the child of the runner's spawn).
+    let init = unsafe { libc::fork() };
+    if init < 0 {
+        return Err(errno());
     }
-    // PID 1 dies with the waiting parent: a kill of the runner's child alone still ends the
-    // command and, with it, the namespace.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and affects this process.
+    if init > 0 {
+        wait_as(init, heard);
+    }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and affects this process; `heard`
+    // is this process's copy of the pipe's end.
     unsafe {
+        // The init dies with the waiting parent: a kill of the runner's child alone still ends
+        // the namespace.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::close(heard);
     }
     // A `/proc` that shows the namespace's processes, under the numbers the command knows
     // them by (`$$`, `$!`), and no other process of the machine. Where the kernel refuses (a
@@ -47,10 +60,20 @@ pub(super) fn split(ruleset: RawFd, proc_read: Option<u64>) -> Result<(), i32> {
             std::ptr::null(),
         )
     } == 0;
-    match proc_read {
-        Some(access) if mounted => allow(ruleset, c"/proc", access),
-        _ => Ok(()),
+    if let Some(access) = proc_read.filter(|_| mounted) {
+        allow(ruleset, c"/proc", access)?;
     }
+    // SAFETY: as the fork above.
+    let command = unsafe { libc::fork() };
+    if command < 0 {
+        return Err(errno());
+    }
+    if command > 0 {
+        reap_until(command, told);
+    }
+    // SAFETY: this process's copy of the pipe's end, not used here.
+    unsafe { libc::close(told) };
+    Ok(())
 }
 
 /// Makes the calling process (the child of the runner's spawn, before `exec`) die with
@@ -107,29 +130,73 @@ fn allow(ruleset: RawFd, path: &std::ffi::CStr, access: u64) -> Result<(), i32> 
     failed.map_or(Ok(()), Err)
 }
 
-/// The waiting parent: closes every descriptor (the runner's pipes then end, and its spawn
-/// learns of the `exec`, when PID 1's copies close), waits for `pid`, and ends the way it
-/// ended — the same exit code, or killed by the same signal.
-fn wait_as(pid: libc::pid_t) -> ! {
+/// Closes every descriptor but `keep`: the runner's pipes then end, and its spawn learns of
+/// the `exec`, when the command's own copies close.
+fn close_all_but(keep: RawFd) {
+    let keep = keep as u32;
     // SAFETY: close_range(2) and close(2) only close this process's descriptors.
     unsafe {
-        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            for fd in 0..1024 {
+        let below = keep == 0 || libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32) == 0;
+        let above = libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32) == 0;
+        if !(below && above) {
+            for fd in (0..1024).filter(|fd| *fd != keep as i32) {
                 libc::close(fd);
             }
         }
     }
+}
+
+/// Waits for `pid` (retrying on `EINTR`); its wait status, or `None` on another error.
+fn wait_for(pid: libc::pid_t) -> Option<i32> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid(2) writes the status into a local.
         let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
         if rc == pid {
+            return Some(status);
+        }
+        if rc < 0 && errno() != libc::EINTR {
+            return None;
+        }
+    }
+}
+
+/// The namespace's init: reaps every process that ends in the namespace (orphans come to it)
+/// until `command` ends, writes its wait status to `told` and exits, which ends the namespace.
+fn reap_until(command: libc::pid_t, told: RawFd) -> ! {
+    close_all_but(told);
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) writes the status into a local.
+        let rc = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if rc == command {
             break;
         }
         if rc < 0 && errno() != libc::EINTR {
             // SAFETY: _exit(2) ends this process without running anything of the runner's.
             unsafe { libc::_exit(127) }
         }
+    }
+    // SAFETY: writes the four bytes of a local; _exit as above.
+    unsafe {
+        libc::write(told, (&raw const status).cast(), 4);
+        libc::_exit(0)
+    }
+}
+
+/// The waiting parent: holds no descriptor but `heard`, waits for the namespace's `init`, and
+/// ends the way the command ended (its exit code, or killed by the same signal) — or, when the
+/// init died before it could tell (killed with the runner's group), the way the init did.
+fn wait_as(init: libc::pid_t, heard: RawFd) -> ! {
+    close_all_but(heard);
+    let Some(mut status) = wait_for(init) else {
+        // SAFETY: _exit(2) ends this process without running anything of the runner's.
+        unsafe { libc::_exit(127) }
+    };
+    let mut told = 0i32;
+    // SAFETY: reads at most four bytes into a local.
+    if unsafe { libc::read(heard, (&raw mut told).cast(), 4) } == 4 {
+        status = told;
     }
     if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
@@ -154,7 +221,7 @@ fn errno() -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::CommandExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::path::PathBuf;
 
     use super::super::walls::Walls;
@@ -172,8 +239,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_daemon_the_command_starts_ends_with_the_command() {
+    /// Runs `sh -c script sh arg` behind the walls of a workspace-write policy (the system's
+    /// folders and `/proc` readable, no network) in a fresh worktree; how it ended.
+    fn behind_walls(script: &str, arg: &str) -> std::process::ExitStatus {
         let tmp = tempfile::tempdir().unwrap();
         let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
         std::fs::create_dir(&work).unwrap();
@@ -190,6 +258,29 @@ mod tests {
             connect_ports: Vec::new(),
         };
         let walls = Walls::plan(&policy).unwrap().unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", script, "sh", arg]).current_dir(&work);
+        // SAFETY: `raise` makes system calls only.
+        unsafe {
+            cmd.pre_exec(move || {
+                walls
+                    .raise()
+                    .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
+            });
+        }
+        cmd.status().unwrap()
+    }
+
+    #[test]
+    fn the_command_ends_as_it_would_outside_even_by_its_own_signal() {
+        // An init would not die of a signal it sends itself: the command is not the init.
+        let status = behind_walls("kill -TERM $$; exit 7", "");
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        assert_eq!(behind_walls("exit 7", "").code(), Some(7));
+    }
+
+    #[test]
+    fn a_daemon_the_command_starts_ends_with_the_command() {
         // Unique to this test process. Neither the script (the shell's command line) nor grep's
         // pattern holds the number itself, so only the daemon's command line matches.
         let pid = std::process::id().to_string();
@@ -204,29 +295,19 @@ mod tests {
             .spawn()
             .unwrap();
         // The daemon leaves the process group and the session; the command waits until it
-        // runs, checks that it is its namespace's PID 1 and sees that namespace in /proc,
-        // and ends.
+        // runs, checks that it is its namespace's first process after the init and sees that
+        // namespace in /proc, and ends.
         let script = format!(
             "setsid sleep \"9$1\" </dev/null >/dev/null 2>&1 &
              n=0
              until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do
                n=$((n+1)); [ $n -lt 100000 ] || exit 3
              done
-             [ $$ = 1 ] || exit 4
-             grep -q '^1 (sh)' /proc/1/stat || exit 5
+             [ $$ = 2 ] || exit 4
+             grep -q '^2 (sh)' /proc/2/stat || exit 5
              ! grep -qs '{o_head}[{o_last}]' /proc/[0-9]*/cmdline || exit 6"
         );
-        let mut cmd = std::process::Command::new("/bin/sh");
-        cmd.args(["-c", &script, "sh", &pid]).current_dir(&work);
-        // SAFETY: `raise` makes system calls only.
-        unsafe {
-            cmd.pre_exec(move || {
-                walls
-                    .raise()
-                    .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
-            });
-        }
-        let status = cmd.status().unwrap();
+        let status = behind_walls(&script, &pid);
         neighbour.kill().unwrap();
         neighbour.wait().unwrap();
         let left = sleeping(&seconds);

@@ -6,8 +6,8 @@
 //! whose child may not allocate or take a lock), or in the `__sandbox` helper.
 //!
 //! The order is fixed: new user, mount and PID namespaces, the id maps, the mount tree made
-//! private, the worktree's `.git` and the runner's folder made unwritable, the fork that makes
-//! the command its namespace's first process (see `pid1`), `no_new_privs`, the Landlock
+//! private, the worktree's `.git` and the runner's folder made unwritable, the forks that make
+//! the namespace's init and the command's process (see `pid1`), `no_new_privs`, the Landlock
 //! ruleset, and last — without network — the seccomp filter that makes `socket(2)` refuse every
 //! family but `AF_UNIX` ([`Filter`]). Where Landlock cannot scope abstract UNIX sockets (before
 //! ABI 6) or no filter is written for the architecture, a network namespace of the command's
