@@ -5,6 +5,7 @@
 mod atomic;
 mod catalog;
 mod execution_dir;
+mod id_list;
 mod index;
 mod lock;
 mod names;
@@ -196,7 +197,10 @@ pub fn find_execution(
     let project = project.and_then(|p| p.canonicalize().ok());
     // The current project first, by the names in its folder alone: no file is read, and the
     // index (whose open costs more than listing thousands of names) is not needed.
-    if let Some(found) = project.as_deref().and_then(|p| find_in_project(p, prefix)) {
+    if let Some(found) = project
+        .as_deref()
+        .and_then(|p| find_in_project(home, p, prefix))
+    {
         return found;
     }
     if let Some(catalog) = Catalog::open(home, project.as_deref())? {
@@ -235,7 +239,11 @@ fn pick_one(
 
 /// The execution of `project` whose id is `prefix` or begins with it: `None` when none does,
 /// an error when several do (and none is exactly `prefix`).
-fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, StoreError>> {
+fn find_in_project(
+    home: &Home,
+    project: &Path,
+    prefix: &str,
+) -> Option<Result<ExecutionDir, StoreError>> {
     let folder = ProjectDir::new(project).executions();
     // A whole id (what `--json`, the REST API and scripts pass) is looked up by its name: the
     // folder's thousands of names are listed only for a prefix.
@@ -243,15 +251,17 @@ fn find_in_project(project: &Path, prefix: &str) -> Option<Result<ExecutionDir, 
     if !prefix.is_empty() && !prefix.contains(['/', '.']) && exact.join(REQUEST_FILE).exists() {
         return Some(Ok(ExecutionDir::new(exact)));
     }
-    // Compared as bytes as `readdir` hands them out: a project's thousands of names are not
-    // each copied to find the one or two the prefix names.
-    let matches: Vec<(String, ExecutionDir)> = names::with_prefix(&folder, prefix.as_bytes())
-        .ok()?
-        .into_iter()
-        .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| folder.join(name).join(REQUEST_FILE).exists())
-        .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
-        .collect();
+    // Matched against the folder's names as remembered at its current stamp, else as
+    // `readdir` hands them out (compared as bytes: a project's thousands of names are not each
+    // copied to find the one or two the prefix names).
+    let matches: Vec<(String, ExecutionDir)> =
+        id_list::with_prefix(home, &folder, prefix.as_bytes())
+            .ok()?
+            .into_iter()
+            .map(|name| name.to_string_lossy().into_owned())
+            .filter(|name| folder.join(name).join(REQUEST_FILE).exists())
+            .map(|name| (name.clone(), ExecutionDir::new(folder.join(name))))
+            .collect();
     (!matches.is_empty()).then(|| pick_one(prefix, matches))
 }
 
@@ -287,7 +297,8 @@ mod tests {
                 std::fs::write(folder.join(id).join("execution.yaml"), "id: x\n").expect("write");
             }
         }
-        let found = |p: &str| find_in_project(tmp.path(), p).map(|r| r.map(|d| d.id()));
+        let home = super::Home::at(tmp.path().join("home"));
+        let found = |p: &str| find_in_project(&home, tmp.path(), p).map(|r| r.map(|d| d.id()));
         assert_eq!(found("abd").expect("some").expect("one"), "abd3");
         assert_eq!(found("abc1").expect("some").expect("exact"), "abc1");
         assert!(matches!(
