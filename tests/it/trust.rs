@@ -382,18 +382,17 @@ fn sleeping(seconds: &str) -> Vec<i32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_a_check_starts_does_not_outlive_the_run() {
-    // A port is a number no other test of this process holds: the daemon's name.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
-    let port = listener.local_addr().expect("addr").port();
+/// A project whose verification check starts a daemon (`sleep 7<port>`, out of the check's
+/// process group and session), waits until it runs, then does `then`. Returns the project and
+/// the daemon's argument. A port is a number no other test of this process holds; neither the
+/// script nor grep's pattern holds the number itself, so only the daemon matches.
+fn project_with_a_daemon(port: u16, then: &str) -> (Project, String) {
     let seconds = format!("7{port}");
     let (head, last) = seconds.split_at(seconds.len() - 1);
-    // It leaves the check's process group and session, and the check ends once it runs.
-    // Neither the script nor grep's pattern holds the number, so only the daemon matches.
     let script = format!(
         "P={port}; setsid sleep \"7$P\" </dev/null >/dev/null 2>&1 & n=0; \
-         until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do n=$((n+1)); [ $n -lt 100000 ] || exit 3; done"
+         until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do n=$((n+1)); [ $n -lt 100000 ] || exit 3; done; \
+         {then}"
     );
     let p = Project::git(&[
         ("a.txt", "a\n"),
@@ -405,6 +404,15 @@ async fn a_daemon_a_check_starts_does_not_outlive_the_run() {
             ),
         ),
     ]);
+    (p, seconds)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_a_check_starts_does_not_outlive_the_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    // The check ends once its daemon runs.
+    let (p, seconds) = project_with_a_daemon(port, "true");
     let verifier = VERIFIER.replace("order: 2", "order: 1");
     let out = p
         .run_template(&format!("name: x\nphases:\n{verifier}"), &[])
@@ -447,25 +455,10 @@ async fn a_killed_runner_takes_its_running_check_with_it() {
         .await
         .expect("listener");
     let port = listener.local_addr().expect("addr").port();
-    let daemon = format!("7{port}");
-    let (head, last) = daemon.split_at(daemon.len() - 1);
-    // A daemon that left the check's session, then word to the test, then the check waits for
-    // it (`setsid` made the session in place: the daemon is still the shell's child).
-    let script = format!(
-        "P={port}; setsid sleep \"7$P\" </dev/null >/dev/null 2>&1 & \
-         until grep -qs '{head}[{last}]' /proc/[0-9]*/cmdline; do :; done; \
-         bash -c \"echo up > /dev/tcp/127.0.0.1/$P\"; wait"
-    );
-    let p = Project::git(&[
-        ("a.txt", "a\n"),
-        (
-            ".autowrkers/config.yaml",
-            &format!(
-                "verify:\n  test: {}\n",
-                serde_json::to_string(&script).expect("json")
-            ),
-        ),
-    ]);
+    // Word to the test, then the check waits for its daemon (`setsid` made the session in
+    // place: the daemon is still the shell's child).
+    let (p, daemon) =
+        project_with_a_daemon(port, "bash -c \"echo up > /dev/tcp/127.0.0.1/$P\"; wait");
     let verifier = VERIFIER.replace("order: 2", "order: 1\n    sandbox_network: true");
     p.write("t.yaml", &format!("name: x\nphases:\n{verifier}"));
     let mut cmd = p.cmd();
