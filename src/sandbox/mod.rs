@@ -3,9 +3,10 @@
 //! clean environment (see [`env`]) and, unless the mode is `full-access`, enters new user, mount
 //! and PID namespaces (see [`pid1`]: nothing it starts outlives it), gets the repository's
 //! `.git` hidden, and applies Landlock rules (and without network a seccomp filter, see
-//! [`seccomp`]) between `fork` and `exec` (see [`walls`]). Whether the kernel can do that at all is probed once through this binary's own
-//! helper (`autowrkers __sandbox`, see [`helper`]); where it cannot, the phase fails closed
-//! with a message naming `--sandbox full-access`.
+//! [`seccomp`]) between `fork` and `exec` (see [`walls`]). Whether the kernel can do that at
+//! all is probed once through this binary's own helper (`autowrkers __sandbox`, see
+//! [`helper`]); where it cannot, the phase fails closed with a message naming
+//! `--sandbox full-access`.
 
 mod env;
 pub mod helper;
