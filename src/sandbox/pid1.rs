@@ -165,6 +165,7 @@ fn wait_for(pid: libc::pid_t) -> Option<i32> {
 /// until `command` ends, writes its wait status to `told` and exits, which ends the namespace.
 fn reap_until(command: libc::pid_t, told: RawFd) -> ! {
     close_all_but(told);
+    name_self(c"autowrkers-init");
     let mut status = 0;
     loop {
         // SAFETY: waitpid(2) writes the status into a local.
@@ -189,6 +190,7 @@ fn reap_until(command: libc::pid_t, told: RawFd) -> ! {
 /// init died before it could tell (killed with the runner's group), the way the init did.
 fn wait_as(init: libc::pid_t, heard: RawFd) -> ! {
     close_all_but(heard);
+    name_self(c"autowrkers-wait");
     let Some(mut status) = wait_for(init) else {
         // SAFETY: _exit(2) ends this process without running anything of the runner's.
         unsafe { libc::_exit(127) }
@@ -213,6 +215,15 @@ fn wait_as(init: libc::pid_t, heard: RawFd) -> ! {
     }
     // SAFETY: as above.
     unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
+}
+
+/// Names this process for `ps -e` and `top` (a fork of the runner is otherwise shown as one
+/// more `autowrkers`). At most 15 bytes.
+fn name_self(name: &std::ffi::CStr) {
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0);
+    }
 }
 
 fn errno() -> i32 {
