@@ -185,6 +185,23 @@ pub(crate) mod test_support {
         dir
     }
 
+    /// A new repository at `path` whose HEAD is one commit of `a.txt` ("a"); that commit's id.
+    pub(crate) fn one_commit(path: &Path) -> (git2::Repository, String) {
+        let repo = git2::Repository::init(path).unwrap();
+        std::fs::write(path.join("a.txt"), "a\n").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("a.txt")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let me = git2::Signature::now("t", "t@t").unwrap();
+        let base = repo
+            .commit(Some("HEAD"), &me, &me, "base", &tree, &[])
+            .unwrap()
+            .to_string();
+        drop(tree);
+        (repo, base)
+    }
+
     /// The messages of execution `id`'s ref, newest first.
     pub(crate) fn messages(project: &Path, id: &str) -> Vec<String> {
         let repo = git2::Repository::open(project).unwrap();

@@ -548,17 +548,7 @@ mod tests {
     #[test]
     fn a_reset_undoes_half_work_and_leaves_a_clean_worktree_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path()).unwrap();
-        std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
-        let mut index = repo.index().unwrap();
-        index.add_path(Path::new("a.txt")).unwrap();
-        index.write().unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let me = Signature::now("t", "t@t").unwrap();
-        let base = repo
-            .commit(Some("HEAD"), &me, &me, "base", &tree, &[])
-            .unwrap()
-            .to_string();
+        let (repo, base) = test_support::one_commit(dir.path());
         // An interrupted attempt: a changed file and a new one.
         std::fs::write(dir.path().join("a.txt"), "half\n").unwrap();
         std::fs::create_dir(dir.path().join("new")).unwrap();

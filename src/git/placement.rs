@@ -97,19 +97,12 @@ mod tests {
     fn a_worktree_is_made_in_a_marked_folder() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("project");
-        let repo = git2::Repository::init(&project).unwrap();
-        std::fs::write(project.join("a.txt"), "a\n").unwrap();
-        let mut index = repo.index().unwrap();
-        index.add_path(Path::new("a.txt")).unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let me = git2::Signature::now("t", "t@t").unwrap();
-        let base = repo
-            .commit(Some("HEAD"), &me, &me, "base", &tree, &[])
-            .unwrap();
+        std::fs::create_dir(&project).unwrap();
+        let (_, base) = super::super::test_support::one_commit(&project);
         let worktrees = dir.path().join("home/worktrees");
         let project = super::super::ProjectRepo::open(&project).unwrap();
         project
-            .ensure_worktree("w", "b", &base.to_string(), &worktrees.join("w"))
+            .ensure_worktree("w", "b", &base, &worktrees.join("w"))
             .unwrap();
         assert!(worktrees.join("w/a.txt").exists());
         if on_ext4(&worktrees) {

@@ -14,6 +14,9 @@
 //! that sends itself `SIGTERM` would not die. Everything here is a system call: safe in the
 //! child of a multi-threaded process. All three share the runner's process group: the runner's
 //! kill of the group reaches each.
+//!
+//! [`end_with`], the other half of "nothing outlives its owner", applies to every command, in
+//! every mode: the command dies with its runner.
 
 use std::os::fd::RawFd;
 
@@ -232,11 +235,10 @@ fn errno() -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::path::PathBuf;
+    use std::os::unix::process::ExitStatusExt;
 
     use super::super::walls::Walls;
-    use super::super::{Policy, SandboxMode};
+    use super::super::walls::tests::{folders, policy, status};
 
     /// Live processes of this machine whose command line is exactly `sleep <seconds>`.
     fn sleeping(seconds: &str) -> Vec<i32> {
@@ -250,36 +252,12 @@ mod tests {
             .collect()
     }
 
-    /// Runs `sh -c script sh arg` behind the walls of a workspace-write policy (the system's
+    /// Runs `sh -c script sh arg` behind the walls of the walls' tests' policy (the system's
     /// folders and `/proc` readable, no network) in a fresh worktree; how it ended.
     fn behind_walls(script: &str, arg: &str) -> std::process::ExitStatus {
-        let tmp = tempfile::tempdir().unwrap();
-        let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
-        std::fs::create_dir(&work).unwrap();
-        std::fs::create_dir(&scratch).unwrap();
-        let policy = Policy {
-            mode: SandboxMode::WorkspaceWrite,
-            workdir: work.clone(),
-            scratch,
-            network: false,
-            readable: ["/usr", "/bin", "/lib", "/lib64", "/etc", "/proc"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
-            connect_ports: Vec::new(),
-        };
-        let walls = Walls::plan(&policy).unwrap().unwrap();
-        let mut cmd = std::process::Command::new("/bin/sh");
-        cmd.args(["-c", script, "sh", arg]).current_dir(&work);
-        // SAFETY: `raise` makes system calls only.
-        unsafe {
-            cmd.pre_exec(move || {
-                walls
-                    .raise()
-                    .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
-            });
-        }
-        cmd.status().unwrap()
+        let (_tmp, work, scratch) = folders();
+        let walls = Walls::plan(&policy(&work, &scratch)).unwrap().unwrap();
+        status(walls, &work, script, &[arg]).unwrap()
     }
 
     #[test]

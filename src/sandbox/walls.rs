@@ -27,6 +27,9 @@ use landlock::{
 use super::seccomp::Filter;
 use super::{Policy, SandboxMode};
 
+/// The Landlock ABI whose file-system rights the rules name (the least a sandbox needs).
+const FS_ABI: ABI = ABI::V4;
+
 /// Devices any command may read and write.
 const DEVICES: [&str; 7] = [
     "/dev/null",
@@ -127,7 +130,7 @@ impl Walls {
             mounts,
             ruleset,
             proc_read: readable(policy, Path::new("/proc"))
-                .then(|| AccessFs::from_read(ABI::V4).bits()),
+                .then(|| AccessFs::from_read(FS_ABI).bits()),
             filter,
         }))
     }
@@ -299,7 +302,7 @@ fn inherited_flags(path: &Path) -> libc::c_ulong {
 /// ABI 6 can: the network filter's half of keeping a command off the network. Anything else
 /// the kernel cannot enforce in full is an error.
 fn ruleset(policy: &Policy, scoped: bool) -> Result<OwnedFd, String> {
-    let abi = ABI::V4;
+    let abi = FS_ABI;
     let err = |e: landlock::RulesetError| {
         format!("this kernel cannot enforce Landlock ABI 4 (filesystem and TCP rules): {e}")
     };
@@ -362,18 +365,20 @@ fn ruleset(policy: &Policy, scoped: bool) -> Result<OwnedFd, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::process::CommandExt;
 
-    fn policy(workdir: &Path, scratch: &Path) -> Policy {
+    /// A workspace-write policy without network for `workdir`: the system's folders and
+    /// `/proc` readable.
+    pub(in crate::sandbox) fn policy(workdir: &Path, scratch: &Path) -> Policy {
         Policy {
             mode: SandboxMode::WorkspaceWrite,
             workdir: workdir.to_path_buf(),
             scratch: scratch.to_path_buf(),
             network: false,
-            readable: ["/usr", "/bin", "/lib", "/lib64", "/etc"]
+            readable: ["/usr", "/bin", "/lib", "/lib64", "/etc", "/proc"]
                 .iter()
                 .map(std::path::PathBuf::from)
                 .collect(),
@@ -382,7 +387,8 @@ mod tests {
     }
 
     /// A temp folder holding a worktree (`work`) and a scratch folder, both made.
-    fn folders() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    pub(in crate::sandbox) fn folders()
+    -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let (work, scratch) = (tmp.path().join("work"), tmp.path().join("scratch"));
         std::fs::create_dir(&work).unwrap();
@@ -397,8 +403,20 @@ mod tests {
 
     /// Runs `script` in `workdir` behind `walls`; its exit code.
     fn exit_code(walls: Walls, workdir: &Path, script: &str) -> std::io::Result<Option<i32>> {
+        status(walls, workdir, script, &[]).map(|s| s.code())
+    }
+
+    /// Runs `sh -c script sh args…` in `workdir` behind `walls`; how it ended.
+    pub(in crate::sandbox) fn status(
+        walls: Walls,
+        workdir: &Path,
+        script: &str,
+        args: &[&str],
+    ) -> std::io::Result<std::process::ExitStatus> {
         let mut cmd = std::process::Command::new("/bin/sh");
-        cmd.args(["-c", script]).current_dir(workdir);
+        cmd.args(["-c", script, "sh"])
+            .args(args)
+            .current_dir(workdir);
         // SAFETY: `raise` makes system calls only.
         unsafe {
             cmd.pre_exec(move || {
@@ -407,7 +425,7 @@ mod tests {
                     .map_err(|b| std::io::Error::from_raw_os_error(b.errno))
             });
         }
-        cmd.status().map(|s| s.code())
+        cmd.status()
     }
 
     #[test]
