@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::confine::confine;
+use crate::git::WorktreeGate;
 use crate::process::run_shell;
 use crate::providers::ToolSpec;
 use crate::sandbox::Sandbox;
@@ -31,18 +32,38 @@ pub struct Toolbox<'s> {
     sandbox: Option<&'s Sandbox>,
     can_edit: bool,
     command_timeout: Duration,
+    /// Opens when `root` is there: every call waits for it.
+    ready: WorktreeGate,
 }
 
 impl<'s> Toolbox<'s> {
     /// Tools for `root`; `can_edit` adds write_file and edit_file, and run_command when a
     /// sandbox is given to run commands in.
     pub fn new(root: &Path, can_edit: bool, sandbox: Option<&'s Sandbox>) -> std::io::Result<Self> {
-        Ok(Self {
-            root: root.canonicalize()?,
+        Ok(Self::after(
+            root.canonicalize()?,
+            can_edit,
+            sandbox,
+            WorktreeGate::open(),
+        ))
+    }
+
+    /// Tools for a worktree that may still be in the making at `root` (a canonical path):
+    /// each call waits for `ready` first, so the model's first answer can be on its way while
+    /// the project is checked out.
+    pub fn after(
+        root: PathBuf,
+        can_edit: bool,
+        sandbox: Option<&'s Sandbox>,
+        ready: WorktreeGate,
+    ) -> Self {
+        Self {
+            root,
             sandbox,
             can_edit,
             command_timeout: Duration::from_secs(300),
-        })
+            ready,
+        }
     }
 
     /// The specs offered to the model.
@@ -89,6 +110,7 @@ impl<'s> Toolbox<'s> {
 
     /// Runs one tool call; `Err` is a message for the model, not a failure of the phase.
     pub async fn call(&self, name: &str, arguments: &str) -> Result<String, String> {
+        self.ready.wait().await?;
         let args: serde_json::Value = if arguments.trim().is_empty() {
             json!({})
         } else {
@@ -303,4 +325,28 @@ struct EditArgs {
 #[derive(Deserialize)]
 struct CommandArgs {
     command: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_waits_for_the_worktree_to_be_made() {
+        let root = tempfile::tempdir().unwrap();
+        let worktree = root.path().canonicalize().unwrap().join("w");
+        let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+        let made = worktree.clone();
+        let gate = WorktreeGate::making(move || {
+            wait_for_go.recv().map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&made).map_err(|e| e.to_string())?;
+            std::fs::write(made.join("main.rs"), "fn main() {}").map_err(|e| e.to_string())
+        });
+        let toolbox = Toolbox::after(worktree, false, None, gate);
+        // The call is polled first: it must wait for the folder, not find it missing.
+        let (listed, ()) = tokio::join!(toolbox.call("list_files", "{}"), async {
+            go.send(()).unwrap();
+        });
+        assert!(listed.unwrap().contains("main.rs"));
+    }
 }

@@ -29,6 +29,9 @@ pub(crate) struct PhaseEnv<'a> {
     /// The project's repository, opened once by the pass; None when it is not one.
     pub repo: Option<&'a crate::git::ProjectRepo>,
     pub workspace: &'a Workspace,
+    /// Opens when the workspace's worktree is there (a new run's is made beside its first
+    /// phases): waited for before anything reads or runs in it.
+    pub worktree: &'a crate::git::WorktreeGate,
     pub in_worktree: bool,
     pub bus: &'a EventBus,
     pub http: &'a HttpClient,

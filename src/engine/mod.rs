@@ -67,6 +67,8 @@ pub(crate) struct Reconcile<'a> {
     /// The project's repository, opened once for the whole pass (a `git2` repository reads
     /// its config files at each open); None when the project is not a git repository.
     pub repo: Option<crate::git::ProjectRepo>,
+    /// Opens when the run's worktree is there: a new run's is made beside its first phases.
+    pub worktree: crate::git::WorktreeGate,
     pub prompts: PromptLibrary,
     pub checks: Checks,
     pub sandbox: sandboxing::SandboxBase,

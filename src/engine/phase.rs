@@ -63,12 +63,17 @@ async fn run_inner(
     observer: &PhaseObserver<'_>,
     tally: &mut Tally,
 ) -> PhaseOutcome {
-    let sandbox = match env
+    let spec = env
         .sandbox
-        .spec_for(job.phase, Path::new(&env.workspace.dir))
-        .map(|spec| Sandbox::new(&spec))
-        .transpose()
+        .spec_for(job.phase, Path::new(&env.workspace.dir));
+    // A phase that runs commands (an agent CLI, the implementer, the verifier) starts in the
+    // worktree: it waits for the worktree to be made. Others wait at their first tool call.
+    if spec.is_some()
+        && let Err(e) = env.worktree.wait().await
     {
+        return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e);
+    }
+    let sandbox = match spec.map(|spec| Sandbox::new(&spec)).transpose() {
         Ok(s) => s,
         Err(e) => {
             return PhaseOutcome::failed(tally.clone(), &job.phase.provider_config, e.to_string());
@@ -170,8 +175,17 @@ async fn run_model(
     } else {
         None
     };
-    let toolbox = Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
-        .map_err(|e| Failure::Answer(e.to_string()))?;
+    let toolbox = match env.worktree.pending() {
+        // The workspace's path is canonical as recorded; the folder may not be there yet.
+        true => Toolbox::after(
+            env.workspace.dir.clone().into(),
+            implementer,
+            sandbox,
+            env.worktree.clone(),
+        ),
+        false => Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
+            .map_err(|e| Failure::Answer(e.to_string()))?,
+    };
     let max_turns = config.extra_params.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     // A chat model gets our loop and a conversation; an agent CLI only the prompt.
     let mut chat = provider.map(|p| {

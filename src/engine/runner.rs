@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 pub use super::error::{EngineError, Unready};
 use super::events::{EventBus, EventKind};
 use super::{Reconcile, now, short};
-use crate::git::ProjectRepo;
+use crate::git::{ProjectRepo, WorktreeGate};
 use crate::keys::Keys;
 use crate::prompts::PromptLibrary;
 use crate::providers::{self, HttpClient, ProviderError};
@@ -295,8 +295,11 @@ impl Engine {
         let made = state.workspace.is_none();
         let mut encoder = crate::store::StateEncoder::resumed(&state);
         let recorder = super::recorder::Recorder::new(dir);
+        let mut worktree = WorktreeGate::open();
         if made {
-            state.workspace = Some(self.make_workspace(&request, &project, repo.as_ref())?);
+            let (workspace, making) = self.make_workspace(&request, &project, repo.as_ref())?;
+            state.workspace = Some(workspace);
+            worktree = making;
             // Written while the pass sets up; its first phase waits for it (recorder).
             recorder.write(&mut encoder, &mut state, true)?;
         }
@@ -314,6 +317,10 @@ impl Engine {
                 base,
                 Path::new(&workspace.dir),
             )?;
+        }
+        if config.verify.is_none() {
+            // The checks are then found from the worktree's files.
+            worktree.wait().await.map_err(EngineError::Project)?;
         }
         let mut checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
         checks.off = request.no_verify;
@@ -341,6 +348,7 @@ impl Engine {
             request,
             state,
             repo,
+            worktree,
             checks,
             bad_edit: None,
             request_seen,
@@ -356,6 +364,9 @@ impl Engine {
             status = pass.run() => status,
             never = super::control::announce(notices, bus, announcer) => match never {},
         };
+        // A worktree still being made when the pass ended early (nothing needed it yet) is
+        // finished before its removal, or before the lock is let go.
+        let made = pass.worktree.wait().await;
         if let Ok(s) = &status {
             // The ref's tip always tells how the execution stands: committed in the commit
             // thread while the worktree is removed, and waited for before the lock is let go.
@@ -366,21 +377,27 @@ impl Engine {
                 released.wait()?;
             }
             written?;
+            made.map_err(EngineError::Project)?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))
     }
 
+    /// A new execution's workspace, and the gate its worktree's making opens: the branch and
+    /// worktree are made on a thread of their own (see [`WorktreeGate`]) while the pass goes on.
     fn make_workspace(
         &self,
         request: &ExecutionRequest,
         project: &Path,
         repo: Option<&ProjectRepo>,
-    ) -> Result<Workspace, EngineError> {
-        let here = |base| Workspace {
-            dir: project.to_string_lossy().into_owned(),
-            base_commit: base,
-            branch: None,
+    ) -> Result<(Workspace, WorktreeGate), EngineError> {
+        let here = |base| {
+            let workspace = Workspace {
+                dir: project.to_string_lossy().into_owned(),
+                base_commit: base,
+                branch: None,
+            };
+            (workspace, WorktreeGate::open())
         };
         let Some(repo) = repo else {
             return Ok(here(None));
@@ -397,14 +414,42 @@ impl Engine {
         }
         let short_id = short(&request.id);
         let branch = format!("autowrkers/{short_id}-{}", slug(&request.task_description));
+        // A runner killed while it made this branch (before the state recorded it) left its
+        // lock: the branch is this execution's alone, and the pass holds its lock.
+        repo.clear_stale_locks(&request.id, Some(&branch), None);
+        // Its canonical path, recorded before the folder exists: the folder it is made in,
+        // made canonical, and its name.
         let path = self.home.worktree(short_id);
-        repo.ensure_worktree(&format!("autowrkers-{short_id}"), &branch, &base, &path)?;
-        let dir = path.canonicalize().unwrap_or(path);
-        Ok(Workspace {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(EngineError::Project(format!(
+                "no worktree path in {}",
+                path.display()
+            )));
+        };
+        let io = |e| StoreError::Io {
+            path: parent.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(parent).map_err(io)?;
+        let dir = parent.canonicalize().map_err(io)?.join(name);
+        let making = {
+            let (project, dir) = (project.to_path_buf(), dir.clone());
+            let (branch, base) = (branch.clone(), base.clone());
+            let name = format!("autowrkers-{short_id}");
+            WorktreeGate::making(move || {
+                let repo = ProjectRepo::open(&project).ok_or_else(|| {
+                    format!("{} is no longer a git repository", project.display())
+                })?;
+                repo.ensure_worktree(&name, &branch, &base, &dir)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let workspace = Workspace {
             dir: dir.to_string_lossy().into_owned(),
             base_commit: Some(base),
             branch: Some(branch),
-        })
+        };
+        Ok((workspace, making))
     }
 
     /// Notes that `dir` changed, for the sled index: the next command that opens it records

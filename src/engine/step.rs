@@ -138,6 +138,7 @@ impl Reconcile<'_> {
             repo: self.repo.as_ref(),
             in_worktree: workspace.branch.is_some(),
             workspace: &workspace,
+            worktree: &self.worktree,
             bus: self.bus,
             http: &self.engine.http,
             keys: &self.engine.keys,

@@ -3,12 +3,15 @@
 //! the user's HEAD, index or working files.
 
 mod committer;
+mod half_made;
+mod pending;
 mod placement;
 mod snapshot;
 
 #[cfg(test)]
 pub(crate) use committer::test_support;
 pub use committer::{CommitJob, Committer};
+pub use pending::WorktreeGate;
 pub use placement::spread_subfolders;
 pub use snapshot::{Recorded, commit_folder};
 
@@ -247,11 +250,27 @@ impl ProjectRepo {
         base: &str,
         path: &Path,
     ) -> Result<(), GitError> {
-        if path.join(".git").exists() {
+        if self.worktree_whole(name, path) {
             return Ok(());
         }
         let _lock = self.worktree_lock()?;
         self.add_worktree(name, branch, base, path)
+    }
+
+    /// Whether the worktree `name` at `path` was made whole. libgit2 writes the worktree's
+    /// `.git` file before it checks the project's files out, and the worktree's index (in the
+    /// project's `.git/worktrees/<name>/`) after the last of them: a runner killed in between
+    /// left a folder holding part of the project, which the next pass must not take for the
+    /// project (an analyzer would read it, a verifier test it).
+    fn worktree_whole(&self, name: &str, path: &Path) -> bool {
+        path.join(".git").exists()
+            && self
+                .repo
+                .commondir()
+                .join("worktrees")
+                .join(name)
+                .join("index")
+                .exists()
     }
 
     /// One runner at a time adds or removes this repository's worktrees: libgit2 reads and
@@ -279,7 +298,7 @@ impl ProjectRepo {
         base: &str,
         path: &Path,
     ) -> Result<(), GitError> {
-        if path.join(".git").exists() {
+        if self.worktree_whole(name, path) {
             return Ok(());
         }
         let oid = Oid::from_str(base).ctx("parse base commit")?;
@@ -291,11 +310,21 @@ impl ProjectRepo {
                 .branch(branch, &commit, false)
                 .ctx("create branch")?,
         };
-        if let Ok(stale) = self.repo.find_worktree(name) {
-            // A worktree whose folder is gone (a crash while creating it) blocks the name.
-            let mut opts = git2::WorktreePruneOptions::new();
-            opts.valid(true).working_tree(true);
-            stale.prune(Some(&mut opts)).ctx("prune stale worktree")?;
+        // A worktree left half made by a crash blocks the name. One libgit2 knows (its folder
+        // gone, or only part of its files checked out) is pruned, its folder with it (the
+        // folder its record names); one whose record a kill cut short is cleared by hand.
+        match self.repo.find_worktree(name) {
+            Ok(stale) => {
+                let mut opts = git2::WorktreePruneOptions::new();
+                opts.valid(true).working_tree(true);
+                stale.prune(Some(&mut opts)).ctx("prune stale worktree")?;
+            }
+            Err(_) => {
+                half_made::clear(self.repo.commondir(), name, path).map_err(|e| GitError {
+                    action: format!("clear the half-made worktree {}", path.display()),
+                    source: git2::Error::from_str(&e.to_string()),
+                })?
+            }
         }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| GitError {

@@ -231,3 +231,69 @@ async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit
         "the ref's tip is the state"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worktree_a_kill_left_half_checked_out_is_made_again() {
+    // Two verifiers: the first waits for the worktree to be whole before the kill, the second
+    // tests, after the resume, the worktree as the resume found it (no implementer resets it).
+    let verifier = |id: &str, order: u32| {
+        format!(
+            "  - id: {id}\n    name: {id}\n    role: verifier\n    provider_config: {{provider_type: none}}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: {order}\n"
+        )
+    };
+    let template = format!(
+        "name: v\nphases:\n{}{}",
+        verifier("v1", 1),
+        verifier("v2", 2)
+    );
+    let mut tried = Vec::new();
+    // The first instant at which the first verifier is saved completed and the second not.
+    for point in (1..=8).map(|n| format!("temp:state.json#{n}")) {
+        let p = Project::git(&[
+            ("a.txt", "a\n"),
+            ("keep.txt", "k\n"),
+            (
+                ".autowrkers/config.yaml",
+                "verify:\n  test: \"test -f keep.txt\"\n",
+            ),
+        ]);
+        p.write("t.yaml", &template);
+        let mut cmd = p.cmd();
+        cmd.env("AUTOWRKERS_CRASH_AT", &point)
+            .args(["run", "--task", "x", "--template", "t.yaml"]);
+        let out = run(cmd).await;
+        let Ok(text) = std::fs::read_to_string(p.execution().join("state.json")) else {
+            tried.push(format!("{point}: no state"));
+            continue;
+        };
+        let state: Value = serde_json::from_str(&text).expect("state");
+        let runs = state["phase_executions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let status = |i: usize| runs.get(i).map(|r| r["status"].clone());
+        if out.code == 0
+            || status(0) != Some(json!("completed"))
+            || status(1).is_some_and(|s| s == "completed")
+        {
+            tried.push(format!("{point}: {:?} {:?}", status(0), status(1)));
+            continue;
+        }
+        let id = state["id"].as_str().expect("id").to_owned();
+        let short = &id[..8];
+        let worktree = p.home.path().join("worktrees").join(short);
+        let record = p.path().join(format!(".git/worktrees/autowrkers-{short}"));
+        // What a kill during libgit2's checkout leaves: the worktree's `.git` file and some
+        // of the files, and no index yet.
+        std::fs::remove_file(worktree.join("keep.txt")).expect("unfinished file");
+        std::fs::remove_file(record.join("index")).expect("unwritten index");
+
+        let mut cmd = p.cmd();
+        cmd.args(["resume", short]);
+        let out = run(cmd).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert_eq!(p.state()["status"], "completed", "keep.txt was checked out");
+        return;
+    }
+    panic!("no kill fell between the two verifiers: {tried:?}");
+}
