@@ -10,6 +10,7 @@
 
 mod agent_phase;
 mod cleanup;
+mod configs;
 mod context;
 mod control;
 mod desired;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::configs::read_config;
 pub use super::error::{EngineError, Unready};
 use super::events::{EventBus, EventKind};
 use super::{Reconcile, now, short};
@@ -527,14 +528,6 @@ fn check_project(project: &Path, in_place: bool) -> Result<(), EngineError> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// A config file checked against its schema; an absent file is the empty config.
-fn read_config(path: &Path) -> Result<ProjectConfig, EngineError> {
-    if !path.exists() {
-        return Ok(ProjectConfig::default());
-    }
-    Ok(spec::load::parse_config(&spec::load::read(path)?, path)?)
 }
 
 /// A branch-safe slug of the task: lowercase words joined by `-`, at most 40 characters.
