@@ -13,6 +13,20 @@ fn execution(project: &Path, id: &str, created: &str) -> ExecutionDir {
     dir
 }
 
+/// A home and a project holding one execution (`aaa1`), which an index has recorded once.
+fn indexed_once() -> (tempfile::TempDir, Home, PathBuf, ExecutionDir) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = Home::at(tmp.path().join("home"));
+    let project = tmp.path().join("p");
+    let dir = execution(&project, "aaa1", "2026-01-01T00:00:00Z");
+    drop(
+        Catalog::open(&home, Some(&project))
+            .expect("open")
+            .expect("index"),
+    );
+    (tmp, home, project, dir)
+}
+
 #[test]
 fn folders_the_index_lacks_are_added_and_changed_files_repaired() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -89,15 +103,7 @@ fn a_whole_listing_is_newest_first_and_checks_every_row_across_batches() {
 
 #[test]
 fn a_deleted_index_is_rebuilt_from_the_files() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let home = Home::at(tmp.path().join("home"));
-    let project = tmp.path().join("p");
-    execution(&project, "aaa1", "2026-01-01T00:00:00Z");
-    drop(
-        Catalog::open(&home, Some(&project))
-            .expect("open")
-            .expect("index"),
-    );
+    let (_tmp, home, project, _) = indexed_once();
     std::fs::remove_dir_all(home.index()).expect("rm index");
     let catalog = Catalog::open(&home, Some(&project))
         .expect("open")
@@ -107,15 +113,7 @@ fn a_deleted_index_is_rebuilt_from_the_files() {
 
 #[test]
 fn an_index_in_an_older_layout_is_rebuilt() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let home = Home::at(tmp.path().join("home"));
-    let project = tmp.path().join("p");
-    execution(&project, "aaa1", "2026-01-01T00:00:00Z");
-    drop(
-        Catalog::open(&home, Some(&project))
-            .expect("open")
-            .expect("index"),
-    );
+    let (_tmp, home, project, _) = indexed_once();
     // What the first layout held: the summary under `exec:`, no format mark.
     let old = Index::open_in(&home).expect("index");
     old.put_raw("meta:format", b"1").expect("put");
@@ -131,15 +129,7 @@ fn an_index_in_an_older_layout_is_rebuilt() {
 
 #[test]
 fn a_noted_change_is_recorded_by_the_next_open() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let home = Home::at(tmp.path().join("home"));
-    let project = tmp.path().join("p");
-    let dir = execution(&project, "aaa1", "2026-01-01T00:00:00Z");
-    drop(
-        Catalog::open(&home, Some(&project))
-            .expect("open")
-            .expect("index"),
-    );
+    let (_tmp, home, project, dir) = indexed_once();
     // A runner changes the budget and notes it; the index learns it without a lookup.
     let yaml = std::fs::read_to_string(dir.request_path()).expect("read");
     std::fs::write(dir.request_path(), format!("{yaml}budget_limit: 2.5\n")).expect("write");
