@@ -129,7 +129,7 @@ fn an_index_in_an_older_layout_is_rebuilt() {
 
 #[test]
 fn a_noted_change_is_recorded_by_the_next_open() {
-    let (_tmp, home, project, dir) = indexed_once();
+    let (_tmp, home, _, dir) = indexed_once();
     // A runner changes the budget and notes it; the index learns it without a lookup.
     let yaml = std::fs::read_to_string(dir.request_path()).expect("read");
     std::fs::write(dir.request_path(), format!("{yaml}budget_limit: 2.5\n")).expect("write");
