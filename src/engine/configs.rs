@@ -37,12 +37,7 @@ pub(super) fn read_config(path: &Path) -> Result<ProjectConfig, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Sets `path`'s mtime.
-    fn set_mtime(path: &Path, when: std::time::SystemTime) {
-        let file = std::fs::File::options().write(true).open(path).unwrap();
-        file.set_modified(when).unwrap();
-    }
+    use crate::store::set_mtime;
 
     /// Sets `path`'s mtime to a fixed instant long past, `secs` seconds apart for each `secs`.
     fn stamp_at(path: &Path, secs: u64) {

@@ -175,16 +175,13 @@ async fn run_model(
     } else {
         None
     };
-    let toolbox = match env.worktree.pending() {
+    let toolbox = if env.worktree.pending() {
         // The workspace's path is canonical as recorded; the folder may not be there yet.
-        true => Toolbox::after(
-            env.workspace.dir.clone().into(),
-            implementer,
-            sandbox,
-            env.worktree.clone(),
-        ),
-        false => Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
-            .map_err(|e| Failure::Answer(e.to_string()))?,
+        let root = env.workspace.dir.clone().into();
+        Toolbox::after(root, implementer, sandbox, env.worktree.clone())
+    } else {
+        Toolbox::new(Path::new(&env.workspace.dir), implementer, sandbox)
+            .map_err(|e| Failure::Answer(e.to_string()))?
     };
     let max_turns = config.extra_params.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
     // A chat model gets our loop and a conversation; an agent CLI only the prompt.

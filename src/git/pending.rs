@@ -9,7 +9,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 /// Opens when the worktree is there: at once for one that already was (or for a run without
 /// one), else when the thread making it is done. Clones share the one thread.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WorktreeGate(Option<Shared<BoxFuture<'static, Result<(), String>>>>);
 
 impl WorktreeGate {

@@ -9,13 +9,12 @@
 //! one listing.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{Home, Stamp, names};
+use super::{Home, Stamp, names, write_replace};
 
 /// The names in `folder` that begin with `prefix` (not `.`, `..` or a name holding a line
 /// break), from the list remembered for it in `home` when that list is current, else from a
@@ -61,8 +60,9 @@ fn header(folder: &Path, stamp: Stamp) -> Vec<u8> {
     head
 }
 
-/// Writes the list (a new file renamed into place: a reader sees the old list or the new one).
-/// A failure costs only the next command a listing, so it is not reported.
+/// Writes the list (a new file renamed into place, not synced: a reader sees the old list or
+/// the new one, and a list lost to a power cut is a listing again). A failure costs only the
+/// next command a listing, so it is not reported.
 fn remember(file: &Path, head: &[u8], names: &[OsString]) {
     let mut text = Vec::with_capacity(head.len() + names.len() * 37);
     text.extend_from_slice(head);
@@ -70,14 +70,7 @@ fn remember(file: &Path, head: &[u8], names: &[OsString]) {
         text.extend_from_slice(name.as_bytes());
         text.push(b'\n');
     }
-    let Some(parent) = file.parent() else {
-        return;
-    };
-    let _ = std::fs::create_dir_all(parent).and_then(|()| {
-        let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-        tmp.write_all(&text)?;
-        tmp.persist(file).map(drop).map_err(|e| e.error)
-    });
+    let _ = write_replace(file, &text);
 }
 
 #[cfg(test)]
@@ -87,10 +80,7 @@ mod tests {
     /// Sets `path`'s modification time `secs` seconds into the past.
     fn age(path: &Path, secs: u64) {
         let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
-        std::fs::File::open(path)
-            .unwrap()
-            .set_modified(when)
-            .unwrap();
+        crate::store::set_mtime(path, when);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub use index::{ExecutionSummary, Index, KvTree};
 pub use lock::{ExecutionLock, LockError};
 pub use paths::{Home, ProjectDir};
 pub use stamp::Stamp;
+#[cfg(test)]
+pub(crate) use stamp::set_mtime;
 pub use state_encoder::{Encoded, History, StateEncoder};
 pub use tail::{EventTail, runner_alive, shown_status};
 

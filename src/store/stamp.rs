@@ -68,6 +68,14 @@ impl Stamp {
     }
 }
 
+/// Sets the modification time of the file or folder `path` to `when` (opened for reading:
+/// its owner may set its times), for tests of the caches that trust a settled stamp.
+#[cfg(test)]
+pub(crate) fn set_mtime(path: &Path, when: std::time::SystemTime) {
+    let file = std::fs::File::open(path);
+    file.and_then(|f| f.set_modified(when)).expect("set mtime");
+}
+
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}.{}.{}", self.ino, self.secs, self.nanos, self.size)
