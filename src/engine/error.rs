@@ -36,6 +36,9 @@ pub enum EngineError {
     /// Git failed.
     #[error(transparent)]
     Git(#[from] GitError),
+    /// The run's worktree, made on a thread of its own, could not be made (the text says why).
+    #[error("{0}")]
+    Worktree(String),
     /// A bug: a transition outside Appendix B.
     #[error(transparent)]
     Transition(#[from] IllegalTransition),

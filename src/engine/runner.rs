@@ -321,7 +321,7 @@ impl Engine {
         }
         if config.verify.is_none() {
             // The checks are then found from the worktree's files.
-            worktree.wait().await.map_err(EngineError::Project)?;
+            worktree.wait().await.map_err(EngineError::Worktree)?;
         }
         let mut checks = verify::resolve(config.verify.as_ref(), Path::new(&workspace.dir));
         checks.off = request.no_verify;
@@ -378,7 +378,7 @@ impl Engine {
                 released.wait()?;
             }
             written?;
-            made.map_err(EngineError::Project)?;
+            made.map_err(EngineError::Worktree)?;
         }
         // Every status change was noted for the index as it happened (`set_status`).
         Ok((status?, pass.request_seen))

@@ -232,15 +232,53 @@ async fn after_sigkill_resume_clears_git_locks_and_recommits_a_lost_phase_commit
     );
 }
 
+/// A verifier phase (`provider_type: none`) with id `id`.
+fn verifier(id: &str, order: u32) -> String {
+    format!(
+        "  - id: {id}\n    name: {id}\n    role: verifier\n    provider_config: {{provider_type: none}}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: {order}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worktree_that_cannot_be_made_fails_its_phase_and_the_run_resumes_once_fixed() {
+    let p = Project::git(&[
+        ("a.txt", "a\n"),
+        (
+            ".autowrkers/config.yaml",
+            "verify:\n  test: \"test -f a.txt\"\n",
+        ),
+    ]);
+    p.write("t.yaml", &format!("name: v\nphases:\n{}", verifier("v", 1)));
+    // A file where git keeps its worktrees' records: the worktree's thread cannot make one.
+    let records = p.path().join(".git/worktrees");
+    std::fs::write(&records, "").expect("block");
+    let mut cmd = p.cmd();
+    cmd.args(["run", "--task", "x", "--template", "t.yaml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "a failure, not a usage error: {}", out.stderr);
+    assert!(
+        out.stderr.contains("the worktree could not be made"),
+        "{}",
+        out.stderr
+    );
+    let state = p.state();
+    assert_eq!(state["status"], "paused");
+    let error = state["phase_executions"][0]["error_message"].as_str();
+    assert!(error.is_some_and(|e| e.contains("the worktree could not be made")));
+
+    std::fs::remove_file(&records).expect("unblock");
+    let id = state["id"].as_str().expect("id").to_owned();
+    let mut cmd = p.cmd();
+    cmd.args(["resume", &id[..8]]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(p.state()["status"], "completed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worktree_a_kill_left_half_checked_out_is_made_again() {
     // Two verifiers: the first waits for the worktree to be whole before the kill, the second
     // tests, after the resume, the worktree as the resume found it (no implementer resets it).
-    let verifier = |id: &str, order: u32| {
-        format!(
-            "  - id: {id}\n    name: {id}\n    role: verifier\n    provider_config: {{provider_type: none}}\n    output_artifact_type: verification_report\n    success_pattern: null\n    order: {order}\n"
-        )
-    };
     let template = format!(
         "name: v\nphases:\n{}{}",
         verifier("v1", 1),
